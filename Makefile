@@ -1,0 +1,47 @@
+# mmbcd-node: `make serve` runs the node, `make test` runs the test suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NODE := $(VENV)/bin/mmbcd-node
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export YOLO_OFFLINE := 1
+export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
+SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools
+
+.PHONY: serve test venv system-tools lint bench-receive clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Installs the DICOM peers the tests talk to, when missing and run as root.
+system-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing (install them as root)"; exit 1; fi; \
+	fi
+
+serve: venv
+	mkdir -p var
+	$(NODE) db upgrade
+	$(NODE) serve
+
+test: venv system-tools
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check mmbcd_node ml tests migrations
+
+bench-receive: venv system-tools
+	$(PY) -m tests.bench.receive $(BENCH_ARGS)
+
+clean:
+	rm -rf var .pytest_cache

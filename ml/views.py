@@ -1,0 +1,55 @@
+"""Laterality and view of a mammogram from its DICOM header (no pixel data needed).
+
+Shared by the node's receiver (study completion) and the model's preprocessing, so
+both read the header the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydicom import Dataset
+
+# SNOMED / DICOM codes of CID 4014 (View for Mammography) for the views we use.
+_VIEW_CODES = {
+    "399162004": "CC", "R-10242": "CC",
+    "399368009": "MLO", "R-10226": "MLO",
+    "399260004": "ML", "R-10224": "ML",
+    "399352003": "LM", "R-10228": "LM",
+    "399099002": "XCCL", "R-1024A": "XCCL",
+    "441555000": "XCCM", "R-1024B": "XCCM",
+    "399110001": "SIO",
+    "399196006": "FB",
+}
+_TOKEN = re.compile(r"(?<![A-Z])(XCCL|XCCM|MLO|CC|ML|LM)(?![A-Z])")
+
+
+def laterality_of(ds: Dataset) -> str | None:
+    """'R' or 'L' from Image Laterality, else the series Laterality; None if neither."""
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(getattr(ds, keyword, "") or "").strip().upper()
+        if value in ("R", "L"):
+            return value
+    return None
+
+
+def view_of(ds: Dataset) -> str | None:
+    """The view (CC, MLO, ML, ...) from View Code Sequence, else View Position, else a
+    CC/MLO token in Patient Orientation or Series Description; None if none says."""
+    for item in getattr(ds, "ViewCodeSequence", None) or []:
+        view = _VIEW_CODES.get(str(getattr(item, "CodeValue", "")).strip())
+        if view:
+            return view
+    position = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
+    if position:
+        match = _TOKEN.search(position)
+        if match:
+            return match.group(1)
+    for keyword in ("PatientOrientation", "SeriesDescription"):
+        raw = getattr(ds, keyword, None)
+        text = "\\".join(raw) if isinstance(raw, list | tuple) or hasattr(raw, "__iter__") and \
+            not isinstance(raw, str) else str(raw or "")
+        match = _TOKEN.search(text.upper())
+        if match:
+            return match.group(1)
+    return None

@@ -1,0 +1,1 @@
+"""SQL state shared by every stage: models, sessions, migrations and the audit chain."""
