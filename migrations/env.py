@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from mmbcd_node.config import load_config
-from mmbcd_node.db.models import Base
+from mmbcd_node.db.schema import Base
 from mmbcd_node.db.session import make_engine
 
 config = context.config

@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from mmbcd_node.db import migrate
-from mmbcd_node.db.models import Base
+from mmbcd_node.db.schema import Base
 from mmbcd_node.db.session import make_engine
 
 

@@ -1,4 +1,4 @@
-"""Receiving: studies, series, instances and the audit trail.
+"""Receiving: studies, series, instances, the audit trail and the job queue.
 
 Revision ID: 0001
 Revises: 
@@ -112,9 +112,34 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_instances_series_id'), ['series_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_instances_study_id'), ['study_id'], unique=False)
 
+    op.create_table('jobs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.String(length=16), nullable=False),
+    sa.Column('without_history', sa.Boolean(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('not_before', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('lease_owner', sa.String(length=128), nullable=True),
+    sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('bundle_digest', sa.String(length=64), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['study_id'], ['studies.id'], name=op.f('fk_jobs_study_id_studies'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
+    )
+    with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_jobs_claim', ['state', 'priority', 'not_before'], unique=False)
+        batch_op.create_index(batch_op.f('ix_jobs_state'), ['state'], unique=False)
+        batch_op.create_index(batch_op.f('ix_jobs_study_id'), ['study_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table('jobs')
     with op.batch_alter_table('instances', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_instances_study_id'))
         batch_op.drop_index(batch_op.f('ix_instances_series_id'))

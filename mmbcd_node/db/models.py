@@ -151,3 +151,46 @@ class AuditEvent(Base):
     row_hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_audit_events_occurred_at", "occurred_at"),)
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Priority(enum.IntEnum):
+    """Lower runs first; ageing in the claim query keeps background work from starving."""
+
+    URGENT = 0
+    NORMAL = 1
+    BACKGROUND = 2
+
+
+class Job(Base):
+    """One run of the model over one study, claimed by a worker under a lease."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=Priority.NORMAL)
+    # Why the job exists: new | rerun (study reopened) | reprocess (admin).
+    reason: Mapped[str] = mapped_column(String(16), default="new")
+    # Set by the no-order policy: run with an empty history and say so in the result.
+    without_history: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bundle_digest: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_jobs_claim", "state", "priority", "not_before"),)

@@ -1,0 +1,3 @@
+from mmbcd_node.admin.cli import main
+
+main()
