@@ -1,0 +1,38 @@
+"""SQL state of operating the node: liveness heartbeats and audit-forwarding progress."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mmbcd_node.db.models import Base, utcnow
+
+
+class NodeHeartbeat(Base):
+    """The last sign of life of one role in one process (``beat`` keeps it fresh)."""
+
+    __tablename__ = "node_heartbeats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), index=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Free text a role may publish with its beat ("model loaded digest=...").
+    status: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("role", "host", "pid",
+                                       name="uq_node_heartbeats_role_host_pid"),)
+
+
+class AuditForwardCursor(Base):
+    """How far the audit trail has been forwarded to one collector (by audit event id)."""
+
+    __tablename__ = "audit_forward_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    forwarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
