@@ -123,6 +123,8 @@ class WorkerConfig:
     backoff_seconds: float = 30.0
     batch_size: int = 4
     poll_seconds: float = 1.0
+    # A job's queue position ages by one priority level per this many seconds waited.
+    priority_aging_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
