@@ -1,0 +1,177 @@
+"""SQL models of what a job produced and where it went (DESIGN.md §3, §7).
+
+A ``Result`` is one run of the model over a study: its study, breast and view
+probabilities, its ROIs, the bundle that made it and the history that went in.
+Its ``OutputObject`` rows are the DICOM objects built from it (SR, CAD SR, SC,
+GSPS, and the rejection note that withdraws it), each stored under the storage
+root; a ``Delivery`` is one object on its way to one destination.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mmbcd_node.db.models import UID, Base, utcnow
+
+
+class ResultState(enum.StrEnum):
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"  # a re-run replaced it; its objects are withdrawn
+    WITHDRAWN = "withdrawn"  # the order was cancelled; its objects are withdrawn
+
+
+class OutputKind(enum.StrEnum):
+    SR = "sr"  # TID 1500 Comprehensive SR
+    CAD_SR = "cad_sr"  # Mammography CAD SR (TID 4000)
+    SC = "sc"  # Secondary Capture with burned-in boxes
+    GSPS = "gsps"  # Grayscale Softcopy Presentation State
+    KO = "ko"  # IOCM rejection note withdrawing earlier objects
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  # to be sent (again) at next_attempt_at
+    SENT = "sent"  # C-STORE succeeded; awaiting commitment where requested
+    COMMITTED = "committed"  # the destination took over responsibility
+    FAILED = "failed"  # attempts used up, or refused for good
+
+
+class CommitmentState(enum.StrEnum):
+    REQUESTED = "requested"  # N-ACTION accepted, N-EVENT-REPORT awaited
+    COMMITTED = "committed"
+    FAILED = "failed"  # the destination reported a failure for this instance
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"),
+                                          index=True)
+    state: Mapped[str] = mapped_column(String(16), default=ResultState.ACTIVE, index=True)
+    predecessor_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"))
+    probability: Mapped[float] = mapped_column(Float)  # the study (case) probability
+    right_probability: Mapped[float | None] = mapped_column(Float)
+    left_probability: Mapped[float | None] = mapped_column(Float)
+    bundle_digest: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    operating_threshold: Mapped[float | None] = mapped_column(Float)
+    history_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    # JSON list of the order fields the history came from ("OBR-13", "NTE-3"); [] = none.
+    history_sources: Mapped[str] = mapped_column(Text, default="[]")
+    all_views_used: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    views: Mapped[list[ResultView]] = relationship(back_populates="result",
+                                                   cascade="all, delete-orphan")
+    rois: Mapped[list[ResultRoi]] = relationship(back_populates="result",
+                                                 cascade="all, delete-orphan",
+                                                 order_by="ResultRoi.rank")
+    outputs: Mapped[list[OutputObject]] = relationship(back_populates="result",
+                                                       cascade="all, delete-orphan")
+
+
+class ResultView(Base):
+    """One source view of a result: its probability, or why it could not be read."""
+
+    __tablename__ = "result_views"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"),
+                                           index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID)
+    laterality: Mapped[str | None] = mapped_column(String(1))
+    view: Mapped[str | None] = mapped_column(String(16))
+    probability: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    result: Mapped[Result] = relationship(back_populates="views")
+
+
+class ResultRoi(Base):
+    """One region of interest: box in stored pixel coordinates of its source view."""
+
+    __tablename__ = "result_rois"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"),
+                                           index=True)
+    view_sop_instance_uid: Mapped[str] = mapped_column(UID)
+    laterality: Mapped[str | None] = mapped_column(String(1))
+    rank: Mapped[int] = mapped_column(Integer)  # 1 = most attended within its view
+    x0: Mapped[float] = mapped_column(Float)
+    y0: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    detector_score: Mapped[float] = mapped_column(Float)
+    attention: Mapped[float] = mapped_column(Float)
+
+    result: Mapped[Result] = relationship(back_populates="rois")
+
+
+class OutputObject(Base):
+    """A DICOM object this node built; the file is at ``storage.root / path``."""
+
+    __tablename__ = "output_objects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"),
+                                           index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID)
+    path: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when a rejection note withdrew this object from the destinations.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    result: Mapped[Result] = relationship(back_populates="outputs")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="output",
+                                                      cascade="all, delete-orphan")
+
+
+class Delivery(Base):
+    """One output object to one destination, retried until sent (and committed)."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("output_objects.id", ondelete="CASCADE"),
+                                           index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Storage commitment (push model): the N-ACTION's transaction and its outcome.
+    commitment_transaction_uid: Mapped[str | None] = mapped_column(UID, index=True)
+    commitment_state: Mapped[str | None] = mapped_column(String(16))
+    # The sender process sending it now; its claim lasts until next_attempt_at, so a
+    # dead sender's deliveries fall due again.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+
+    output: Mapped[OutputObject] = relationship(back_populates="deliveries")
+
+    __table_args__ = (
+        UniqueConstraint("output_id", "destination", name="uq_deliveries_output_destination"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+    )
