@@ -1,0 +1,1 @@
+"""Operating the node: audit queries, health and metrics, audit messages, doctor, retention."""
