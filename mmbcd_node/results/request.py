@@ -1,0 +1,60 @@
+"""References our objects carry: the order they answer and the objects they point to."""
+
+from __future__ import annotations
+
+from pydicom import Dataset
+
+from mmbcd_node.results.result_set import ObjectReference, ResultSet
+
+
+def referenced_requests(result: ResultSet) -> list[Dataset] | None:
+    """Referenced Request Sequence items (PS3.3 C.17.2) for the order, or None without one.
+
+    The sequence is required only when the object fulfils a requested procedure, so a
+    study run without an order carries none rather than an empty, misleading item.
+    """
+    order = result.order
+    if order is None:
+        return None
+    item = Dataset()
+    item.StudyInstanceUID = result.prediction.study_uid
+    item.AccessionNumber = order.accession_number
+    item.ReferencedStudySequence = []
+    if order.accession_issuer:
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = order.accession_issuer
+        item.IssuerOfAccessionNumberSequence = [issuer]
+    # The identifier sequences are left out, not sent empty: validators read an empty
+    # one as a sequence missing its item.
+    item.PlacerOrderNumberImagingServiceRequest = order.placer_order_number
+    item.FillerOrderNumberImagingServiceRequest = order.filler_order_number
+    item.RequestedProcedureID = order.requested_procedure_id
+    item.RequestedProcedureDescription = order.requested_procedure_description
+    item.RequestedProcedureCodeSequence = []
+    if order.reason_for_requested_procedure:
+        item.ReasonForTheRequestedProcedure = order.reason_for_requested_procedure
+    return [item]
+
+
+def reference_dataset(reference: ObjectReference, study: Dataset | None = None) -> Dataset:
+    """A minimal dataset standing for an object we sent earlier.
+
+    highdicom takes earlier objects as datasets; this carries their four UIDs and, when
+    ``study`` is given, its patient and study attributes (a rejection note inherits
+    them from its first evidence item).
+    """
+    ds = Dataset()
+    if study is not None:
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                        "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+                        "ReferringPhysicianName", "SpecificCharacterSet"):
+            if keyword in study:
+                setattr(ds, keyword, study[keyword].value)
+    ds.StudyInstanceUID = reference.study_instance_uid
+    ds.SeriesInstanceUID = reference.series_instance_uid
+    ds.SOPClassUID = reference.sop_class_uid
+    ds.SOPInstanceUID = reference.sop_instance_uid
+    if reference.is_image:
+        # highdicom tells images from other objects by Rows/Columns (IMAGE vs COMPOSITE).
+        ds.Rows = ds.Columns = 1
+    return ds

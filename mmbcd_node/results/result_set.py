@@ -1,0 +1,264 @@
+"""What the result builders are given: one study's prediction and everything around it.
+
+A ``ResultSet`` is checked once, when it is made, so every builder can rely on it: each
+scored view has its source dataset, every box lies inside its image, the UID root and
+the series-number block are usable. A wrong input raises ``ResultError`` with a message
+that names the view, ROI or setting at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import pydicom
+from pydicom.uid import generate_uid
+
+import mmbcd_node
+from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
+from mmbcd_node.config import NodeConfig
+
+# The one sentence every output carries in its Series Description (LO, max 64 chars).
+NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
+_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.?$")
+_MAX_SERIES_NUMBER = 2**31 - 1
+
+
+class ResultError(ValueError):
+    """A result object cannot be built from the given input; the message says why."""
+
+
+class OutputKind(Enum):
+    """The kinds of object built for a result set, with their offset in the series block.
+
+    Each kind goes into its own series, numbered ``series_numbers + offset``, so a PACS
+    shows the same kind under the same series number in every study.
+    """
+
+    STRUCTURED_REPORT = ("sr", 0, "Structured report")
+    CAD_REPORT = ("cad_sr", 1, "Mammography CAD report")
+    SECONDARY_CAPTURE = ("sc", 2, "ROI overlay images")
+    PRESENTATION_STATE = ("gsps", 3, "ROI annotations")
+    REJECTION_NOTE = ("rejection", 4, "Withdrawn results")
+
+    def __init__(self, config_name: str, offset: int, label: str) -> None:
+        self.config_name = config_name
+        self.offset = offset
+        self.label = label
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    """The order that requested the study, as the RIS sent it (all optional but one)."""
+
+    accession_number: str
+    placer_order_number: str = ""
+    filler_order_number: str = ""
+    requested_procedure_id: str = ""
+    requested_procedure_description: str = ""
+    reason_for_requested_procedure: str = ""
+    accession_issuer: str = ""  # Local Namespace Entity ID of the accession's issuer
+
+
+@dataclass(frozen=True)
+class HistoryProvenance:
+    """Which clinical history went into the model, and from which order fields.
+
+    ``text`` is empty and ``source_fields`` empty when no history was available; the
+    outputs then say so instead of naming fields.
+    """
+
+    text: str = ""
+    source_fields: tuple[str, ...] = ()
+
+    @property
+    def available(self) -> bool:
+        return bool(self.text.strip())
+
+    def statement(self) -> str:
+        """One line for the outputs: the source fields, or that none was available."""
+        if not self.available:
+            return "no history available"
+        fields = ", ".join(self.source_fields) or "unspecified fields"
+        return f"clinical history from {fields}"
+
+
+@dataclass(frozen=True)
+class BundleIdentity:
+    """The model bundle that produced the prediction (its manifest's name, version, digest)."""
+
+    name: str
+    version: str
+    digest: str
+    parameters: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+
+    def parameter_lines(self) -> list[str]:
+        """Parameters as ``key=value`` strings, sorted, for Algorithm Parameters."""
+        return [f"{key}={value}" for key, value in sorted(self.parameters.items())]
+
+
+@dataclass(frozen=True)
+class ObjectReference:
+    """A DICOM object we sent earlier: what a predecessor or a rejection note points to."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+    @classmethod
+    def from_dataset(cls, ds: pydicom.Dataset) -> ObjectReference:
+        """The reference to ``ds``; ``ResultError`` if one of the four UIDs is missing."""
+        try:
+            return cls(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                       str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+        except AttributeError as exc:
+            raise ResultError(f"cannot reference a dataset without {exc.name}") from None
+
+    @property
+    def is_image(self) -> bool:
+        # Secondary Capture image storage classes; our SR and GSPS objects are not images.
+        return self.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7")
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """One study's prediction with its source views, order, history, model and numbering.
+
+    ``views`` are the source datasets (header, plus pixel data for the Secondary
+    Captures). ``uid_entropy``, when given (a job id, say), makes every generated UID a
+    function of it, so rebuilding the same result set yields the same objects and a PACS
+    never receives two copies of one result.
+    """
+
+    prediction: StudyPrediction
+    views: Sequence[pydicom.Dataset]
+    bundle: BundleIdentity
+    uid_root: str
+    series_numbers: int
+    history: HistoryProvenance = field(default_factory=HistoryProvenance)
+    order: OrderContext | None = None
+    predecessor: ObjectReference | None = None
+    device_serial_number: str = "MMBCD"
+    uid_entropy: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _UID_ROOT.match(self.uid_root) or len(self.uid_root) > 40:
+            raise ResultError(
+                f"dicom.uid_root {self.uid_root!r} is not a UID root (digits and dots, "
+                "at most 40 characters so generated UIDs fit in 64)")
+        last = self.series_numbers + max(kind.offset for kind in OutputKind)
+        if self.series_numbers < 1 or last > _MAX_SERIES_NUMBER:
+            raise ResultError(
+                f"results.series_numbers {self.series_numbers} leaves no room for the "
+                f"{len(OutputKind)} result series (1 .. {_MAX_SERIES_NUMBER})")
+        if not self.views:
+            raise ResultError("a result set needs at least one source view")
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in self.views}
+        for ds in self.views:
+            if str(ds.StudyInstanceUID) != self.prediction.study_uid:
+                raise ResultError(
+                    f"source view {ds.SOPInstanceUID} belongs to study {ds.StudyInstanceUID}, "
+                    f"not to the predicted study {self.prediction.study_uid}")
+        for view in self.prediction.views:
+            source = by_uid.get(view.sop_instance_uid)
+            if source is None:
+                raise ResultError(
+                    f"prediction for SOP instance {view.sop_instance_uid} has no source view")
+            for number, roi in enumerate(view.rois, start=1):
+                _check_box(view, number, roi, source)
+
+    # -- lookups the builders share ------------------------------------------------
+
+    @property
+    def study(self) -> pydicom.Dataset:
+        """A source dataset to copy patient and study attributes from."""
+        return self.views[0]
+
+    def source_of(self, view: ViewPrediction) -> pydicom.Dataset:
+        """The source dataset of a predicted view (checked to exist at construction)."""
+        for ds in self.views:
+            if str(ds.SOPInstanceUID) == view.sop_instance_uid:
+                return ds
+        raise ResultError(f"no source view {view.sop_instance_uid}")  # unreachable once built
+
+    @property
+    def scored_views(self) -> list[ViewPrediction]:
+        """Views the model scored (no error)."""
+        return [v for v in self.prediction.views if v.error is None and v.probability is not None]
+
+    @property
+    def failed_views(self) -> list[ViewPrediction]:
+        return [v for v in self.prediction.views if v.error is not None or v.probability is None]
+
+    @property
+    def all_views_used(self) -> bool:
+        return not self.failed_views and len(self.prediction.views) == len(self.views)
+
+    def views_statement(self) -> str:
+        """One line for the outputs: how many of the study's views went in."""
+        used, total = len(self.scored_views), len(self.views)
+        if self.all_views_used:
+            return f"all {total} views used"
+        return f"{used} of {total} views used"
+
+    # -- identity and numbering ----------------------------------------------------
+
+    def series_number(self, kind: OutputKind) -> int:
+        return self.series_numbers + kind.offset
+
+    def series_description(self, kind: OutputKind) -> str:
+        return f"{NOT_FOR_DIAGNOSIS} - {kind.label}"[:64]
+
+    def new_uid(self, *purpose: str) -> str:
+        """A UID under the configured root; stable for the same entropy and purpose."""
+        prefix = self.uid_root if self.uid_root.endswith(".") else self.uid_root + "."
+        if self.uid_entropy is None:
+            return generate_uid(prefix=prefix)
+        return generate_uid(prefix=prefix, entropy_srcs=[self.uid_entropy, *purpose])
+
+    @property
+    def device_uid(self) -> str:
+        """The node as an SR observer device: stable for the same root and serial number."""
+        prefix = self.uid_root if self.uid_root.endswith(".") else self.uid_root + "."
+        return generate_uid(prefix=prefix, entropy_srcs=["device", self.device_serial_number])
+
+    @property
+    def software_versions(self) -> list[str]:
+        """Software Versions values: the node's version and the bundle's version and digest."""
+        values = [f"mmbcd-node {mmbcd_node.__version__}",
+                  f"{self.bundle.name} {self.bundle.version}", self.bundle.digest]
+        return [value[:64] for value in values]
+
+    def device_identity(self) -> dict[str, object]:
+        """Manufacturer / Model Name / Software Versions / Device Serial Number keywords."""
+        return {
+            "Manufacturer": mmbcd_node.MANUFACTURER,
+            "ManufacturerModelName": mmbcd_node.MODEL_NAME,
+            "SoftwareVersions": self.software_versions,
+            "DeviceSerialNumber": self.device_serial_number,
+        }
+
+
+def _check_box(view: ViewPrediction, number: int, roi: RoiPrediction, ds: pydicom.Dataset) -> None:
+    x0, y0, x1, y1 = roi.box
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if not (0 <= x0 < x1 <= columns and 0 <= y0 < y1 <= rows):
+        raise ResultError(
+            f"ROI {number} of view {view.sop_instance_uid} has box {roi.box}, which is not "
+            f"inside the {columns}x{rows} image (x0 < x1 <= columns, y0 < y1 <= rows)")
+
+
+def result_set_for_node(config: NodeConfig, **fields: object) -> ResultSet:
+    """A ``ResultSet`` numbered and identified from the node's configuration.
+
+    ``fields`` are the remaining ``ResultSet`` fields (prediction, views, bundle, ...);
+    the UID root, series block and device serial number (the node's AE title) come from
+    ``config``. Raises ``ResultError`` like the constructor.
+    """
+    return ResultSet(uid_root=config.dicom.uid_root,
+                     series_numbers=config.results.series_numbers,
+                     device_serial_number=config.dicom.ae_title,
+                     **fields)  # type: ignore[arg-type]

@@ -1,0 +1,168 @@
+"""A small 4-view mammography study and a realistic model prediction over it.
+
+The views are Digital Mammography X-Ray Images For Presentation made with pydicom:
+12-bit MONOCHROME2, a bright breast-shaped region against a dark background, Image
+Laterality, View Code Sequence and windowing as a modality writes them. They are small
+(256 x 208) so every result object is quick to build and validate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
+from mmbcd_node.results.result_set import (
+    BundleIdentity,
+    HistoryProvenance,
+    OrderContext,
+    ResultSet,
+)
+
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+ROWS, COLUMNS = 256, 208
+UID_ROOT = "1.2.826.0.1.3680043.10.1453."
+SERIES_NUMBERS = 9900
+_VIEW_CODES = {"CC": ("399162004", "cranio-caudal"),
+               "MLO": ("399368009", "medio-lateral oblique")}
+BUNDLE = BundleIdentity(name="mmbcd-demo", version="1.0.0",
+                        digest="sha256:" + "ab12" * 14,
+                        parameters={"threshold": 0.5, "top_k": 8, "nms_iou": 0.1})
+
+
+def make_mg_view(study: pydicom.Dataset, laterality: str, view: str,
+                 instance_number: int) -> pydicom.Dataset:
+    """One MG For Presentation view of ``study`` (patient/study attributes copied)."""
+    ds = pydicom.Dataset()
+    for element in study:
+        ds.add(element)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = MG_FOR_PRESENTATION
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = instance_number
+    ds.InstanceNumber = 1
+    ds.Modality = "MG"
+    ds.Manufacturer = "Phantom Modality"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.BodyPartExamined = "BREAST"
+    ds.ImageLaterality = laterality
+    ds.ViewPosition = view
+    ds.PatientOrientation = ["P", "L"] if laterality == "R" else ["A", "R"]
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodeMeaning = _VIEW_CODES[view]
+    code.CodingSchemeDesignator = "SCT"
+    ds.ViewCodeSequence = [code]
+    ds.ImagerPixelSpacing = [0.5, 0.5]
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.Rows, ds.Columns = ROWS, COLUMNS
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.VOILUTFunction = "LINEAR"
+    ds.PixelData = _breast_phantom(laterality, seed=instance_number).tobytes()
+    return ds
+
+
+def _breast_phantom(laterality: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:ROWS, 0:COLUMNS]
+    # Chest wall on the image's left for a right breast, on its right for a left one.
+    x = columns if laterality == "R" else COLUMNS - 1 - columns
+    inside = (x / (0.8 * COLUMNS)) ** 2 + ((rows - ROWS / 2) / (0.45 * ROWS)) ** 2 < 1
+    image = np.where(inside, 2600 + rng.normal(0, 150, (ROWS, COLUMNS)), 60)
+    return np.clip(image, 0, 4095).astype(np.uint16)
+
+
+def make_study(views: tuple[tuple[str, str], ...] = (("R", "CC"), ("L", "CC"),
+                                                     ("R", "MLO"), ("L", "MLO")),
+               accession: str = "ACC20260001") -> list[pydicom.Dataset]:
+    """The 4 standard views of one synthetic screening study."""
+    study = pydicom.Dataset()
+    study.SpecificCharacterSet = "ISO_IR 100"
+    study.PatientName = "Phantom^Jane"
+    study.PatientID = "PAT-0001"
+    study.PatientBirthDate = "19650412"
+    study.PatientSex = "F"
+    study.StudyInstanceUID = generate_uid()
+    study.StudyID = "1"
+    study.StudyDate = "20261130"
+    study.StudyTime = "101500"
+    study.AccessionNumber = accession
+    study.ReferringPhysicianName = "Referrer^Rita"
+    return [make_mg_view(study, lat, view, n) for n, (lat, view) in enumerate(views, start=1)]
+
+
+# ROIs per (laterality, view): (box, detector score, attention); attention sums to 1.
+ROIS = {
+    ("R", "CC"): [((40.0, 60.0, 90.0, 110.0), 0.91, 0.62),
+                  ((100.0, 150.0, 130.0, 190.0), 0.35, 0.38)],
+    ("L", "CC"): [((120.0, 80.0, 170.0, 120.0), 0.40, 1.0)],
+    ("R", "MLO"): [((30.0, 40.0, 80.0, 100.0), 0.88, 0.55),
+                   ((90.0, 120.0, 120.0, 150.0), 0.20, 0.25),
+                   ((60.0, 180.0, 100.0, 220.0), 0.15, 0.20)],
+    ("L", "MLO"): [((110.0, 100.0, 160.0, 150.0), 0.30, 1.0)],
+}
+VIEW_PROBABILITY = {("R", "CC"): 0.81, ("L", "CC"): 0.22, ("R", "MLO"): 0.74, ("L", "MLO"): 0.18}
+
+
+def make_prediction(views: list[pydicom.Dataset],
+                    failed_view: tuple[str, str] | None = None) -> StudyPrediction:
+    """A prediction like the pipeline's: ROIs per view, breast = max, study = max.
+
+    ``failed_view`` (laterality, view) is reported as unreadable, as the pipeline does
+    for a view whose pixels cannot be decoded.
+    """
+    predictions = []
+    for ds in views:
+        key = (str(ds.ImageLaterality), str(ds.ViewPosition))
+        if key == failed_view:
+            predictions.append(ViewPrediction(str(ds.SOPInstanceUID), key[0], key[1], None,
+                                              error="pixel data could not be decoded"))
+            continue
+        rois = [RoiPrediction(box, score, attention) for box, score, attention in ROIS[key]]
+        predictions.append(ViewPrediction(str(ds.SOPInstanceUID), key[0], key[1],
+                                          VIEW_PROBABILITY[key], rois))
+    breasts: dict[str, float] = {}
+    for view in predictions:
+        if view.probability is not None and view.laterality:
+            breasts[view.laterality] = max(breasts.get(view.laterality, 0.0), view.probability)
+    return StudyPrediction(study_uid=str(views[0].StudyInstanceUID),
+                           probability=max(breasts.values()) if breasts else None,
+                           breasts=breasts, views=predictions, bundle_digest=BUNDLE.digest,
+                           history_used=True, threshold=0.5)
+
+
+ORDER = OrderContext(accession_number="ACC20260001", placer_order_number="PL-778",
+                     filler_order_number="FI-991", requested_procedure_id="RP-12",
+                     requested_procedure_description="Screening mammography",
+                     reason_for_requested_procedure="Palpable lump right breast")
+HISTORY = HistoryProvenance(text="Palpable lump upper outer quadrant right breast; "
+                                 "mother had breast cancer at 52.",
+                            source_fields=("OBR-13", "OBR-31"))
+
+
+def make_result_set(failed_view: tuple[str, str] | None = None, **changes: object) -> ResultSet:
+    """A complete result set over a fresh synthetic study; ``changes`` replace fields."""
+    views = make_study()
+    result = ResultSet(prediction=make_prediction(views, failed_view), views=views,
+                       bundle=BUNDLE, uid_root=UID_ROOT, series_numbers=SERIES_NUMBERS,
+                       history=HISTORY, order=ORDER, device_serial_number="MMBCD")
+    return dataclasses.replace(result, **changes) if changes else result
+
+
+@pytest.fixture
+def result_set() -> ResultSet:
+    """A 4-view result set with order and history, every view scored."""
+    return make_result_set()

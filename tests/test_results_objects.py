@@ -1,0 +1,321 @@
+"""The DICOM result objects: TID 1500 SR, Secondary Captures, GSPS and rejection notes.
+
+Every object is written to a file and checked the way a PACS would meet it: dciodvfy
+reports no IOD errors, SR documents read back with dcmtk's dsrdump and with highdicom,
+and the content matches the prediction it was built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+import mmbcd_node
+from mmbcd_node.results.presentation_state import build_presentation_states
+from mmbcd_node.results.rejection_note import RejectionReason, build_rejection_note
+from mmbcd_node.results.result_set import (
+    NOT_FOR_DIAGNOSIS,
+    HistoryProvenance,
+    ObjectReference,
+    ResultError,
+)
+from mmbcd_node.results.secondary_capture import build_secondary_captures
+from mmbcd_node.results.structured_report import build_structured_report
+from tests.support.dicom_validation import dciodvfy_errors, dsrdump, write
+from tests.support.predictions import ROIS, SERIES_NUMBERS, UID_ROOT, make_result_set
+
+UID_PREFIX = UID_ROOT
+
+
+def _text_items(ds: pydicom.Dataset) -> dict[str, list[str]]:
+    """Every TEXT content item in the tree, by concept name meaning."""
+    found: dict[str, list[str]] = {}
+
+    def walk(items: pydicom.Sequence) -> None:
+        for item in items:
+            if item.ValueType == "TEXT":
+                name = item.ConceptNameCodeSequence[0].CodeMeaning
+                found.setdefault(name, []).append(item.TextValue)
+            walk(item.get("ContentSequence", []))
+
+    walk(ds.ContentSequence)
+    return found
+
+
+def _read_back(tmp_path, ds: pydicom.Dataset, name: str) -> pydicom.Dataset:
+    path = write(ds, tmp_path, name)
+    assert dciodvfy_errors(path) == [], f"{name} fails dciodvfy"
+    return pydicom.dcmread(path)
+
+
+# -- Structured report ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sr_class, sop_class", [
+    ("comprehensive", "1.2.840.10008.5.1.4.1.1.88.33"),
+    ("comprehensive3d", "1.2.840.10008.5.1.4.1.1.88.34"),
+])
+def test_structured_report_validates_and_reads_back_with_dsrdump(tmp_path, result_set,
+                                                                 sr_class, sop_class):
+    path = write(build_structured_report(result_set, sr_class), tmp_path, "sr.dcm")
+    assert dciodvfy_errors(path) == []
+    dump = dsrdump(path)
+    assert "Imaging Measurement Report" in dump and "Probability of cancer" in dump
+    assert pydicom.dcmread(path).SOPClassUID == sop_class
+
+
+def test_structured_report_states_study_breast_and_roi_results(tmp_path, result_set):
+    path = write(build_structured_report(result_set), tmp_path, "sr.dcm")
+    report = hd.sr.srread(path).content
+    study, *breasts = report.get_image_measurement_groups()
+    assert study.tracking_identifier == "Study"
+    assert [m.value for m in study.get_measurements()] == [pytest.approx(0.81)]
+    by_side = {g.finding_sites[0].laterality.value: g.get_measurements()[0].value for g in breasts}
+    assert by_side == {"24028007": pytest.approx(0.81), "7771000": pytest.approx(0.22)}
+
+    rois = report.get_planar_roi_measurement_groups()
+    assert len(rois) == sum(len(boxes) for boxes in ROIS.values()) == 7
+    expected = {}
+    for view in result_set.prediction.views:
+        for roi in view.rois:
+            expected[(view.sop_instance_uid, roi.box)] = (roi.detector_score, roi.attention)
+    for group in rois:
+        points = np.asarray(group.roi.value)
+        assert points.shape == (5, 2) and (points[0] == points[-1]).all()  # closed polyline
+        box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
+        source_uid = group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        score, attention = expected.pop((source_uid, tuple(float(v) for v in box)))
+        values = {m.name.meaning: m.value for m in group.get_measurements()}
+        assert values == {"ROI detector score": pytest.approx(score),
+                          "Attention weight of ROI": pytest.approx(attention)}
+        assert group.finding_sites[0].value.meaning == "Breast"
+    assert expected == {}, "every ROI of the prediction is in the report"
+
+
+def test_structured_report_references_source_views_order_and_identity(tmp_path, result_set):
+    sr = _read_back(tmp_path, build_structured_report(result_set), "sr.dcm")
+    assert sr.StudyInstanceUID == result_set.prediction.study_uid
+    assert sr.PatientID == "PAT-0001" and sr.AccessionNumber == "ACC20260001"
+    evidence = {ref.ReferencedSOPInstanceUID
+                for study in sr.CurrentRequestedProcedureEvidenceSequence
+                for series in study.ReferencedSeriesSequence
+                for ref in series.ReferencedSOPSequence}
+    assert evidence == {str(v.SOPInstanceUID) for v in result_set.views}
+    (request,) = sr.ReferencedRequestSequence
+    assert (request.AccessionNumber, request.PlacerOrderNumberImagingServiceRequest,
+            request.FillerOrderNumberImagingServiceRequest, request.RequestedProcedureID,
+            request.ReasonForTheRequestedProcedure) == (
+        "ACC20260001", "PL-778", "FI-991", "RP-12", "Palpable lump right breast")
+    assert sr.Manufacturer == mmbcd_node.MANUFACTURER
+    assert sr.ManufacturerModelName == mmbcd_node.MODEL_NAME
+    assert result_set.bundle.digest in sr.SoftwareVersions
+    assert f"mmbcd-node {mmbcd_node.__version__}" in sr.SoftwareVersions
+    assert sr.SeriesNumber == SERIES_NUMBERS and NOT_FOR_DIAGNOSIS in sr.SeriesDescription
+    assert sr.SOPInstanceUID.startswith(UID_PREFIX) and sr.SeriesInstanceUID.startswith(UID_PREFIX)
+    (scheme,) = sr.CodingSchemeIdentificationSequence
+    assert scheme.CodingSchemeDesignator == "99MMBCD"
+    algorithm = _text_items(sr)
+    assert algorithm["Algorithm Version"][0] == result_set.bundle.digest
+    assert "threshold=0.5" in algorithm["Algorithm Parameters"]
+
+
+def test_structured_report_states_history_fields_and_views_used(tmp_path, result_set):
+    texts = _text_items(_read_back(tmp_path, build_structured_report(result_set), "sr.dcm"))
+    assert texts["Clinical history source"] == ["clinical history from OBR-13, OBR-31"]
+    assert texts["Clinical history used"] == [result_set.history.text]
+    assert texts["Views used"] == ["all 4 views used"]
+
+
+def test_report_without_order_or_history_says_no_history_available(tmp_path):
+    result = make_result_set(order=None, history=HistoryProvenance())
+    sr = _read_back(tmp_path, build_structured_report(result), "sr.dcm")
+    assert "ReferencedRequestSequence" not in sr
+    texts = _text_items(sr)
+    assert texts["Clinical history source"] == ["no history available"]
+    assert "Clinical history used" not in texts
+
+
+def test_report_of_a_partial_result_names_the_unscored_view(tmp_path):
+    result = make_result_set(failed_view=("L", "MLO"))
+    sr = _read_back(tmp_path, build_structured_report(result), "sr.dcm")
+    dsrdump(write(sr, tmp_path, "again.dcm"))
+    texts = _text_items(sr)
+    assert texts["Views used"] == ["3 of 4 views used"]
+    (failed,) = texts["View not scored"]
+    assert failed.startswith("L MLO") and "could not be decoded" in failed
+    assert sr.CompletionFlag == "PARTIAL"
+    assert len(hd.sr.srread(write(sr, tmp_path, "b.dcm")).content
+               .get_planar_roi_measurement_groups()) == 6
+
+
+def test_rerun_report_names_its_predecessor(tmp_path, result_set):
+    first = build_structured_report(result_set)
+    rerun = dataclasses.replace(result_set, predecessor=ObjectReference.from_dataset(first))
+    sr = _read_back(tmp_path, build_structured_report(rerun), "rerun.dcm")
+    (study,) = sr.PredecessorDocumentsSequence
+    (series,) = study.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == first.SeriesInstanceUID
+    assert series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+    assert sr.SOPInstanceUID != first.SOPInstanceUID
+
+
+def test_unknown_sr_class_is_refused_naming_the_setting(result_set):
+    with pytest.raises(ResultError, match="results.sr_class"):
+        build_structured_report(result_set, "enhanced")
+
+
+# -- Secondary captures ---------------------------------------------------------------
+
+
+def test_secondary_captures_validate_and_reference_their_views(tmp_path, result_set):
+    captures = build_secondary_captures(result_set)
+    assert len(captures) == 4
+    assert len({sc.SeriesInstanceUID for sc in captures}) == 1
+    for number, (sc, view) in enumerate(zip(captures, result_set.views, strict=True), start=1):
+        sc = _read_back(tmp_path, sc, f"sc{number}.dcm")
+        assert sc.Modality == "OT" and sc.PhotometricInterpretation == "RGB"
+        assert sc.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+        assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == view.SOPInstanceUID
+        assert sc.StudyInstanceUID == view.StudyInstanceUID
+        assert sc.Laterality == view.ImageLaterality
+        assert sc.SeriesNumber == SERIES_NUMBERS + 2 and sc.InstanceNumber == number
+        assert NOT_FOR_DIAGNOSIS in sc.SeriesDescription
+        assert max(sc.Rows, sc.Columns) <= 1024 + 64
+        assert result_set.bundle.digest in sc.SoftwareVersions
+
+
+def test_secondary_capture_burns_most_attended_box_red_and_others_green(tmp_path, result_set):
+    sc = _read_back(tmp_path, build_secondary_captures(result_set)[0], "sc.dcm")  # R CC
+    pixels = sc.pixel_array
+    banner = sc.Rows - int(result_set.views[0].Rows)  # no downscaling at this size
+    (top_box, _, _), (other_box, _, _) = ROIS[("R", "CC")]
+    x0, y0, x1, _ = (int(v) for v in top_box)
+    top_edge = pixels[y0 + banner, x0 + 5:x1 - 5]
+    assert (top_edge == [255, 0, 0]).all(), "most-attended box edge is red"
+    x0, y0, x1, _ = (int(v) for v in other_box)
+    assert (pixels[y0 + banner, x0 + 5:x1 - 5] == [0, 200, 0]).all(), "other box is green"
+    assert (pixels[y0 + banner + 5, x0 + 5] != [255, 0, 0]).any(), "box inside not painted"
+    assert (pixels[:banner].sum(axis=2) > 0).any(), "banner text is drawn"
+
+
+def test_large_view_is_downscaled_to_the_maximum_side(result_set):
+    (sc,) = build_secondary_captures(
+        dataclasses.replace(result_set, prediction=dataclasses.replace(
+            result_set.prediction, views=result_set.prediction.views[:1])), max_side=128)
+    assert sc.Columns <= 128 and sc.Rows - 128 < 64
+
+
+# -- Presentation states -------------------------------------------------------------
+
+
+def test_presentation_states_draw_the_boxes_on_the_original_views(tmp_path, result_set):
+    states = build_presentation_states(result_set)
+    assert len(states) == 4
+    for number, (gsps, view) in enumerate(zip(states, result_set.views, strict=True), start=1):
+        gsps = _read_back(tmp_path, gsps, f"pr{number}.dcm")
+        assert gsps.Laterality == view.ImageLaterality
+        assert gsps.SeriesNumber == SERIES_NUMBERS + 3
+        (series,) = gsps.ReferencedSeriesSequence
+        assert series.ReferencedImageSequence[0].ReferencedSOPInstanceUID == view.SOPInstanceUID
+        (voi,) = gsps.SoftcopyVOILUTSequence
+        assert (float(voi.WindowCenter), float(voi.WindowWidth)) == (2048.0, 4096.0)
+        layers = {a.GraphicLayer: a for a in gsps.GraphicAnnotationSequence}
+        boxes = {layer: [tuple(g.GraphicData) for g in a.get("GraphicObjectSequence", [])]
+                 for layer, a in layers.items()}
+        expected = ROIS[(view.ImageLaterality, view.ViewPosition)]
+        top = max(expected, key=lambda roi: roi[2])[0]
+        x0, y0, x1, y1 = top
+        assert boxes["MMBCD TOP ROI"] == [(x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)]
+        assert len(boxes.get("MMBCD ROIS", [])) == len(expected) - 1
+        labels = [t.UnformattedTextValue for a in layers.values()
+                  for t in a.get("TextObjectSequence", [])]
+        assert any(NOT_FOR_DIAGNOSIS in label for label in labels)
+        assert f"att {max(r[2] for r in expected):.2f}" in " ".join(labels)
+        colours = {layer.GraphicLayer: layer.GraphicLayerRecommendedDisplayCIELabValue
+                   for layer in gsps.GraphicLayerSequence}
+        assert colours["MMBCD TOP ROI"] != colours.get("MMBCD ROIS", colours["MMBCD TOP ROI"]) \
+            or len(expected) == 1
+
+
+# -- Rejection note ------------------------------------------------------------------
+
+
+def test_rejection_note_withdraws_every_superseded_object(tmp_path, result_set):
+    outputs = [build_structured_report(result_set), *build_secondary_captures(result_set),
+               *build_presentation_states(result_set)]
+    references = [ObjectReference.from_dataset(ds) for ds in outputs]
+    note = build_rejection_note(result_set.study, references, uid_root=UID_ROOT,
+                                series_numbers=SERIES_NUMBERS)
+    path = write(note, tmp_path, "kos.dcm")
+    assert dciodvfy_errors(path) == []
+    assert "Rejected for Quality Reasons" in dsrdump(path)
+    kos = pydicom.dcmread(path)
+    assert kos.ConceptNameCodeSequence[0].CodeValue == "113001"
+    assert kos.StudyInstanceUID == result_set.prediction.study_uid
+    assert kos.PatientID == result_set.study.PatientID
+    assert kos.SeriesNumber == SERIES_NUMBERS + 4
+    listed = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+              for item in kos.ContentSequence if item.ValueType in ("IMAGE", "COMPOSITE")}
+    assert listed == {ds.SOPInstanceUID for ds in outputs}
+    evidence = {ref.ReferencedSOPInstanceUID
+                for series in kos.CurrentRequestedProcedureEvidenceSequence[0]
+                .ReferencedSeriesSequence for ref in series.ReferencedSOPSequence}
+    assert evidence == listed
+
+
+def test_rejection_note_for_cancelled_order_uses_worklist_title(tmp_path, result_set):
+    sr = build_structured_report(result_set)
+    note = build_rejection_note(result_set.study, [ObjectReference.from_dataset(sr)],
+                                uid_root=UID_ROOT, series_numbers=SERIES_NUMBERS,
+                                reason=RejectionReason.ORDER_CANCELLED)
+    assert _read_back(tmp_path, note, "kos.dcm").ConceptNameCodeSequence[0].CodeValue == "113038"
+
+
+def test_rejection_note_refuses_objects_of_another_study(result_set):
+    other = ObjectReference("1.2.3.4", "1.2.3.4.1", "1.2.840.10008.5.1.4.1.1.88.33", "1.2.3.4.1.1")
+    with pytest.raises(ResultError, match="belongs to study 1.2.3.4"):
+        build_rejection_note(result_set.study, [other], uid_root=UID_ROOT,
+                             series_numbers=SERIES_NUMBERS)
+
+
+# -- The result set itself -------------------------------------------------------------
+
+
+def test_same_uid_entropy_rebuilds_identical_uids(result_set):
+    first = dataclasses.replace(result_set, uid_entropy="job-17")
+    again = dataclasses.replace(result_set, uid_entropy="job-17")
+    other = dataclasses.replace(result_set, uid_entropy="job-18")
+    uids = [build_structured_report(r).SOPInstanceUID for r in (first, again, other)]
+    assert uids[0] == uids[1] != uids[2]
+    assert [sc.SOPInstanceUID for sc in build_secondary_captures(first)] == \
+        [sc.SOPInstanceUID for sc in build_secondary_captures(again)]
+
+
+def test_box_outside_its_image_is_refused_naming_view_and_roi(result_set):
+    view = result_set.prediction.views[0]
+    roi = dataclasses.replace(view.rois[1], box=(100.0, 150.0, 300.0, 190.0))
+    bad = dataclasses.replace(result_set.prediction, views=[
+        dataclasses.replace(view, rois=[view.rois[0], roi]), *result_set.prediction.views[1:]])
+    with pytest.raises(ResultError, match=f"ROI 2 of view {view.sop_instance_uid}"):
+        dataclasses.replace(result_set, prediction=bad)
+
+
+def test_prediction_for_a_view_not_supplied_is_refused(result_set):
+    with pytest.raises(ResultError, match="has no source view"):
+        dataclasses.replace(result_set, views=list(result_set.views[:3]))
+
+
+@pytest.mark.parametrize("root", ["1.2.x.4", "1." + "2" * 45])
+def test_unusable_uid_root_is_refused(result_set, root):
+    with pytest.raises(ResultError, match="dicom.uid_root"):
+        dataclasses.replace(result_set, uid_root=root)
+
+
+def test_series_block_must_fit(result_set):
+    with pytest.raises(ResultError, match="results.series_numbers"):
+        dataclasses.replace(result_set, series_numbers=2**31 - 2)
+
