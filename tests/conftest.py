@@ -11,4 +11,5 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 pytest_plugins = [
     "tests.support.databases",
     "tests.support.node",
+    "tests.support.predictions",
 ]
