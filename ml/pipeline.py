@@ -1,0 +1,160 @@
+"""Inference: studies (DICOM views + history) -> per view / breast / study probabilities.
+
+``Pipeline(bundle, device).predict(studies)`` prepares every view on the CPU, then runs
+the detector, the crops, the image encoder and the fusion over batches of views taken
+across studies; each study's history is encoded once for all its views. A view that
+cannot be read or prepared gets ``ViewPrediction(error=...)`` and the other views of the
+study are still scored. Breast = max over its views, study = max over breasts (a view of
+unknown laterality counts for the study only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ml.bundle import Bundle, load_bundle
+from ml.crops import crop_rois
+from ml.detector import Rois, detect
+from ml.encoders import tokenize
+from ml.preprocess import PreparedView, prepare_view, read_dataset
+from ml.types import RoiPrediction, StudyInput, StudyPrediction, ViewPrediction
+from ml.views import laterality_of, view_of
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> the first CUDA device when present, else the CPU; otherwise as given.
+
+    Raises ``ValueError`` when a CUDA device is asked for and none is available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no CUDA device is available")
+    return chosen
+
+
+@dataclass
+class _Pending:
+    study: int  # index into the studies of this call
+    index: int  # index of the view within its study
+    uid: str
+    prepared: PreparedView
+
+
+class Pipeline:
+    """A loaded bundle on a device, ready to score studies.
+
+    ``batch_views``: views per detector/encoder batch (1 runs each view alone).
+    ``compile``: ``torch.compile`` the image encoder (CUDA only; pays off for long runs).
+    """
+
+    def __init__(self, bundle: Bundle | Path | str | None = None, device: str = "auto",
+                 batch_views: int = 16, compile: bool = False) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.device = resolve_device(device)
+        self.batch_views = max(1, batch_views)
+        self.model = self.bundle.model.to(self.device).eval()
+        self.detector = self.bundle.detector.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.detector = self.detector.to(memory_format=torch.channels_last)
+        self._encode_rois = self.model.embed_rois
+        if compile and self.device.type == "cuda":
+            self._encode_rois = torch.compile(self.model.embed_rois, dynamic=True)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def predict(self, studies: list[StudyInput]) -> list[StudyPrediction]:
+        """Score ``studies``; one ``StudyPrediction`` per input, in the same order."""
+        views: list[list[ViewPrediction | None]] = [[None] * len(s.views) for s in studies]
+        pending: list[_Pending] = []
+        for s, study in enumerate(studies):
+            for v, view in enumerate(study.views):
+                prepared = self._prepare(view.source, view.sop_instance_uid)
+                if isinstance(prepared, ViewPrediction):
+                    views[s][v] = prepared
+                else:
+                    pending.append(_Pending(s, v, view.sop_instance_uid, prepared))
+        with torch.inference_mode(), self._autocast():
+            texts = self._encode_histories(studies)  # (S, d_text)
+            for chunk in _chunks(pending, self.batch_views):
+                for item, prediction in zip(chunk, self._score(chunk, texts), strict=True):
+                    views[item.study][item.index] = prediction
+        return [self._study_prediction(study, [v for v in vs if v is not None])
+                for study, vs in zip(studies, views, strict=True)]
+
+    def _prepare(self, source: object, uid: str) -> PreparedView | ViewPrediction:
+        laterality = view = None
+        try:
+            ds = read_dataset(source)  # type: ignore[arg-type]
+            laterality, view = laterality_of(ds), view_of(ds)
+            return prepare_view(ds, self.bundle.preprocess)
+        except Exception as exc:  # one bad view must not stop the study: reported per view
+            log.warning("event=view_not_scored sop_instance_uid=%s error=%s", uid,
+                        type(exc).__name__)
+            return ViewPrediction(sop_instance_uid=uid, laterality=laterality, view=view,
+                                  probability=None, error=f"{type(exc).__name__}: {exc}")
+
+    def _encode_histories(self, studies: list[StudyInput]) -> torch.Tensor:
+        if not studies:
+            return torch.empty(0)
+        ids, mask = tokenize(self.bundle.tokenizer, [s.history for s in studies],
+                             self.bundle.max_length, self.device)
+        return self.model.text_encoder(ids, mask)  # (S, d_text)
+
+    def _score(self, chunk: list[_Pending], texts: torch.Tensor) -> Iterator[ViewPrediction]:
+        images = [torch.from_numpy(item.prepared.image).to(self.device, non_blocking=True)
+                  for item in chunk]
+        rois: list[Rois] = detect(self.detector, images, self.bundle.detector_params)
+        crop = self.bundle.crop
+        crops = torch.stack([crop_rois(image, r.boxes, size=crop.size, margin=crop.margin,
+                                       min_side=crop.min_side, mean=crop.mean, std=crop.std)
+                             for image, r in zip(images, rois, strict=True)])  # (B, K, 3, S, S)
+        mask = torch.stack([r.mask for r in rois])  # (B, K)
+        roi_features = self._encode_rois(crops, mask)  # (B, K, d_image)
+        text = texts[torch.tensor([item.study for item in chunk], device=self.device)]
+        logits, attention = self.model.fusion(roi_features, mask, text)  # (B, 2), (B, K)
+        probabilities = logits.float().softmax(dim=-1)[:, 1].cpu().tolist()
+        attention = attention.float().cpu()
+        for b, item in enumerate(chunk):
+            r = rois[b]
+            boxes, scores = r.boxes.float().cpu(), r.scores.float().cpu()
+            roi_list = [RoiPrediction(box=item.prepared.to_stored(tuple(boxes[j].tolist())),
+                                      detector_score=float(scores[j]),
+                                      attention=float(attention[b, j]),
+                                      whole_breast=r.whole_breast)
+                        for j in range(int(r.mask.sum()))]
+            yield ViewPrediction(sop_instance_uid=item.uid, laterality=item.prepared.laterality,
+                                 view=item.prepared.view, probability=probabilities[b],
+                                 rois=roi_list)
+
+    def _study_prediction(self, study: StudyInput,
+                          views: list[ViewPrediction]) -> StudyPrediction:
+        breasts: dict[str, float] = {}
+        scored = [v for v in views if v.probability is not None]
+        for v in scored:
+            if v.laterality in ("R", "L"):
+                breasts[v.laterality] = max(breasts.get(v.laterality, 0.0), v.probability or 0.0)
+        unknown = [v.probability for v in scored if v.laterality not in ("R", "L")]
+        candidates = [*breasts.values(), *(p for p in unknown if p is not None)]
+        return StudyPrediction(study_uid=study.study_uid,
+                               probability=max(candidates) if candidates else None,
+                               breasts=breasts, views=views, bundle_digest=self.bundle.digest,
+                               history_used=bool(study.history.strip()),
+                               threshold=self.bundle.threshold)
+
+
+def _chunks(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
