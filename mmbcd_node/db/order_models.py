@@ -59,6 +59,13 @@ class OrderControl(enum.StrEnum):
 
 CANCEL_CONTROLS = frozenset({OrderControl.CANCEL, OrderControl.CANCELLED,
                              OrderControl.DISCONTINUE})
+# Priority values meaning STAT: TQ1-9 (Table 0485) and the TQ priority component.
+STAT_PRIORITIES = frozenset({"S", "STAT"})
+
+
+def is_stat(priority: str | None) -> bool:
+    """Whether an order priority (TQ1-9, ORC-7.6, OBR-27.6) means STAT."""
+    return (priority or "").strip().upper() in STAT_PRIORITIES
 
 
 class Order(Base):

@@ -1,0 +1,188 @@
+"""The MLLP listener (``serve --role hl7``): asyncio, many messages per connection.
+
+MLLP frames a message as ``0x0B <message> 0x1C 0x0D``. Each connection is read frame
+by frame; each message is handled (in a worker thread, since SQL blocks) and
+acknowledged before the next one on that connection is read, so the sender's order
+is kept. Connections are independent. A frame longer than ``[hl7] max_message_bytes``
+is skipped to its end and answered AE; bytes outside frames are discarded; a
+connection idle for ``read_timeout_seconds`` is closed. TLS is on when ``[hl7.tls]
+cert`` is set. hl7apy's own MLLP server is not used: it closed the connection after
+the first message and dropped the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mmbcd_node.config import NodeConfig, TlsConfig
+from mmbcd_node.orders.intake import OrderIntake
+
+log = logging.getLogger(__name__)
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c\x0d"
+
+
+def frame(payload: bytes) -> bytes:
+    """Wrap one message (or ACK) in MLLP framing."""
+    return START_BLOCK + payload + END_BLOCK
+
+
+class FrameReader:
+    """Reads MLLP frames from a stream; ``read`` returns (payload, oversized_size)."""
+
+    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
+        self.reader = reader
+        self.limit = limit
+
+    async def read(self) -> tuple[bytes, int] | None:
+        """The next frame, or None at end of stream.
+
+        Returns ``(payload, 0)`` normally; for a frame over the limit ``(head, size)``
+        with the first bytes of the frame and its size, the rest having been skipped.
+        """
+        # Discard anything before the start block (line noise, keep-alive bytes).
+        while True:
+            byte = await self.reader.read(1)
+            if not byte:
+                return None
+            if byte == START_BLOCK:
+                break
+        head = b""
+        skipped = 0
+        while True:
+            try:
+                chunk = await self.reader.readuntil(END_BLOCK)
+            except asyncio.LimitOverrunError as exc:
+                # No end block within the stream's buffer: the frame is over the limit.
+                # Keep its start (for the ACK header) and skip the rest.
+                data = await self.reader.readexactly(max(exc.consumed, 1))
+                head = (head + data)[:4096]
+                skipped += len(data)
+                continue
+            payload = chunk[:-len(END_BLOCK)]
+            size = skipped + len(payload)
+            if size > self.limit:
+                return (head + payload)[:4096], size
+            return payload, 0
+
+
+class MllpServer:
+    """An asyncio MLLP server handing every message to an ``OrderIntake``."""
+
+    def __init__(self, config: NodeConfig, intake: OrderIntake) -> None:
+        self.config = config
+        self.intake = intake
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        hl7 = self.config.hl7
+        self._server = await asyncio.start_server(
+            self._serve_connection, hl7.host, hl7.port, ssl=server_tls_context(hl7.tls),
+            limit=hl7.max_message_bytes + 1024)
+        log.info("event=hl7_listening host=%s port=%s tls=%s", hl7.host, hl7.port,
+                 hl7.tls.enabled)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.executor.shutdown(wait=True)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        address = f"{peer[0]}:{peer[1]}" if peer else None
+        frames = FrameReader(reader, self.config.hl7.max_message_bytes)
+        loop = asyncio.get_running_loop()
+        log.info("event=hl7_connection_opened peer=%s", address)
+        try:
+            while True:
+                try:
+                    got = await asyncio.wait_for(frames.read(),
+                                                 self.config.hl7.read_timeout_seconds)
+                except TimeoutError:
+                    log.info("event=hl7_connection_idle peer=%s", address)
+                    break
+                except asyncio.IncompleteReadError:
+                    break
+                if got is None:
+                    break
+                payload, oversized = got
+                if oversized:
+                    ack = await loop.run_in_executor(
+                        self.executor, self.intake.handle_oversized, payload, oversized, address)
+                else:
+                    ack = await loop.run_in_executor(self.executor, self.intake.handle,
+                                                     payload, address)
+                writer.write(frame(ack))
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError) as exc:
+            log.info("event=hl7_connection_lost peer=%s error=%r", address, str(exc))
+        finally:
+            writer.close()
+            # The peer may already be gone; closing is all that is left to do.
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+            log.info("event=hl7_connection_closed peer=%s", address)
+
+
+def server_tls_context(tls: TlsConfig) -> ssl.SSLContext | None:
+    """The server TLS context for ``[hl7.tls]``, or None when TLS is off."""
+    if not tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
+    if tls.ca is not None:
+        context.load_verify_locations(str(tls.ca))
+    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE
+    return context
+
+
+class Hl7Role:
+    """The ``hl7`` role: the MLLP listener on its own event loop in a background thread."""
+
+    name = "hl7"
+
+    def __init__(self, config: NodeConfig, sessions: sessionmaker[Session]) -> None:
+        self.config = config
+        self.server = MllpServer(config, OrderIntake(config, sessions))
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Bind the port and serve in the background; raises if the port cannot be bound."""
+        self._thread = threading.Thread(target=self._run, name="hl7-listener", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.server.start())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in start()
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.server.stop())
+        self._loop.close()
+
+    def stop(self) -> None:
+        if self._thread is None or self._error is not None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
