@@ -48,9 +48,23 @@ def role_factories() -> dict[str, RoleFactory]:
 
         return SchedulerRole(config, sessions)
 
+    def http(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.ops.http import HttpRole
+
+        return HttpRole(config, sessions)
+
+    factories["http"] = http
     factories["dicom"] = dicom
     factories["scheduler"] = scheduler
     return factories
+
+
+_running: list[str] = []
+
+
+def running_roles() -> tuple[str, ...]:
+    """The roles ``run_roles`` runs in this process (``/healthz`` checks these)."""
+    return tuple(_running)
 
 
 def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequence[str],
@@ -65,6 +79,7 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     started: list[Role] = []
+    _running[:] = names
     try:
         for name in names:
             role = factories[name](config, sessions)

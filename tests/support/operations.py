@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Instance, Job, JobState, Series, Study, StudyState, utcnow
+from mmbcd_node.db.result_models import Delivery, OutputObject, Result
 
 VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 
@@ -23,8 +24,13 @@ VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 def seed_study(session: Session, storage_root: Path, *, patient_id: str = "P1",
                accession: str = "A1", state: str = StudyState.DONE,
                received_at: datetime | None = None, calling_ae: str = "MODALITY",
-               job_state: str | None = JobState.DONE, size: int = 1000) -> Study:
-    """A four-view study received ``received_at`` (default: now), its files and audit events."""
+               job_state: str | None = JobState.DONE, size: int = 1000,
+               delivery_state: str | None = None, destination: str = "pacs") -> Study:
+    """A four-view study received ``received_at`` (default: now), its files and audit events.
+
+    With a done job the study gets a result 12 s after receipt; with ``delivery_state``
+    also an SR output and one delivery of it to ``destination`` in that state.
+    """
     at = received_at or utcnow()
     study_uid = generate_uid()
     study = Study(study_uid=study_uid, patient_id=patient_id, accession_number=accession,
@@ -56,10 +62,37 @@ def seed_study(session: Session, storage_root: Path, *, patient_id: str = "P1",
                      patient_id=patient_id, study_uid=study_uid, sop_instance_uid=sop_uid,
                      accession_number=accession)
     if job_state is not None:
-        session.add(Job(study_id=study.id, state=job_state, attempts=1, created_at=at,
-                        not_before=at, started_at=at + timedelta(seconds=10),
-                        finished_at=(at + timedelta(seconds=12)
-                                     if job_state in (JobState.DONE, JobState.FAILED) else None),
-                        bundle_digest="sha256:demo" if job_state == JobState.DONE else None))
+        job = Job(study_id=study.id, state=job_state, attempts=1, created_at=at,
+                  not_before=at, started_at=at + timedelta(seconds=10),
+                  finished_at=(at + timedelta(seconds=12)
+                               if job_state in (JobState.DONE, JobState.FAILED) else None),
+                  bundle_digest="sha256:demo" if job_state == JobState.DONE else None)
+        session.add(job)
+        session.flush()
+        if job_state == JobState.DONE:
+            _add_result(session, study, job, at + timedelta(seconds=12), delivery_state,
+                        destination)
     session.flush()
     return study
+
+
+def _add_result(session: Session, study: Study, job: Job, at: datetime,
+                delivery_state: str | None, destination: str) -> None:
+    result = Result(job_id=job.id, study_id=study.id, probability=0.42,
+                    bundle_digest="sha256:demo", created_at=at)
+    session.add(result)
+    session.flush()
+    if delivery_state is None:
+        return
+    output = OutputObject(result_id=result.id, kind="sr",
+                          sop_class_uid="1.2.840.10008.5.1.4.1.1.88.33",
+                          sop_instance_uid=generate_uid(), series_instance_uid=generate_uid(),
+                          path=f"results/{result.id}.dcm", created_at=at)
+    session.add(output)
+    session.flush()
+    delivered = delivery_state in ("sent", "committed")
+    session.add(Delivery(output_id=output.id, destination=destination, state=delivery_state,
+                         attempts=1, created_at=at,
+                         sent_at=at + timedelta(seconds=1) if delivered else None,
+                         committed_at=(at + timedelta(seconds=2)
+                                       if delivery_state == "committed" else None)))
