@@ -82,6 +82,8 @@ class Hl7Config:
     port: int = 2575
     max_message_bytes: int = 1_048_576
     read_timeout_seconds: float = 60.0
+    # MSH-11 processing ids accepted; others are answered AR 202 ("T" on a test node).
+    processing_ids: list[str] = field(default_factory=lambda: ["P"])
     tls: TlsConfig = field(default_factory=TlsConfig)
     # Target name -> ordered list of HL7 field paths tried in turn ("IPC-1", "OBR-18").
     mapping: dict[str, list[str]] = field(default_factory=dict)
@@ -100,6 +102,7 @@ class OrdersConfig:
     wait_seconds: float = 600.0
     no_order_policy: str = "hold"  # hold | run_without_history
     date_window_days: int = 3
+    check_interval_seconds: float = 1.0  # how often complete studies are matched
 
     def __post_init__(self) -> None:
         if self.no_order_policy not in ("hold", "run_without_history"):

@@ -54,8 +54,14 @@ def role_factories() -> dict[str, RoleFactory]:
         return HttpRole(config, sessions)
 
     factories["http"] = http
+    def hl7(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.orders.listener import Hl7Role
+
+        return Hl7Role(config, sessions)
+
     factories["dicom"] = dicom
     factories["scheduler"] = scheduler
+    factories["hl7"] = hl7
     return factories
 
 

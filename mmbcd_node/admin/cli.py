@@ -9,7 +9,13 @@ from pathlib import Path
 
 import typer
 
-from mmbcd_node.admin import db_commands, ops_commands, serve_command, study_commands
+from mmbcd_node.admin import (
+    db_commands,
+    ops_commands,
+    order_commands,
+    serve_command,
+    study_commands,
+)
 from mmbcd_node.admin.context import CliContext
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -23,7 +29,7 @@ def _root(ctx: typer.Context,
     ctx.obj = CliContext(config_path=config)
 
 
-for module in (db_commands, serve_command, study_commands, ops_commands):
+for module in (db_commands, serve_command, study_commands, ops_commands, order_commands):
     module.register(app)
 
 
