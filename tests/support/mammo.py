@@ -180,10 +180,10 @@ def write_mammogram(path: str | Path, ds: Dataset,
         out.file_meta.TransferSyntaxUID = ts
         out.save_as(path, enforce_file_format=True)
     elif ts in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
-        out.compress(ts)
+        out.compress(ts, generate_instance_uid=False)
         out.save_as(path, enforce_file_format=True)
     elif ts == JPEG2000:
-        out.compress(ts, j2k_cr=[15])
+        out.compress(ts, j2k_cr=[15], generate_instance_uid=False)
         out.LossyImageCompression = "01"
         out.LossyImageCompressionRatio = 15
         out.LossyImageCompressionMethod = "ISO_15444_1"
@@ -192,7 +192,7 @@ def write_mammogram(path: str | Path, ds: Dataset,
         with tempfile.TemporaryDirectory() as tmp:
             native = Path(tmp) / "native.dcm"
             out.save_as(native, enforce_file_format=True)
-            subprocess.run(["dcmcjpeg", "+e1", str(native), str(path)], check=True,
+            subprocess.run(["dcmcjpeg", "+e1", "+un", str(native), str(path)], check=True,
                            capture_output=True)
     elif ts == HTJ2KLossless:
         _write_htj2k(path, out)

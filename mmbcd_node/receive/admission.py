@@ -1,0 +1,102 @@
+"""Whether to accept an association: called AE, calling-AE allow-list, free disk space.
+
+Answers are A-ASSOCIATE-RJ (result, source, diagnostic) triples from PS3.8 §9.3.4,
+each with a reason in words for the audit trail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmbcd_node.config import DicomConfig
+
+PERMANENT, TRANSIENT = 0x01, 0x02
+SERVICE_USER, SERVICE_PROVIDER_PRESENTATION = 0x01, 0x03
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An A-ASSOCIATE-RJ to send, and why."""
+
+    result: int
+    source: int
+    diagnostic: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class AllowedPeer:
+    """One ``allowed_calling_aes`` entry: ``AE`` or ``AE@address`` (address or network)."""
+
+    ae_title: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+
+    @classmethod
+    def parse(cls, entry: str) -> AllowedPeer:
+        """Parse ``entry``; ``ValueError`` naming it when the address part is not an IP
+        address or network."""
+        title, _, address = entry.partition("@")
+        network = None
+        if address:
+            try:
+                network = ipaddress.ip_network(address.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"dicom.allowed_calling_aes entry {entry!r}: {address!r} "
+                                 f"is not an IP address or network") from None
+        return cls(title.strip(), network)
+
+    def admits(self, calling_ae: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+               | None) -> bool:
+        if calling_ae != self.ae_title:
+            return False
+        return self.network is None or (address is not None and address in self.network)
+
+
+class Admission:
+    """The association policy of one receiver, built once from ``[dicom]``."""
+
+    def __init__(self, config: DicomConfig, storage_root: Path) -> None:
+        self.config = config
+        self.storage_root = storage_root
+        self.allowed = [AllowedPeer.parse(entry) for entry in config.allowed_calling_aes]
+
+    def check(self, *, called_ae: str, calling_ae: str, address: str) -> Rejection | None:
+        """The rejection for this association request, or None to accept it."""
+        called, calling = called_ae.strip(), calling_ae.strip()
+        if called != self.config.ae_title.strip():
+            return Rejection(PERMANENT, SERVICE_USER, 0x07,
+                             f"called AE title {called!r} is not {self.config.ae_title!r}")
+        ip = _ip(address)
+        if not self.allowed:
+            if ip is None or not ip.is_loopback:
+                return Rejection(PERMANENT, SERVICE_USER, 0x03,
+                                 f"no allowed_calling_aes configured: only loopback peers "
+                                 f"are admitted, not {address}")
+        elif not any(peer.admits(calling, ip) for peer in self.allowed):
+            return Rejection(PERMANENT, SERVICE_USER, 0x03,
+                             f"calling AE title {calling!r} from {address} is not in "
+                             f"allowed_calling_aes")
+        free = free_bytes(self.storage_root)
+        if free < self.config.min_free_bytes:
+            return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, 0x01,
+                             f"free space {free} bytes is below min_free_bytes "
+                             f"{self.config.min_free_bytes}")
+        return None
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes for unprivileged writers on the file system holding ``folder``."""
+    return shutil.disk_usage(folder).free
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip

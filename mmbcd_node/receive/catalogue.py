@@ -1,0 +1,138 @@
+"""The SQL side of receiving: study, series and instance rows for a stored mammogram.
+
+Rows are created with ``INSERT ... ON CONFLICT DO NOTHING`` so that two associations
+delivering the same study (or the same instance) at once never fail each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mmbcd_node.db.models import Instance, Series, Study
+from mmbcd_node.match.completion import reopen_if_finished
+from mmbcd_node.receive.header import InstanceHeader
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who sent an object: calling and called AE titles and the peer's IP address."""
+
+    calling_ae: str
+    called_ae: str
+    address: str
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A received file already in its final place under the storage root."""
+
+    relative_path: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    created: bool  # False: the instance row already existed (a concurrent duplicate)
+    study: Study
+    reopened: bool
+
+
+def find_instance(session: Session, sop_instance_uid: str) -> Instance | None:
+    """The stored instance with this SOP Instance UID, if any."""
+    return session.execute(
+        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
+    ).scalar_one_or_none()
+
+
+def record_instance(session: Session, header: InstanceHeader, series_uid: str,
+                    stored: StoredFile, peer: Peer, now: datetime) -> RecordOutcome:
+    """Create (or find) the study and series and add the instance row, in ``session``.
+
+    Also moves the study's ``last_received_at`` on and reopens a finished study (see
+    ``reopen_if_finished``). The caller commits.
+    """
+    study_uid = header.study_uid or ""
+    session.execute(_insert(session, Study).values(
+        study_uid=study_uid,
+        patient_id=_short(header.text("PatientID")),
+        issuer_of_patient_id=_short(header.text("IssuerOfPatientID")),
+        accession_number=_short(header.text("AccessionNumber")),
+        issuer_of_accession=_short(_issuer_of_accession(header)),
+        requested_procedure_id=_short(_requested_procedure_id(header)),
+        study_date=_short(header.text("StudyDate"), 8),
+        study_description=_short(header.text("StudyDescription")),
+        state="receiving", state_changed_at=now, first_received_at=now, last_received_at=now,
+        rerun_requested=False, reopen_count=0, correlation_id=uuid.uuid4().hex,
+    ).on_conflict_do_nothing(index_elements=["study_uid"]))
+    study = session.execute(select(Study).where(Study.study_uid == study_uid)).scalar_one()
+    session.execute(_insert(session, Series).values(
+        study_id=study.id, series_uid=series_uid, modality=_short(header.modality, 16),
+        laterality=header.laterality, series_number=_integer(header.text("SeriesNumber")),
+        series_description=_short(header.text("SeriesDescription")),
+    ).on_conflict_do_nothing(index_elements=["series_uid"]))
+    series_id = session.execute(
+        select(Series.id).where(Series.series_uid == series_uid)).scalar_one()
+    created = session.execute(_insert(session, Instance).values(
+        study_id=study.id, series_id=series_id,
+        sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+        transfer_syntax_uid=header.transfer_syntax_uid,
+        patient_id=_short(header.text("PatientID")),
+        accession_number=_short(header.text("AccessionNumber")),
+        laterality=header.laterality, view=header.view,
+        presentation_intent=_intent(header),
+        rows=_integer(header.text("Rows")), columns=_integer(header.text("Columns")),
+        path=stored.relative_path, size_bytes=stored.size_bytes, sha256=stored.sha256,
+        calling_ae=peer.calling_ae, called_ae=peer.called_ae, peer_address=peer.address,
+        received_at=now,
+    ).on_conflict_do_nothing(index_elements=["sop_instance_uid"])
+        .returning(Instance.id)).scalar_one_or_none() is not None
+    if not created:
+        return RecordOutcome(created=False, study=study, reopened=False)
+    reopened = reopen_if_finished(session, study, sop_instance_uid=header.sop_instance_uid)
+    session.execute(update(Study).where(Study.id == study.id).values(last_received_at=now))
+    return RecordOutcome(created=True, study=study, reopened=reopened)
+
+
+def _insert(session: Session, model: type) -> postgresql.Insert | sqlite.Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
+def _short(value: str | None, length: int = 64) -> str | None:
+    return None if value is None else value[:length]
+
+
+def _integer(value: str | None) -> int | None:
+    try:
+        return None if value is None else int(float(value))
+    except ValueError:
+        return None
+
+
+def _intent(header: InstanceHeader) -> str | None:
+    value = header.text("PresentationIntentType")
+    return None if value is None else value[:16]
+
+
+def _issuer_of_accession(header: InstanceHeader) -> str | None:
+    for item in header.dataset.get("IssuerOfAccessionNumberSequence") or []:
+        value = str(item.get("LocalNamespaceEntityID", "") or "").strip()
+        if value:
+            return value
+    return None
+
+
+def _requested_procedure_id(header: InstanceHeader) -> str | None:
+    for item in header.dataset.get("RequestAttributesSequence") or []:
+        value = str(item.get("RequestedProcedureID", "") or "").strip()
+        if value:
+            return value
+    return None

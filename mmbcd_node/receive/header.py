@@ -1,0 +1,217 @@
+"""Reading a received object's header, and checking it is whole, without decoding pixels.
+
+The receiver never decodes pixel data: it parses the header up to Pixel Data, then
+checks from the element's length (native) or its item structure (encapsulated) that
+the value is complete. The file on disk is the object as it was received.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from ml.views import laterality_of, view_of
+
+# Pixel Data, Float Pixel Data, Double Float Pixel Data (where dcmread stops).
+_PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_ITEM = (0xFFFE, 0xE000)
+_SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
+_UNDEFINED = 0xFFFFFFFF
+
+
+class ReceiveError(Exception):
+    """A received object is refused; ``status`` is the C-STORE status to answer."""
+
+    status = 0xC000
+
+
+class InvalidIdentifiers(ReceiveError):
+    """Missing, malformed or inconsistent UIDs (0xA900: data set does not match SOP class)."""
+
+    status = 0xA900
+
+
+class UnreadableDataset(ReceiveError):
+    """Truncated or unparseable data (0xC000: cannot understand)."""
+
+    status = 0xC000
+
+
+class StorageFailure(ReceiveError):
+    """Disk or database failure while keeping the object (0xA700: out of resources)."""
+
+    status = 0xA700
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """What the node keeps from a received object's header (no patient names)."""
+
+    dataset: Dataset
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    study_uid: str | None
+    series_uid: str | None
+    has_pixels: bool
+
+    def text(self, keyword: str) -> str | None:
+        """The element's value as a stripped string, or None when absent or empty."""
+        value = self.dataset.get(keyword)
+        if value is None or value == "":
+            return None
+        return str(value).strip() or None
+
+    @property
+    def modality(self) -> str | None:
+        return self.text("Modality")
+
+    @property
+    def laterality(self) -> str | None:
+        return laterality_of(self.dataset)
+
+    @property
+    def view(self) -> str | None:
+        return view_of(self.dataset)
+
+
+def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
+    """Parse the header of the received file at ``path`` and check the object is whole.
+
+    ``sop_class_uid``/``sop_instance_uid`` are the Affected UIDs of the C-STORE request;
+    the data set must carry the same ones. Raises ``UnreadableDataset`` when the data
+    cannot be parsed or is truncated, ``InvalidIdentifiers`` when SOP Class / SOP
+    Instance / Study Instance UIDs are missing, malformed or disagree with the request.
+    """
+    try:
+        with path.open("rb") as fp:
+            ds = dcmread(fp, stop_before_pixels=True)
+            transfer_syntax = UID(ds.file_meta.TransferSyntaxUID)
+            if transfer_syntax == DeflatedExplicitVRLittleEndian:
+                # The inflated stream has no file offsets to check against: parse it all.
+                has_pixels = _read_deflated_whole(path)
+            else:
+                has_pixels = _check_pixel_element(fp, ds.is_implicit_VR, path.stat().st_size)
+    except ReceiveError:
+        raise
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, struct.error,
+            AttributeError, NotImplementedError) as exc:
+        raise UnreadableDataset(f"data set cannot be parsed: {exc}") from exc
+    header = InstanceHeader(
+        dataset=ds,
+        sop_class_uid=_uid(ds, "SOPClassUID"),
+        sop_instance_uid=_uid(ds, "SOPInstanceUID"),
+        transfer_syntax_uid=str(transfer_syntax),
+        study_uid=_optional_uid(ds, "StudyInstanceUID"),
+        series_uid=_optional_uid(ds, "SeriesInstanceUID"),
+        has_pixels=has_pixels,
+    )
+    if header.sop_instance_uid != str(sop_instance_uid).strip():
+        raise InvalidIdentifiers(
+            f"SOP Instance UID (0008,0018) {header.sop_instance_uid} differs from the "
+            f"request's Affected SOP Instance UID {sop_instance_uid}")
+    if header.sop_class_uid != str(sop_class_uid).strip():
+        raise InvalidIdentifiers(
+            f"SOP Class UID (0008,0016) {header.sop_class_uid} differs from the "
+            f"request's Affected SOP Class UID {sop_class_uid}")
+    if header.study_uid is None:
+        raise InvalidIdentifiers("Study Instance UID (0020,000D) is missing")
+    return header
+
+
+def require_series_uid(header: InstanceHeader) -> str:
+    """The Series Instance UID of an object to be stored; ``InvalidIdentifiers`` if absent."""
+    if header.series_uid is None:
+        raise InvalidIdentifiers("Series Instance UID (0020,000E) is missing")
+    return header.series_uid
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    value = _optional_uid(ds, keyword)
+    if value is None:
+        raise InvalidIdentifiers(f"{keyword} ({_tag_text(keyword)}) is missing")
+    return value
+
+
+def _optional_uid(ds: Dataset, keyword: str) -> str | None:
+    raw = ds.get(keyword)
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = UID(str(raw).strip())
+    if not value.is_valid:
+        raise InvalidIdentifiers(f"{keyword} ({_tag_text(keyword)}) {value!r} is not a valid UID")
+    return str(value)
+
+
+def _tag_text(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword) or 0
+    return f"{tag >> 16:04X},{tag & 0xFFFF:04X}"
+
+
+def _read_tag(fp: BinaryIO) -> tuple[int, int] | None:
+    raw = fp.read(4)
+    if not raw:
+        return None
+    if len(raw) < 4:
+        raise UnreadableDataset("data set ends inside an element tag")
+    group, element = struct.unpack("<HH", raw)
+    return group, element
+
+
+def _check_pixel_element(fp: BinaryIO, implicit_vr: bool, size: int) -> bool:
+    """Check the pixel element at the file position is complete; False if there is none."""
+    start = fp.tell()
+    tag = _read_tag(fp)
+    if tag is None:
+        return False
+    if tag not in _PIXEL_TAGS:
+        raise UnreadableDataset(f"unexpected element ({tag[0]:04X},{tag[1]:04X}) after header")
+    if implicit_vr:
+        length = _unpack("<L", fp.read(4))
+    else:
+        fp.read(4)  # VR and two reserved bytes: always the 4-byte-length form here
+        length = _unpack("<L", fp.read(4))
+    if length != _UNDEFINED:
+        end = fp.tell() + length
+        if end > size:
+            raise UnreadableDataset(
+                f"Pixel Data is truncated: {size - fp.tell()} of {length} bytes received")
+        return True
+    # Encapsulated: items (offset table, fragments) then the sequence delimiter.
+    while True:
+        item = _read_tag(fp)
+        if item is None:
+            raise UnreadableDataset("encapsulated Pixel Data is truncated (no delimiter)")
+        item_length = _unpack("<L", fp.read(4))
+        if item == _SEQUENCE_DELIMITER:
+            return True
+        if item != _ITEM:
+            raise UnreadableDataset(
+                f"encapsulated Pixel Data has ({item[0]:04X},{item[1]:04X}) where an item "
+                f"was expected at byte {fp.tell() - 8 - start} of the element")
+        if fp.tell() + item_length > size:
+            raise UnreadableDataset("encapsulated Pixel Data is truncated inside a fragment")
+        fp.seek(item_length, 1)
+
+
+def _unpack(fmt: str, raw: bytes) -> int:
+    if len(raw) < struct.calcsize(fmt):
+        raise UnreadableDataset("data set ends inside an element header")
+    return int(struct.unpack(fmt, raw)[0])
+
+
+def _read_deflated_whole(path: Path) -> bool:
+    ds = dcmread(path)
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            _ = ds[keyword].value  # forces the value to be read completely
+            return True
+    return False

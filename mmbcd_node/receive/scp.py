@@ -1,0 +1,189 @@
+"""The DICOM receiver role: a pynetdicom Verification and Storage SCP.
+
+Handlers are thin: association requests go to ``Admission``, received objects to
+``InstanceStore``; the handlers only turn their answers into DICOM (an A-ASSOCIATE-RJ,
+a C-STORE status) and write the association audit events.
+
+Objects are received straight into a file (``STORE_RECV_CHUNKED_DATASET``), so a
+500 MB tomosynthesis object never sits in memory, and every storage SOP class is
+accepted, private ones included (``UNRESTRICTED_STORAGE_SERVICE``), so a whole-study
+push never fails. Both are process-wide pynetdicom settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import AE, _config, dimse_messages, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mmbcd_node.config import NodeConfig, TlsConfig
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.session import transaction
+from mmbcd_node.receive.admission import Admission, Rejection
+from mmbcd_node.receive.catalogue import Peer
+from mmbcd_node.receive.header import ReceiveError
+from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
+
+log = logging.getLogger(__name__)
+
+_PYNETDICOM_REJECTIONS = {(0x02, 0x03, 0x02): "association limit (max_associations) reached"}
+
+
+class DicomRole:
+    """Role ``dicom``: listens on ``[dicom] host:port`` until stopped."""
+
+    name = "dicom"
+
+    def __init__(self, config: NodeConfig, sessions: sessionmaker[Session]) -> None:
+        self.config = config
+        self.sessions = sessions
+        root = Path(config.storage.root)
+        self.admission = Admission(config.dicom, root)
+        self.store = InstanceStore(root, config.dicom.uid_root, sessions)
+        self.server: ThreadedAssociationServer | None = None
+
+    def start(self) -> None:
+        """Clear partial files of an earlier run and start listening (non-blocking)."""
+        dicom = self.config.dicom
+        root = Path(self.config.storage.root)
+        removed = clear_incoming(root)
+        if removed:
+            log.warning("event=incoming_cleared files=%d", removed)
+        _receive_into(incoming_dir(root))
+        ae = AE(ae_title=dicom.ae_title)
+        # The called AE title is checked (and audited) by Admission.
+        ae.require_called_aet = False
+        ae.maximum_associations = dicom.max_associations
+        ae.maximum_pdu_size = dicom.max_pdu_size
+        ae.acse_timeout = dicom.acse_timeout
+        ae.dimse_timeout = dicom.dimse_timeout
+        ae.network_timeout = dicom.network_timeout
+        ae.add_supported_context(Verification)
+        handlers: list[Any] = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_C_ECHO, _on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+        self.server = ae.start_server(
+            (dicom.host, dicom.port), block=False, evt_handlers=handlers,
+            ssl_context=tls_context(dicom.tls) if dicom.tls.enabled else None)
+        log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s", dicom.ae_title,
+                 dicom.host, dicom.port, dicom.tls.enabled)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    # -- handlers -------------------------------------------------------------------------
+
+    def _on_requested(self, event: evt.Event) -> None:
+        peer = _peer(event)
+        rejection = self.admission.check(called_ae=peer.called_ae, calling_ae=peer.calling_ae,
+                                         address=peer.address)
+        if rejection is None:
+            return
+        event.assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
+        self._audit_rejection(peer, rejection)
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        peer = _peer(event)
+        contexts = len(event.assoc.accepted_contexts)
+        self._audit("association_accepted", peer, detail={
+            "contexts": contexts, "tls": self.config.dicom.tls.enabled})
+        log.info("event=association_accepted calling_ae=%s address=%s contexts=%d",
+                 peer.calling_ae, peer.address, contexts)
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        # Rejections made by pynetdicom itself (the association cap); ours are audited
+        # where they are made.
+        primitive = event.assoc.acceptor.primitive
+        triple = (primitive.result, primitive.result_source, primitive.diagnostic)
+        reason = _PYNETDICOM_REJECTIONS.get(triple, f"rejected {triple}")
+        self._audit_rejection(_peer(event), Rejection(*triple, reason=reason))
+
+    def _on_store(self, event: evt.Event) -> int:
+        request = event.request
+        peer = _peer(event)
+        try:
+            self.store.receive(Path(event.dataset_path),
+                               sop_class_uid=str(request.AffectedSOPClassUID),
+                               sop_instance_uid=str(request.AffectedSOPInstanceUID), peer=peer)
+        except ReceiveError as exc:
+            log.warning("event=store_refused status=0x%04X sop_instance_uid=%s calling_ae=%s "
+                        "reason=%r", exc.status, request.AffectedSOPInstanceUID,
+                        peer.calling_ae, str(exc))
+            self._audit("instance_rejected", peer, outcome="failure",
+                        sop_instance_uid=str(request.AffectedSOPInstanceUID or "")[:64] or None,
+                        detail={"status": f"0x{exc.status:04X}", "reason": str(exc)})
+            return exc.status
+        return 0x0000
+
+    # -- audit ----------------------------------------------------------------------------
+
+    def _audit_rejection(self, peer: Peer, rejection: Rejection) -> None:
+        log.warning("event=association_rejected calling_ae=%s address=%s reason=%r",
+                    peer.calling_ae, peer.address, rejection.reason)
+        self._audit("association_rejected", peer, outcome="failure", detail={
+            "reason": rejection.reason, "result": rejection.result,
+            "source": rejection.source, "diagnostic": rejection.diagnostic})
+
+    def _audit(self, action: str, peer: Peer, *, outcome: str = "success",
+               detail: dict[str, Any], **fields: Any) -> None:
+        try:
+            with transaction(self.sessions) as session:
+                record_event(session, action, outcome=outcome, calling_ae=peer.calling_ae,
+                             called_ae=peer.called_ae, peer_address=peer.address,
+                             detail=detail, **fields)
+        except SQLAlchemyError:
+            log.exception("event=audit_write_failed action=%s", action)
+
+
+def _on_echo(event: evt.Event) -> int:
+    return 0x0000
+
+
+def _peer(event: evt.Event) -> Peer:
+    assoc = event.assoc
+    primitive = assoc.requestor.primitive
+    called = primitive.called_ae_title if primitive is not None else assoc.acceptor.ae_title
+    return Peer(calling_ae=str(assoc.requestor.ae_title).strip()[:16],
+                called_ae=str(called).strip()[:16], address=str(assoc.requestor.address))
+
+
+def _receive_into(folder: Path) -> None:
+    """Make pynetdicom write incoming C-STORE data sets to files in ``folder``.
+
+    Its temporary files go to the system temp dir by default; in ``folder`` (beside
+    the final places) the store can rename them instead of copying, and a crash
+    leaves partial files only where ``clear_incoming`` looks.
+    """
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.UNRESTRICTED_STORAGE_SERVICE = True
+    folder.mkdir(parents=True, exist_ok=True)
+    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[attr-defined]
+        tempfile.NamedTemporaryFile, dir=folder, prefix="recv-")
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The server-side TLS context of ``[dicom.tls]``: our certificate and key; peers
+    verified against ``ca`` when given (required with ``require_client_cert``)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key) if tls.key else None)
+    if tls.ca is not None:
+        context.load_verify_locations(cafile=str(tls.ca))
+        context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
+    elif tls.require_client_cert:
+        raise ValueError("dicom.tls.require_client_cert needs dicom.tls.ca")
+    return context

@@ -1,0 +1,236 @@
+"""Keeping a received object durably: the file, then its row, then (only then) Success.
+
+The network layer has already written the received bytes to a temporary file under
+``<storage root>/.incoming`` (same file system as the final place). ``InstanceStore``
+checks the header, decides whether the object is kept, then
+
+1. fsyncs the temporary file and renames it to ``<study>/<series>/<sop>.dcm``,
+   fsyncing the directories it touched, so the file survives a power cut;
+2. commits the study/series/instance rows and the audit event in one transaction;
+3. only then returns, so the C-STORE answer is Success.
+
+When step 2 fails the file is removed again, so a failure leaves neither file nor row.
+A crash between 1 and 2 leaves a complete file without a row, which the peer was never
+told is stored; it sends it again and the rename replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.models import utcnow
+from mmbcd_node.db.session import transaction
+from mmbcd_node.receive.catalogue import Peer, StoredFile, find_instance, record_instance
+from mmbcd_node.receive.classify import ObjectKind, classify
+from mmbcd_node.receive.header import (
+    InstanceHeader,
+    StorageFailure,
+    read_header,
+    require_series_uid,
+)
+
+log = logging.getLogger(__name__)
+
+INCOMING = ".incoming"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What happened to an object answered with Success."""
+
+    kind: ObjectKind
+    action: str  # stored | duplicate | acknowledged | ignored
+    study_uid: str | None
+    path: Path | None = None
+
+
+def incoming_dir(storage_root: Path) -> Path:
+    """Where the network layer writes objects while they arrive (same file system)."""
+    return storage_root / INCOMING
+
+
+def clear_incoming(storage_root: Path) -> int:
+    """Remove partial files left by a crash or an aborted association; return how many.
+
+    Called when the receiver starts, before it accepts anything: nothing in there
+    was ever acknowledged.
+    """
+    folder = incoming_dir(storage_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for leftover in folder.iterdir():
+        if leftover.is_file():
+            leftover.unlink()
+            removed += 1
+    return removed
+
+
+class InstanceStore:
+    """Turns a received file into a stored, committed instance (or an audited no-op)."""
+
+    def __init__(self, storage_root: Path, uid_root: str,
+                 sessions: sessionmaker[Session]) -> None:
+        self.storage_root = storage_root
+        self.uid_root = uid_root
+        self.sessions = sessions
+
+    def receive(self, path: Path, *, sop_class_uid: str, sop_instance_uid: str,
+                peer: Peer) -> StoreOutcome:
+        """Handle the object received into ``path`` under the request's Affected UIDs.
+
+        Returns the outcome for a Success answer. Raises ``InvalidIdentifiers``
+        (0xA900), ``UnreadableDataset`` (0xC000) or ``StorageFailure`` (0xA700); in
+        every failure case nothing of the object is left in storage or SQL.
+        """
+        header = read_header(path, sop_class_uid=sop_class_uid,
+                             sop_instance_uid=sop_instance_uid)
+        kind = classify(header, self.uid_root)
+        if kind is ObjectKind.OWN:
+            self._audit_only("own_object_ignored", header, peer)
+            return StoreOutcome(kind, "ignored", header.study_uid)
+        if kind is ObjectKind.OTHER:
+            self._audit_only("non_mammography_acknowledged", header, peer)
+            return StoreOutcome(kind, "acknowledged", header.study_uid)
+        series_uid = require_series_uid(header)
+        size, digest = _size_and_digest(path)
+        duplicate = self._duplicate(header, peer, digest)
+        if duplicate is not None:
+            return duplicate
+        relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
+        final = self.storage_root / relative
+        try:
+            _place(path, final)
+        except OSError as exc:
+            raise StorageFailure(f"cannot write {relative}: {exc}") from exc
+        stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, sha256=digest)
+        try:
+            with transaction(self.sessions) as session:
+                outcome = record_instance(session, header, series_uid, stored, peer, utcnow())
+                if outcome.created:
+                    record_event(session, "instance_stored", **_audit_fields(header, peer),
+                                 detail={"sop_class_uid": header.sop_class_uid,
+                                         "transfer_syntax_uid": header.transfer_syntax_uid,
+                                         "size_bytes": size, "sha256": digest,
+                                         "laterality": header.laterality,
+                                         "view": header.view})
+        except SQLAlchemyError as exc:
+            if self._committed_by_other(header):
+                return StoreOutcome(kind, "duplicate", header.study_uid, final)
+            _remove(final)
+            raise StorageFailure(f"database error, {relative} not kept: "
+                                 f"{type(exc).__name__}") from exc
+        if not outcome.created:
+            # A concurrent association committed the same instance first; its row
+            # describes the file now in place.
+            return StoreOutcome(kind, "duplicate", header.study_uid, final)
+        log.info("event=instance_stored study_uid=%s sop_instance_uid=%s calling_ae=%s "
+                 "laterality=%s view=%s bytes=%d", header.study_uid, header.sop_instance_uid,
+                 peer.calling_ae, header.laterality, header.view, size)
+        return StoreOutcome(kind, "stored", header.study_uid, final)
+
+    def _duplicate(self, header: InstanceHeader, peer: Peer,
+                   digest: str) -> StoreOutcome | None:
+        with transaction(self.sessions) as session:
+            existing = find_instance(session, header.sop_instance_uid)
+            if existing is None:
+                return None
+            identical = existing.sha256 == digest
+            # The first copy stays; a differing re-send is kept out and audited.
+            record_event(session, "instance_duplicate", **_audit_fields(header, peer),
+                         outcome="success" if identical else "warning",
+                         detail={"identical": identical})
+        log.info("event=instance_duplicate sop_instance_uid=%s identical=%s",
+                 header.sop_instance_uid, identical)
+        return StoreOutcome(ObjectKind.MAMMOGRAM, "duplicate", header.study_uid,
+                            self.storage_root / existing.path)
+
+    def _committed_by_other(self, header: InstanceHeader) -> bool:
+        try:
+            with self.sessions() as session:
+                return find_instance(session, header.sop_instance_uid) is not None
+        except SQLAlchemyError:
+            return False
+
+    def _audit_only(self, action: str, header: InstanceHeader, peer: Peer) -> None:
+        try:
+            with transaction(self.sessions) as session:
+                record_event(session, action, **_audit_fields(header, peer),
+                             detail={"sop_class_uid": header.sop_class_uid,
+                                     "modality": header.modality})
+        except SQLAlchemyError as exc:
+            # Acknowledging without the audit row would lose the trace: refuse instead.
+            raise StorageFailure(f"database error while auditing: {type(exc).__name__}") from exc
+        log.info("event=%s study_uid=%s sop_instance_uid=%s sop_class_uid=%s calling_ae=%s",
+                 action, header.study_uid, header.sop_instance_uid, header.sop_class_uid,
+                 peer.calling_ae)
+
+
+def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, str | None]:
+    return {"calling_ae": peer.calling_ae, "called_ae": peer.called_ae,
+            "peer_address": peer.address, "study_uid": header.study_uid,
+            "sop_instance_uid": header.sop_instance_uid,
+            "patient_id": (header.text("PatientID") or "")[:64] or None,
+            "accession_number": (header.text("AccessionNumber") or "")[:64] or None}
+
+
+def _size_and_digest(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fp:
+        while chunk := fp.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _place(temporary: Path, final: Path) -> None:
+    """fsync ``temporary``, rename it to ``final`` and fsync every directory touched."""
+    fd = os.open(temporary, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    created = _make_dirs(final.parent)
+    os.replace(temporary, final)
+    for directory in [final.parent, *created]:
+        _fsync_dir(directory)
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the parents that received a
+    new entry (each must be fsynced for the new entry to be durable)."""
+    touched: list[Path] = []
+    missing: list[Path] = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        touched.append(directory.parent)
+    return touched
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(final: Path) -> None:
+    try:
+        final.unlink()
+        _fsync_dir(final.parent)
+    except OSError:
+        log.exception("event=store_cleanup_failed path=%s", final)
