@@ -33,6 +33,7 @@ LATERALITY = {
     "L": CodedConcept("7771000", "SCT", "Left"),
 }
 DEVICE_OBSERVER = codes.DCM.Device
+SOURCE_IMAGE = CodedConcept("260753009", "SCT", "Source")
 
 # Private concepts (declared by ``coding_scheme_identification``).
 ROI_DETECTOR_SCORE = _private("ROI-SCORE", "ROI detector score")
