@@ -31,8 +31,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ml.detector import DetectorParams, build_detector
-from ml.encoders import (ImageEncoder, TextEncoder, load_tokenizer, text_model_from_config,
-                         text_model_from_pretrained)
+from ml.encoders import (
+    ImageEncoder,
+    TextEncoder,
+    load_tokenizer,
+    text_model_from_config,
+    text_model_from_pretrained,
+)
 from ml.model import MMBCD
 from ml.preprocess import PreprocessParams
 

@@ -14,8 +14,13 @@ from typing import Any
 import timm
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
-from transformers import RobertaTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    RobertaTokenizerFast,
+)
 
 PROBE_TEXT = "left breast lump, family history of breast cancer"
 

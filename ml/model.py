@@ -24,7 +24,7 @@ class MMBCD(nn.Module):
         self.fusion = Fusion(image_encoder.dim, text_encoder.dim, dim, head_hidden)
 
     def embed_rois(self, crops: Tensor, mask: Tensor) -> Tensor:
-        """Crops (B, K, 3, S, S), mask (B, K) -> ROI features (B, K, d_image), zeros where padded."""
+        """Crops (B, K, 3, S, S), mask (B, K) -> ROI features (B, K, d_image); padded = 0."""
         batch, k = mask.shape
         features = self.image_encoder(crops[mask])  # (N_real, d_image)
         out = features.new_zeros(batch, k, features.shape[-1])

@@ -11,6 +11,7 @@ code must also pass ``amp=False`` (or train in bf16 on a GPU) to skip the AMP ch
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ _FONT = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb",
         "vscode_msg", "openvino_msg", "hub", "neptune")
 _configured: Path | None = None
+log = logging.getLogger(__name__)
 
 
 def default_config_dir() -> Path:
@@ -36,20 +38,21 @@ def configure_ultralytics(config_dir: Path | None = None) -> Path:
     """Make Ultralytics work offline; returns the config folder in use.
 
     Must run before ``ultralytics`` is first imported (it reads ``YOLO_CONFIG_DIR`` at
-    import). Idempotent. Raises ``RuntimeError`` if Ultralytics was already imported
-    with another config folder, since its settings and font would then live elsewhere.
+    import). Idempotent. If Ultralytics was imported earlier, its folder is used instead
+    (and returned): the font and settings go where it already looks.
     """
     global _configured
+    if _configured is not None and (config_dir is None or config_dir.resolve() == _configured):
+        return _configured
     folder = (config_dir or default_config_dir()).resolve()
-    if _configured is not None and _configured == folder:
-        return folder
     os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_CONFIG_DIR"] = str(folder)
     if "ultralytics" in sys.modules:
+        # Imported earlier (by other code) with its own folder: make that folder safe too.
         from ultralytics.utils import USER_CONFIG_DIR
-        if Path(USER_CONFIG_DIR).resolve().parent != folder:
-            raise RuntimeError(f"ultralytics was imported before configure_ultralytics() with "
-                               f"config dir {USER_CONFIG_DIR}; import ml.offline first")
+        folder = Path(USER_CONFIG_DIR).resolve().parent
+        log.warning("event=ultralytics_imported_before_offline_setup config_dir=%s", folder)
+    else:
+        os.environ["YOLO_CONFIG_DIR"] = str(folder)
     user_dir = folder / "Ultralytics"  # Ultralytics appends this sub-folder itself
     user_dir.mkdir(parents=True, exist_ok=True)
     font = user_dir / "Arial.ttf"

@@ -104,7 +104,8 @@ def model_section(size: str, vocab_size: int, k: int = 8, imgsz: int | None = No
                          **detector}}
 
 
-def random_parts(size: str, vocab_size: int, seed: int = 0, imgsz: int | None = None) -> RandomParts:
+def random_parts(size: str, vocab_size: int, seed: int = 0,
+                 imgsz: int | None = None) -> RandomParts:
     """Models with random weights (fixed seed) and their manifest sections."""
     torch.manual_seed(seed)
     section = model_section(size, vocab_size, imgsz=imgsz)

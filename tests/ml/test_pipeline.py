@@ -1,0 +1,114 @@
+"""Pipeline on synthetic DICOM studies with the packaged tiny bundle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.uid import JPEGLSLossless, generate_uid
+
+from ml.pipeline import Pipeline, resolve_device
+from ml.types import StudyInput, ViewInput
+from tests.support.mammo import make_mammogram, write_mammogram
+
+VIEWS = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
+ROWS, COLS = 640, 512
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(None, device="cpu")
+
+
+def _study(seed: int, history: str = "palpable lump in the left breast") -> StudyInput:
+    study_uid = generate_uid()
+    views = []
+    for i, (laterality, view) in enumerate(VIEWS):
+        ds = make_mammogram(study_uid=study_uid, laterality=laterality, view=view, rows=ROWS,
+                            cols=COLS, seed=seed * 10 + i)
+        views.append(ViewInput(ds, ds.SOPInstanceUID))
+    return StudyInput(study_uid, views, history)
+
+
+def test_four_view_study_has_documented_shapes_and_ranges(pipeline):
+    study = _study(1)
+    [prediction] = pipeline.predict([study])
+    assert prediction.study_uid == study.study_uid
+    assert prediction.bundle_digest == pipeline.bundle.digest
+    assert prediction.history_used and prediction.threshold == pipeline.bundle.threshold
+    assert [v.sop_instance_uid for v in prediction.views] == \
+        [v.sop_instance_uid for v in study.views]
+    k = pipeline.bundle.detector_params.k
+    for view, (laterality, name) in zip(prediction.views, VIEWS, strict=True):
+        assert view.error is None and 0.0 <= view.probability <= 1.0
+        assert (view.laterality, view.view) == (laterality, name)
+        assert 1 <= len(view.rois) <= k
+        assert sum(r.attention for r in view.rois) == pytest.approx(1.0, abs=1e-5)
+        assert all(r.attention > 0 for r in view.rois)
+        scores = [r.detector_score for r in view.rois]
+        assert scores == sorted(scores, reverse=True)  # highest detector score first
+        for roi in view.rois:
+            x0, y0, x1, y1 = roi.box
+            assert 0 <= x0 < x1 <= COLS and 0 <= y0 < y1 <= ROWS  # stored pixel grid
+    by_side = {s: max(v.probability for v in prediction.views if v.laterality == s)
+               for s in "RL"}
+    assert prediction.breasts == pytest.approx(by_side)
+    assert prediction.probability == pytest.approx(max(by_side.values()))
+
+
+def test_unreadable_view_is_reported_and_the_other_views_still_score(pipeline, tmp_path):
+    study = _study(2)
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not a dicom file at all")
+    for_processing = make_mammogram(laterality="L", view="CC",
+                                    sop_class="1.2.840.10008.5.1.4.1.1.1.2.1")
+    study = StudyInput(study.study_uid, [*study.views, ViewInput(broken, "1.2.3.4"),
+                                         ViewInput(for_processing, "1.2.3.5")], "")
+    [prediction] = pipeline.predict([study])
+    assert [v.error is None for v in prediction.views] == [True] * 4 + [False, False]
+    assert prediction.views[4].probability is None and "InvalidDicomError" in \
+        prediction.views[4].error
+    assert "FOR PROCESSING" in prediction.views[5].error
+    assert prediction.views[5].laterality == "L"
+    assert prediction.probability is not None and not prediction.history_used
+
+
+def test_views_batched_across_studies_score_as_they_do_alone(pipeline):
+    first, second = _study(3, "screening, no complaints"), _study(4, "bloody nipple discharge")
+    together = pipeline.predict([first, second])
+    alone = [pipeline.predict([first])[0], pipeline.predict([second])[0]]
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose([v.probability for v in a.views],
+                                   [v.probability for v in b.views], atol=1e-5)
+        assert [r.box for r in a.views[0].rois] == [r.box for r in b.views[0].rois]
+
+
+def test_history_text_changes_the_score(pipeline):
+    study = _study(5)
+    with_history = pipeline.predict([study])[0].probability
+    without = pipeline.predict([StudyInput(study.study_uid, study.views, "")])[0].probability
+    assert with_history != without
+
+
+def test_compressed_dicom_files_are_read_from_disk(pipeline, tmp_path):
+    ds = make_mammogram(laterality="R", view="MLO", rows=ROWS, cols=COLS, bits_stored=14)
+    path = write_mammogram(tmp_path / "view.dcm", ds, JPEGLSLossless)
+    [prediction] = pipeline.predict([StudyInput(ds.StudyInstanceUID,
+                                                [ViewInput(path, ds.SOPInstanceUID)])])
+    assert prediction.views[0].error is None
+    assert prediction.breasts.keys() == {"R"}
+
+
+def test_view_of_unknown_laterality_counts_for_the_study_only(pipeline):
+    ds = make_mammogram(rows=ROWS, cols=COLS, ImageLaterality=None)
+    [prediction] = pipeline.predict([StudyInput(ds.StudyInstanceUID,
+                                                [ViewInput(ds, ds.SOPInstanceUID)])])
+    assert prediction.breasts == {}
+    assert prediction.probability == prediction.views[0].probability
+
+
+def test_device_auto_uses_the_cpu_without_cuda_and_cuda_is_refused_when_absent():
+    import torch
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
