@@ -1,0 +1,82 @@
+"""``mmbcd-train synth``: write a synthetic data set with a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple((int(r), int(c)) for r, c in (s.lower().split("x") for s in text.split(",")))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: expected ROWSxCOLS[,ROWSxCOLS...]") from exc
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: expected integers separated by commas") from exc
+
+
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder to write the data set into."),
+    studies: int = typer.Option(..., "--studies", min=1, help="Number of studies."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same data set."),
+    size: str = typer.Option("1024x832", "--size",
+                             help="Image size ROWSxCOLS (up to 4096x3328); a comma list "
+                                  "mixes sizes across studies."),
+    bits: str = typer.Option("12,14,16", "--bits", help="Bits stored, drawn per study."),
+    monochrome1_fraction: float = typer.Option(0.25, min=0.0, max=1.0,
+                                               help="Share of studies stored MONOCHROME1."),
+    malignant_fraction: float = typer.Option(0.5, min=0.0, max=1.0,
+                                             help="Share of studies with a cancer."),
+    subtle_fraction: float = typer.Option(0.30, min=0.0, max=1.0,
+                                          help="Share of cancers drawn at low contrast."),
+    occult_fraction: float = typer.Option(0.12, min=0.0, max=1.0,
+                                          help="Share of cancers invisible on both views."),
+    benign_finding_rate: float = typer.Option(0.45, min=0.0, max=1.0,
+                                              help="Chance a breast has a benign look-alike."),
+    history_signal: float = typer.Option(1.0, min=0.0, max=1.0,
+                                         help="How much the history text depends on the "
+                                              "label (0 none, 1 calibrated default)."),
+    split: str | None = typer.Option(None, "--split",
+                                     help="Split name for every study (e.g. test) or "
+                                          "fractions, e.g. train=0.7,val=0.15,test=0.15."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing data set."),
+) -> None:
+    """Write synthetic mammography studies (DICOM), HL7 orders and the manifest."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ml.synth.dataset import MANIFEST_JSON
+    from ml.synth.generate import generate_dataset, parse_split
+    from ml.synth.study import SynthConfig
+
+    if (out / MANIFEST_JSON).exists() and not force:
+        raise typer.BadParameter(f"{out} already holds a data set (use --force)",
+                                 param_hint="--out")
+    try:
+        parse_split(split)
+        config = SynthConfig(sizes=_sizes(size), bits_stored=_ints(bits),
+                             monochrome1_fraction=monochrome1_fraction,
+                             malignant_fraction=malignant_fraction,
+                             subtle_fraction=subtle_fraction, occult_fraction=occult_fraction,
+                             benign_finding_rate=benign_finding_rate,
+                             history_signal=history_signal)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task("synthetic studies", total=studies)
+        records = generate_dataset(out, studies, seed, config, split=split, jobs=jobs,
+                                   progress=lambda done: bar.update(task, completed=done))
+    malignant = sum(r.label for r in records)
+    typer.echo(f"wrote {len(records)} studies ({malignant} malignant, {4 * len(records)} views) "
+               f"to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth)
