@@ -48,6 +48,11 @@ def role_factories() -> dict[str, RoleFactory]:
 
         return SchedulerRole(config, sessions)
 
+    def sender(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.send.sender import SenderRole
+
+        return SenderRole(config, sessions)
+
     def http(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
         from mmbcd_node.ops.http import HttpRole
 
@@ -60,6 +65,7 @@ def role_factories() -> dict[str, RoleFactory]:
         return Hl7Role(config, sessions)
 
     factories["dicom"] = dicom
+    factories["sender"] = sender
     factories["scheduler"] = scheduler
     factories["hl7"] = hl7
     return factories

@@ -11,5 +11,6 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 pytest_plugins = [
     "tests.support.databases",
     "tests.support.node",
+    "tests.support.pacs",
     "tests.support.predictions",
 ]

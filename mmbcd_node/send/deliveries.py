@@ -1,0 +1,220 @@
+"""Deliveries in SQL: one output object on its way to one destination.
+
+A delivery is ``pending`` until a C-STORE to its destination succeeds, then ``sent``;
+where the destination does storage commitment it becomes ``committed`` when the
+destination's N-EVENT-REPORT says so (a reported failure makes it ``pending`` again).
+Failed attempts back off exponentially up to the destination's ``max_attempts``,
+then the delivery is ``failed`` with the last error kept.
+
+A sender claims due deliveries by moving ``next_attempt_at`` forward and writing its
+name into ``lease_owner``: another sender sees them as not due, and if the first one
+dies they fall due again when that claim runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
+
+from mmbcd_node.config import DestinationConfig
+from mmbcd_node.db.models import Study, StudyState, utcnow
+from mmbcd_node.db.result_models import (
+    CommitmentState,
+    Delivery,
+    DeliveryState,
+    OutputKind,
+    OutputObject,
+    Result,
+    ResultState,
+)
+
+# How long a sender may hold claimed deliveries before another may take them.
+CLAIM_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery with what the sender needs to send it."""
+
+    id: int
+    destination: str
+    attempts: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    path: str
+    study_id: int
+
+
+def create_deliveries(session: Session, outputs: Iterable[OutputObject],
+                      destinations: Sequence[DestinationConfig]) -> list[Delivery]:
+    """One pending delivery per output and destination that takes its kind.
+
+    Rejection notes (kind ``ko``) go to every destination, whatever its kinds, since
+    they withdraw objects sent there. Existing pairs are left alone.
+    """
+    created = []
+    for output in outputs:
+        for destination in destinations:
+            if output.kind != OutputKind.KO and output.kind not in destination.kinds:
+                continue
+            exists = session.execute(select(Delivery.id).where(
+                Delivery.output_id == output.id, Delivery.destination == destination.name)
+            ).first()
+            if exists:
+                continue
+            delivery = Delivery(output_id=output.id, destination=destination.name,
+                                state=DeliveryState.PENDING, next_attempt_at=utcnow())
+            session.add(delivery)
+            created.append(delivery)
+    session.flush()
+    return created
+
+
+def claim_due_deliveries(session: Session, owner: str, *, limit: int = 100,
+                         now: datetime | None = None) -> list[DueDelivery]:
+    """Claim pending deliveries whose time has come, oldest first; commit right after."""
+    now = now or utcnow()
+    due = and_(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
+    ids_query = select(Delivery.id).where(due).order_by(Delivery.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        ids = session.execute(ids_query.with_for_update(skip_locked=True)).scalars().all()
+    else:
+        ids = session.execute(ids_query).scalars().all()
+    if not ids:
+        return []
+    claimed = session.execute(
+        update(Delivery).where(Delivery.id.in_(ids), due)
+        .values(lease_owner=owner, next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+        .returning(Delivery.id).execution_options(synchronize_session=False)
+    ).scalars().all()
+    rows = session.execute(
+        select(Delivery.id, Delivery.destination, Delivery.attempts, OutputObject.sop_class_uid,
+               OutputObject.sop_instance_uid, OutputObject.path, Result.study_id)
+        .join(OutputObject, Delivery.output_id == OutputObject.id)
+        .join(Result, OutputObject.result_id == Result.id)
+        .where(Delivery.id.in_(claimed)).order_by(Delivery.id)
+    ).all()
+    return [DueDelivery(*row) for row in rows]
+
+
+def mark_sent(session: Session, delivery_id: int, owner: str, *,
+              commitment_transaction_uid: str | None = None,
+              now: datetime | None = None) -> bool:
+    """Record a successful C-STORE (and the commitment request, if one was made)."""
+    now = now or utcnow()
+    values: dict[str, object] = {"state": DeliveryState.SENT, "sent_at": now,
+                                 "attempts": Delivery.attempts + 1, "last_error": None,
+                                 "lease_owner": None}
+    if commitment_transaction_uid:
+        values.update(commitment_transaction_uid=commitment_transaction_uid,
+                      commitment_state=CommitmentState.REQUESTED)
+    result = session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner,
+                               Delivery.state == DeliveryState.PENDING)
+        .values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def mark_attempt_failed(session: Session, delivery_id: int, owner: str, error: str,
+                        destination: DestinationConfig, *, retry: bool = True,
+                        now: datetime | None = None) -> str | None:
+    """Record a failed attempt: pending again after backoff, or ``failed`` for good.
+
+    Returns the new state, or ``None`` when another sender holds the delivery now.
+    """
+    now = now or utcnow()
+    attempts = session.execute(
+        select(Delivery.attempts).where(Delivery.id == delivery_id)).scalar_one() + 1
+    give_up = not retry or attempts >= destination.max_attempts
+    delay = timedelta(seconds=destination.backoff_seconds * 2 ** (attempts - 1))
+    values: dict[str, object] = {
+        "attempts": attempts, "last_error": error[:4000], "lease_owner": None,
+        "state": DeliveryState.FAILED if give_up else DeliveryState.PENDING,
+    }
+    if not give_up:
+        values["next_attempt_at"] = now + min(delay, timedelta(hours=1))
+    result = session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
+        .values(**values).execution_options(synchronize_session=False))
+    return str(values["state"]) if result.rowcount == 1 else None
+
+
+def record_commitment_report(session: Session, transaction_uid: str,
+                             committed: Iterable[str], failed: dict[str, str],
+                             now: datetime | None = None) -> int:
+    """Apply a destination's storage-commitment report to the deliveries it names.
+
+    ``committed`` holds SOP instance UIDs the destination took responsibility for;
+    ``failed`` maps SOP instance UIDs to the failure reason. Failed ones become
+    ``pending`` again so they are resent. Returns how many deliveries changed.
+    """
+    now = now or utcnow()
+    changed = 0
+    rows = session.execute(
+        select(Delivery.id, OutputObject.sop_instance_uid)
+        .join(OutputObject, Delivery.output_id == OutputObject.id)
+        .where(Delivery.commitment_transaction_uid == transaction_uid)
+    ).all()
+    committed = set(committed)
+    for delivery_id, sop_uid in rows:
+        if sop_uid in committed:
+            values: dict[str, object] = {"state": DeliveryState.COMMITTED, "committed_at": now,
+                                         "commitment_state": CommitmentState.COMMITTED}
+        elif sop_uid in failed:
+            values = {"state": DeliveryState.PENDING, "next_attempt_at": now,
+                      "commitment_state": CommitmentState.FAILED,
+                      "last_error": f"storage commitment failed: {failed[sop_uid]}"}
+        else:
+            continue
+        changed += session.execute(
+            update(Delivery).where(Delivery.id == delivery_id,
+                                   Delivery.state == DeliveryState.SENT)
+            .values(**values).execution_options(synchronize_session=False)).rowcount
+    return changed
+
+
+def mark_study_delivered_if_complete(session: Session, study_id: int) -> bool:
+    """Move a ``done`` study to ``delivered`` once none of its active outputs is outstanding.
+
+    Outstanding means pending, or sent and still awaiting a storage commitment.
+    """
+    outstanding = session.execute(
+        select(func.count(Delivery.id))
+        .join(OutputObject, Delivery.output_id == OutputObject.id)
+        .join(Result, OutputObject.result_id == Result.id)
+        .where(Result.study_id == study_id,
+               (Delivery.state == DeliveryState.PENDING)
+               | ((Delivery.state == DeliveryState.SENT)
+                  & (Delivery.commitment_state == CommitmentState.REQUESTED)))
+    ).scalar_one()
+    if outstanding:
+        return False
+    result = session.execute(
+        update(Study).where(Study.id == study_id, Study.state == StudyState.DONE)
+        .values(state=StudyState.DELIVERED, state_changed_at=utcnow())
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def requeue_deliveries(session: Session, study_id: int,
+                       destination: str | None = None) -> int:
+    """Send the study's active outputs (and rejection notes) again: ``resend``.
+
+    Returns how many deliveries were set back to ``pending``.
+    """
+    outputs = select(OutputObject.id).join(Result, OutputObject.result_id == Result.id).where(
+        Result.study_id == study_id,
+        (Result.state == ResultState.ACTIVE) | (OutputObject.kind == OutputKind.KO),
+        OutputObject.withdrawn_at.is_(None))
+    query = update(Delivery).where(Delivery.output_id.in_(outputs))
+    if destination:
+        query = query.where(Delivery.destination == destination)
+    return session.execute(
+        query.values(state=DeliveryState.PENDING, next_attempt_at=utcnow(), attempts=0,
+                     lease_owner=None, commitment_state=None, commitment_transaction_uid=None)
+        .execution_options(synchronize_session=False)).rowcount
+

@@ -1,0 +1,156 @@
+"""The sender: deliver due output objects to their destinations, as a role of the node.
+
+Each pass claims the due deliveries, sends them per destination over one association,
+and records every outcome in SQL. A destination that is down costs one failed attempt
+per delivery and a backoff; nothing is dropped, and an object already accepted by
+the destination is never sent to it again (unless an admin asks with ``resend``, or
+the destination reports a failed commitment).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mmbcd_node.config import NodeConfig
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.models import Study
+from mmbcd_node.db.result_models import CommitmentState, Delivery, DeliveryState
+from mmbcd_node.db.session import transaction
+from mmbcd_node.send.deliveries import (
+    DueDelivery,
+    claim_due_deliveries,
+    mark_attempt_failed,
+    mark_sent,
+    mark_study_delivered_if_complete,
+)
+from mmbcd_node.send.store_scu import DestinationUnavailable, OutgoingObject, store_objects
+
+log = logging.getLogger(__name__)
+
+
+def process_name(role: str) -> str:
+    """``role@host:pid``: who holds a lease, as shown by ``jobs`` and in the logs."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}"
+
+
+class Sender:
+    """Sends due deliveries; one ``send_due`` call is one pass over the queue."""
+
+    def __init__(self, config: NodeConfig, sessions: sessionmaker[Session],
+                 owner: str | None = None) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.owner = owner or process_name("sender")
+
+    def send_due(self) -> int:
+        """Send what is due now; return how many deliveries were attempted."""
+        with transaction(self.sessions) as session:
+            due = claim_due_deliveries(session, self.owner)
+        by_destination: dict[str, list[DueDelivery]] = defaultdict(list)
+        for item in due:
+            by_destination[item.destination].append(item)
+        for name, items in by_destination.items():
+            self._send_batch(name, items)
+        return len(due)
+
+    def _send_batch(self, name: str, items: list[DueDelivery]) -> None:
+        try:
+            destination = self.config.destination(name)
+        except KeyError as exc:
+            self._fail(items, str(exc.args[0]), retry=False)
+            return
+        root = Path(self.config.storage.root)
+        present = [i for i in items if (root / i.path).is_file()]
+        self._fail([i for i in items if i not in present], "output file missing from storage",
+                   retry=False, destination=destination)
+        if not present:
+            return
+        objects = [OutgoingObject(i.sop_class_uid, i.sop_instance_uid, root / i.path)
+                   for i in present]
+        by_uid = {i.sop_instance_uid: i for i in present}
+
+        def record_stored(stored: list[str], transaction_uid: str | None) -> None:
+            with transaction(self.sessions) as session:
+                for uid in stored:
+                    mark_sent(session, by_uid[uid].id, self.owner,
+                              commitment_transaction_uid=transaction_uid)
+
+        try:
+            outcome = store_objects(objects, destination, self.config.dicom,
+                                    on_stored=record_stored)
+        except (DestinationUnavailable, OSError, TimeoutError) as exc:
+            log.warning("event=destination_unavailable destination=%s deliveries=%d error=%r",
+                        name, len(present), str(exc))
+            self._fail(present, str(exc), destination=destination)
+            return
+        with transaction(self.sessions) as session:
+            for uid, error in outcome.errors.items():
+                mark_attempt_failed(session, by_uid[uid].id, self.owner, error, destination)
+            if outcome.commitment_error:
+                session.execute(update(Delivery).where(
+                    Delivery.id.in_([by_uid[uid].id for uid in outcome.stored]),
+                    Delivery.commitment_state == CommitmentState.REQUESTED).values(
+                    commitment_state=CommitmentState.FAILED, last_error=outcome.commitment_error))
+            for study_id in {i.study_id for i in present}:
+                mark_study_delivered_if_complete(session, study_id)
+                study = session.get(Study, study_id)
+                mine = [i for i in present if i.study_id == study_id]
+                sent = [i for i in mine if i.sop_instance_uid in set(outcome.stored)]
+                record_event(session, "results_sent",
+                             outcome="success" if len(sent) == len(mine) else "partial",
+                             called_ae=destination.ae_title, peer_address=destination.host,
+                             study_uid=study.study_uid if study else None,
+                             patient_id=study.patient_id if study else None,
+                             detail={"destination": name, "sent": len(sent),
+                                     "refused": len(mine) - len(sent),
+                                     "commitment": outcome.commitment_transaction_uid})
+
+    def _fail(self, items: list[DueDelivery], error: str, *, retry: bool = True,
+              destination=None) -> None:  # type: ignore[no-untyped-def]
+        if not items:
+            return
+        with transaction(self.sessions) as session:
+            for item in items:
+                if destination is None:
+                    session.execute(update(Delivery).where(Delivery.id == item.id).values(
+                        state=DeliveryState.FAILED, last_error=error, lease_owner=None))
+                else:
+                    mark_attempt_failed(session, item.id, self.owner, error, destination,
+                                        retry=retry)
+
+
+class SenderRole:
+    """``serve --role sender``: a thread that runs a ``Sender`` pass every poll interval."""
+
+    name = "sender"
+
+    def __init__(self, config: NodeConfig, sessions: sessionmaker[Session]) -> None:
+        self.sender = Sender(config, sessions)
+        self.poll_seconds = config.worker.poll_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.sender.send_due()
+            except Exception:  # keep the role alive; the pass is retried
+                log.exception("event=sender_pass_failed")
+                busy = 0
+            if not busy:
+                self._stop.wait(self.poll_seconds)

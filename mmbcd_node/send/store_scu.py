@@ -1,0 +1,167 @@
+"""Storage SCU: C-STORE our output files to a destination, C-ECHO to check it.
+
+One association per destination and batch; each file goes in the transfer syntax it
+was written in (with the uncompressed syntaxes offered beside it). Where the
+destination does storage commitment, the N-ACTION for the stored instances is sent
+on the same association (``commitment.request_commitment``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_context
+from pynetdicom.association import Association
+from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
+
+from mmbcd_node.config import DestinationConfig, DicomConfig
+
+log = logging.getLogger(__name__)
+
+# C-STORE statuses that mean the destination kept the instance (PS3.4 B.2.3).
+STORED = frozenset({0x0000, 0x0001, 0xB000, 0xB006, 0xB007})
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+class DestinationUnavailable(ConnectionError):
+    """No association with the destination: down, refused, or not answering."""
+
+
+@dataclass(frozen=True)
+class OutgoingObject:
+    sop_class_uid: str
+    sop_instance_uid: str
+    path: Path
+
+
+@dataclass
+class StoreOutcome:
+    """What happened to each object of a batch, by SOP Instance UID."""
+
+    stored: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    commitment_transaction_uid: str | None = None
+    commitment_error: str | None = None
+
+
+def _application_entity(dicom: DicomConfig) -> AE:
+    ae = AE(ae_title=dicom.ae_title)
+    ae.acse_timeout = dicom.acse_timeout
+    ae.dimse_timeout = dicom.dimse_timeout
+    ae.network_timeout = dicom.network_timeout
+    return ae
+
+
+def _associate(ae: AE, destination: DestinationConfig, contexts: list) -> Association:  # type: ignore[type-arg]
+    assoc = ae.associate(destination.host, destination.port, contexts=contexts,
+                         ae_title=destination.ae_title)
+    if not assoc.is_established:
+        state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
+        raise DestinationUnavailable(
+            f"association with {destination.name} ({destination.ae_title}@{destination.host}:"
+            f"{destination.port}) {state}")
+    return assoc
+
+
+def _contexts(objects: Sequence[OutgoingObject], commitment: bool) -> list:  # type: ignore[type-arg]
+    # The acceptor picks one transfer syntax per context, so each (SOP class, stored
+    # syntax) pair gets its own context, and each SOP class one uncompressed context.
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for obj in objects:
+        stored_as = str(read_file_meta_info(obj.path).TransferSyntaxUID)
+        pairs.setdefault((obj.sop_class_uid, "uncompressed"), [*UNCOMPRESSED])
+        if stored_as not in UNCOMPRESSED:
+            pairs.setdefault((obj.sop_class_uid, stored_as), [stored_as])
+    contexts = [build_context(sop_class, offered) for (sop_class, _), offered in pairs.items()]
+    if commitment:
+        contexts.append(build_context(StorageCommitmentPushModel, list(UNCOMPRESSED)))
+    if len(contexts) > 128:
+        raise ValueError("more than 128 presentation contexts in one batch; send fewer kinds")
+    return contexts
+
+
+def store_objects(objects: Sequence[OutgoingObject], destination: DestinationConfig,
+                  dicom: DicomConfig,
+                  on_stored: Callable[[list[str], str | None], None] | None = None) -> StoreOutcome:
+    """C-STORE ``objects`` to ``destination`` over one association.
+
+    Returns which instances the destination kept and the error for each it refused.
+    ``on_stored(kept_uids, transaction_uid)`` is called once the C-STOREs are done and
+    before any commitment request, so the caller can record the transaction before
+    the destination's report (which may come at once, on another association) arrives.
+    With ``destination.storage_commitment`` commitment is then requested for the kept
+    instances. Raises ``DestinationUnavailable`` when no association can be made
+    (nothing was sent then).
+    """
+    from mmbcd_node.send.commitment import new_transaction_uid, request_commitment
+
+    outcome = StoreOutcome()
+    ae = _application_entity(dicom)
+    assoc = _associate(ae, destination, _contexts(objects, destination.storage_commitment))
+    try:
+        for obj in objects:
+            try:
+                status = assoc.send_c_store(obj.path)
+            except (ValueError, RuntimeError) as exc:  # no accepted context for it
+                outcome.errors[obj.sop_instance_uid] = f"not sent: {exc}"
+                continue
+            code = int(getattr(status, "Status", -1))
+            if code in STORED:
+                outcome.stored.append(obj.sop_instance_uid)
+            elif code == -1:
+                outcome.errors[obj.sop_instance_uid] = "no C-STORE response (association lost)"
+                if not assoc.is_established:
+                    break
+            else:
+                comment = getattr(status, "ErrorComment", "") or ""
+                outcome.errors[obj.sop_instance_uid] = (
+                    f"C-STORE refused with status 0x{code:04X} {comment}".strip())
+        for uid in set(objects_uids(objects)) - set(outcome.stored) - set(outcome.errors):
+            outcome.errors[uid] = "not sent: association ended before this object"
+        commit = destination.storage_commitment and bool(outcome.stored)
+        if commit:
+            outcome.commitment_transaction_uid = new_transaction_uid()
+        if on_stored is not None:
+            on_stored(list(outcome.stored), outcome.commitment_transaction_uid)
+        if commit:
+            kept = [o for o in objects if o.sop_instance_uid in set(outcome.stored)]
+            try:
+                if not assoc.is_established:
+                    raise RuntimeError("association lost before the commitment request")
+                request_commitment(assoc, kept, str(outcome.commitment_transaction_uid))
+            except RuntimeError as exc:
+                outcome.commitment_error = str(exc)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    log.info("event=store_batch destination=%s stored=%d refused=%d commitment=%s",
+             destination.name, len(outcome.stored), len(outcome.errors),
+             outcome.commitment_transaction_uid or "-")
+    return outcome
+
+
+def objects_uids(objects: Sequence[OutgoingObject]) -> list[str]:
+    return [o.sop_instance_uid for o in objects]
+
+
+def echo(destination: DestinationConfig, dicom: DicomConfig) -> int:
+    """C-ECHO the destination; return the response status (0 = success).
+
+    Raises ``DestinationUnavailable`` when no association can be made, and
+    ``TimeoutError`` when the destination does not answer the echo.
+    """
+    ae = _application_entity(dicom)
+    assoc = _associate(ae, destination, [build_context(Verification)])
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if "Status" not in status:
+        raise TimeoutError(f"{destination.name} did not answer the C-ECHO")
+    return int(status.Status)

@@ -1,0 +1,214 @@
+"""Sending results to PACS: C-STORE with retries, per-destination tracking, storage commitment."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import RLELossless, generate_uid
+from pynetdicom import AE
+from sqlalchemy import select
+
+from mmbcd_node.config import DestinationConfig, DicomConfig, NodeConfig, StorageConfig
+from mmbcd_node.db.models import Job, JobState, Study, StudyState
+from mmbcd_node.db.result_models import (
+    CommitmentState,
+    Delivery,
+    DeliveryState,
+    OutputObject,
+    Result,
+)
+from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
+from mmbcd_node.send.commitment import bind_commitment_reports
+from mmbcd_node.send.deliveries import create_deliveries
+from mmbcd_node.send.sender import Sender
+from mmbcd_node.send.store_scu import DestinationUnavailable, echo
+from tests.support.mammo import make_mammogram, write_mammogram
+from tests.support.node import free_port
+from tests.support.pacs import wait_until
+
+NODE_AE = "MMBCD"
+
+
+@pytest.fixture
+def sessions(db_url: str):
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def node_config(tmp_path: Path, *destinations: DestinationConfig) -> NodeConfig:
+    return NodeConfig(storage=StorageConfig(root=tmp_path / "storage"),
+                      dicom=DicomConfig(ae_title=NODE_AE, acse_timeout=5, dimse_timeout=10,
+                                        network_timeout=10),
+                      destinations=list(destinations))
+
+
+def destination(name: str, port: int, ae_title: str = "PACS", **kw) -> DestinationConfig:
+    return DestinationConfig(name=name, ae_title=ae_title, host="127.0.0.1", port=port,
+                             backoff_seconds=0.0, **kw)
+
+
+def stored_outputs(sessions, config: NodeConfig, kinds=("sr", "sc", "gsps")) -> tuple[int, list]:
+    """A done study with one result whose output files lie under the storage root."""
+    with transaction(sessions) as session:
+        study = Study(study_uid=generate_uid(), correlation_id=uuid.uuid4().hex,
+                      state=StudyState.DONE)
+        session.add(study)
+        session.flush()
+        job = Job(study_id=study.id, state=JobState.DONE)
+        session.add(job)
+        session.flush()
+        result = Result(job_id=job.id, study_id=study.id, probability=0.5, bundle_digest="d" * 64)
+        session.add(result)
+        session.flush()
+        outputs = []
+        for n, kind in enumerate(kinds):
+            ds = make_mammogram(study_uid=study.study_uid, seed=n, rows=64, cols=48)
+            relative = Path(study.study_uid) / f"{kind}-{ds.SOPInstanceUID}.dcm"
+            (config.storage.root / relative).parent.mkdir(parents=True, exist_ok=True)
+            written = write_mammogram(config.storage.root / relative, ds,
+                                      transfer_syntax=RLELossless if kind == "sc" else
+                                      "1.2.840.10008.1.2.1")
+            ds = dcmread(written, stop_before_pixels=True)  # compressing may renew the UID
+            output = OutputObject(result_id=result.id, kind=kind, sop_class_uid=ds.SOPClassUID,
+                                  sop_instance_uid=ds.SOPInstanceUID,
+                                  series_instance_uid=ds.SeriesInstanceUID,
+                                  path=str(relative))
+            session.add(output)
+            outputs.append(output)
+        session.flush()
+        create_deliveries(session, outputs, config.destinations)
+        return study.id, [o.sop_instance_uid for o in outputs]
+
+
+def deliveries(sessions) -> list[Delivery]:
+    with sessions() as session:
+        return list(session.execute(select(Delivery).order_by(Delivery.id)).scalars())
+
+
+def study_state(sessions, study_id: int) -> str:
+    with sessions() as session:
+        return session.get(Study, study_id).state
+
+
+def test_each_output_reaches_the_pacs_once_and_the_study_becomes_delivered(
+        sessions, tmp_path, storescp_factory) -> None:
+    pacs = storescp_factory()
+    config = node_config(tmp_path, destination("pacs", pacs.port))
+    study_id, uids = stored_outputs(sessions, config)
+    sender = Sender(config, sessions)
+    assert sender.send_due() == 3
+    assert sorted(pacs.received_uids()) == sorted(uids)
+    assert {d.state for d in deliveries(sessions)} == {DeliveryState.SENT}
+    assert study_state(sessions, study_id) == StudyState.DELIVERED
+    assert sender.send_due() == 0, "nothing is sent again"
+    assert len(pacs.files()) == 3
+
+
+def test_destination_kinds_choose_which_outputs_it_gets(sessions, tmp_path,
+                                                         storescp_factory) -> None:
+    pacs, workstation = storescp_factory(), storescp_factory("WS")
+    config = node_config(tmp_path, destination("pacs", pacs.port),
+                         destination("ws", workstation.port, ae_title="WS", kinds=["sr"]))
+    _, uids = stored_outputs(sessions, config)
+    Sender(config, sessions).send_due()
+    assert sorted(pacs.received_uids()) == sorted(uids)
+    assert workstation.received_uids() == [uids[0]], "only the SR goes to the workstation"
+
+
+def test_pacs_down_then_up_gets_every_object_exactly_once(sessions, tmp_path,
+                                                          storescp_factory) -> None:
+    pacs = storescp_factory(start=False)
+    config = node_config(tmp_path, destination("pacs", pacs.port))
+    study_id, uids = stored_outputs(sessions, config)
+    sender = Sender(config, sessions)
+    assert sender.send_due() == 3
+    down = deliveries(sessions)
+    assert {d.state for d in down} == {DeliveryState.PENDING}
+    assert all(d.attempts == 1 and "association" in (d.last_error or "") for d in down)
+    assert study_state(sessions, study_id) == StudyState.DONE
+    pacs.start()
+    assert sender.send_due() == 3
+    assert sender.send_due() == 0
+    assert sorted(pacs.received_uids()) == sorted(uids), "each object arrives exactly once"
+    assert {d.state for d in deliveries(sessions)} == {DeliveryState.SENT}
+    assert study_state(sessions, study_id) == StudyState.DELIVERED
+
+
+def test_delivery_fails_for_good_after_its_attempts_with_the_error_kept(
+        sessions, tmp_path) -> None:
+    config = node_config(tmp_path, destination("pacs", free_port(), max_attempts=2))
+    stored_outputs(sessions, config, kinds=("sr",))
+    sender = Sender(config, sessions)
+    sender.send_due()
+    sender.send_due()
+    (failed,) = deliveries(sessions)
+    assert failed.state == DeliveryState.FAILED
+    assert failed.attempts == 2
+    assert "association with pacs" in failed.last_error
+    assert sender.send_due() == 0
+
+
+def test_missing_output_file_fails_its_delivery_without_blocking_the_others(
+        sessions, tmp_path, storescp_factory) -> None:
+    pacs = storescp_factory()
+    config = node_config(tmp_path, destination("pacs", pacs.port))
+    _, uids = stored_outputs(sessions, config)
+    with sessions() as session:
+        gone = session.execute(select(OutputObject).where(
+            OutputObject.sop_instance_uid == uids[1])).scalar_one()
+    (config.storage.root / gone.path).unlink()
+    Sender(config, sessions).send_due()
+    assert sorted(pacs.received_uids()) == sorted([uids[0], uids[2]])
+    states = {d.output_id: (d.state, d.last_error) for d in deliveries(sessions)}
+    assert states[gone.id] == (DeliveryState.FAILED, "output file missing from storage")
+
+
+def test_echo_checks_a_destination(tmp_path, storescp_factory) -> None:
+    pacs = storescp_factory()
+    dicom = node_config(tmp_path).dicom
+    assert echo(destination("pacs", pacs.port), dicom) == 0
+    pacs.stop()
+    with pytest.raises(DestinationUnavailable, match="pacs"):
+        echo(destination("pacs", pacs.port), dicom)
+
+
+def test_storage_commitment_with_orthanc_keeps_state_until_committed(
+        sessions, tmp_path, orthanc_factory) -> None:
+    # The node's DICOM listener, with the commitment-report handler the DICOM role binds.
+    listener_port = free_port()
+    ae = AE(ae_title=NODE_AE)
+    handlers = bind_commitment_reports(ae, sessions)
+    server = ae.start_server(("127.0.0.1", listener_port), block=False, evt_handlers=handlers)
+    try:
+        pacs = orthanc_factory(node_ae=NODE_AE, node_port=listener_port)
+        config = node_config(tmp_path, destination("pacs", pacs.port, ae_title="ORTHANC",
+                                                   storage_commitment=True))
+        study_id, uids = stored_outputs(sessions, config)
+        Sender(config, sessions).send_due()
+        assert pacs.sop_instance_uids() == set(uids)
+        wait_until(lambda: {d.state for d in deliveries(sessions)} == {DeliveryState.COMMITTED},
+                   timeout=30, message="the commitment report")
+    finally:
+        server.shutdown()
+    rows = deliveries(sessions)
+    assert {d.commitment_state for d in rows} == {CommitmentState.COMMITTED}
+    assert len({d.commitment_transaction_uid for d in rows}) == 1
+    assert all(d.committed_at is not None for d in rows)
+    assert study_state(sessions, study_id) == StudyState.DELIVERED
+
+
+def test_study_is_not_delivered_while_a_commitment_is_outstanding(
+        sessions, tmp_path, orthanc_factory) -> None:
+    # No listener: Orthanc's report cannot reach the node, so nothing is committed yet.
+    pacs = orthanc_factory(node_ae=NODE_AE, node_port=free_port())
+    config = node_config(tmp_path, destination("pacs", pacs.port, ae_title="ORTHANC",
+                                               storage_commitment=True))
+    study_id, _ = stored_outputs(sessions, config, kinds=("sr",))
+    Sender(config, sessions).send_due()
+    (row,) = deliveries(sessions)
+    assert (row.state, row.commitment_state) == (DeliveryState.SENT, CommitmentState.REQUESTED)
+    assert study_state(sessions, study_id) == StudyState.DONE
