@@ -32,6 +32,7 @@ from mmbcd_node.receive.admission import Admission, Rejection
 from mmbcd_node.receive.catalogue import Peer
 from mmbcd_node.receive.header import ReceiveError
 from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
+from mmbcd_node.send.commitment import bind_commitment_reports
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class DicomRole:
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
+        # Storage commitment reports (N-EVENT-REPORT) answering the sender's requests.
+        handlers += bind_commitment_reports(ae, self.sessions)
         self.server = ae.start_server(
             (dicom.host, dicom.port), block=False, evt_handlers=handlers,
             ssl_context=tls_context(dicom.tls) if dicom.tls.enabled else None)
@@ -157,8 +160,10 @@ def _on_echo(event: evt.Event) -> int:
 def _peer(event: evt.Event) -> Peer:
     assoc = event.assoc
     primitive = assoc.requestor.primitive
+    # The A-ASSOCIATE-RQ is the source: requestor.ae_title is only set after negotiation.
     called = primitive.called_ae_title if primitive is not None else assoc.acceptor.ae_title
-    return Peer(calling_ae=str(assoc.requestor.ae_title).strip()[:16],
+    calling = primitive.calling_ae_title if primitive is not None else assoc.requestor.ae_title
+    return Peer(calling_ae=str(calling).strip()[:16],
                 called_ae=str(called).strip()[:16], address=str(assoc.requestor.address))
 
 
