@@ -182,3 +182,17 @@ def test_dsrdump_rejects_a_tree_breaking_the_cad_sr_constraints(tmp_path, result
     library.ContentSequence[0].ContentSequence[0].RelationshipType = "CONTAINS"
     with pytest.raises(AssertionError, match="dsrdump"):
         dsrdump(write(cad, tmp_path, "broken.dcm"))
+
+
+def test_rerun_cad_report_names_the_earlier_cad_report_only(tmp_path, result_set):
+    from mmbcd_node.results.result_set import ObjectReference
+    from mmbcd_node.results.structured_report import build_structured_report
+
+    earlier = [build_mammography_cad_report(result_set), build_structured_report(result_set)]
+    rerun = dataclasses.replace(result_set, predecessors=tuple(
+        ObjectReference.from_dataset(ds) for ds in earlier))
+    cad = _cad_report(tmp_path, rerun)
+    (study,) = cad.PredecessorDocumentsSequence
+    (series,) = study.ReferencedSeriesSequence
+    assert [ref.ReferencedSOPInstanceUID for ref in series.ReferencedSOPSequence] == \
+        [earlier[0].SOPInstanceUID]

@@ -154,8 +154,10 @@ def test_report_of_a_partial_result_names_the_unscored_view(tmp_path):
 
 def test_rerun_report_names_its_predecessor(tmp_path, result_set):
     first = build_structured_report(result_set)
-    rerun = dataclasses.replace(result_set, predecessor=ObjectReference.from_dataset(first))
-    sr = _read_back(tmp_path, build_structured_report(rerun), "rerun.dcm")
+    earlier = [first, *build_secondary_captures(result_set)]
+    rerun = dataclasses.replace(result_set, predecessors=tuple(
+        ObjectReference.from_dataset(ds) for ds in earlier))
+    sr = _read_back(tmp_path, build_structured_report(rerun, "comprehensive3d"), "rerun.dcm")
     (study,) = sr.PredecessorDocumentsSequence
     (series,) = study.ReferencedSeriesSequence
     assert series.SeriesInstanceUID == first.SeriesInstanceUID
@@ -319,3 +321,33 @@ def test_series_block_must_fit(result_set):
     with pytest.raises(ResultError, match="results.series_numbers"):
         dataclasses.replace(result_set, series_numbers=2**31 - 2)
 
+
+
+# -- All outputs of a result set -----------------------------------------------------
+
+
+def test_build_outputs_gives_each_kind_its_own_series_in_the_source_study(result_set):
+    from mmbcd_node.results.outputs import build_outputs
+
+    objects = build_outputs(result_set)
+    assert [o.kind for o in objects] == ["sr", "cad_sr"] + ["sc"] * 4 + ["gsps"] * 4
+    assert len({o.sop_instance_uid for o in objects}) == 10
+    series = {}
+    for o in objects:
+        ds = o.dataset
+        assert ds.StudyInstanceUID == result_set.prediction.study_uid
+        assert ds.SOPInstanceUID.startswith(UID_PREFIX)
+        assert ds.SeriesDescription.startswith(NOT_FOR_DIAGNOSIS)
+        assert ds.Manufacturer == mmbcd_node.MANUFACTURER
+        series.setdefault(o.kind, set()).add((ds.SeriesInstanceUID, int(ds.SeriesNumber)))
+    assert {kind: {n for _, n in s} for kind, s in series.items()} == {
+        "sr": {9900}, "cad_sr": {9901}, "sc": {9902}, "gsps": {9903}}
+    assert all(len(s) == 1 for s in series.values())
+
+
+def test_build_outputs_builds_only_configured_kinds_and_refuses_unknown_ones(result_set):
+    from mmbcd_node.results.outputs import build_outputs
+
+    assert [o.kind for o in build_outputs(result_set, kinds=["cad_sr"])] == ["cad_sr"]
+    with pytest.raises(ResultError, match="results.kinds has unknown kind.*pdf"):
+        build_outputs(result_set, kinds=["sr", "pdf"])

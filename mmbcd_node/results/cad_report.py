@@ -58,7 +58,7 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
-from mmbcd_node.results.request import reference_dataset, referenced_requests
+from mmbcd_node.results.request import referenced_requests
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
 from mmbcd_node.results.structured_report import box_polyline
 
@@ -167,8 +167,7 @@ def build_mammography_cad_report(result: ResultSet) -> Dataset:
         manufacturer=mmbcd_node.MANUFACTURER,
         is_complete=result.all_views_used,
         requested_procedures=referenced_requests(result),
-        previous_versions=(None if result.predecessor is None
-                           else [reference_dataset(result.predecessor)]),
+        previous_versions=result.predecessor_datasets(frozenset({MAMMOGRAPHY_CAD_SR})),
         series_description=result.series_description(kind),
     )
     for keyword, value in result.device_identity().items():

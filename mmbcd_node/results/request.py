@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydicom import Dataset
 
-from mmbcd_node.results.result_set import ObjectReference, ResultSet
+if TYPE_CHECKING:  # result_set imports this module
+    from mmbcd_node.results.result_set import ObjectReference, ResultSet
 
 
 def referenced_requests(result: ResultSet) -> list[Dataset] | None:

@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 import mmbcd_node
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.results.request import reference_dataset
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
 NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
@@ -41,7 +42,7 @@ class OutputKind(Enum):
     CAD_REPORT = ("cad_sr", 1, "Mammography CAD report")
     SECONDARY_CAPTURE = ("sc", 2, "ROI overlay images")
     PRESENTATION_STATE = ("gsps", 3, "ROI annotations")
-    REJECTION_NOTE = ("rejection", 4, "Withdrawn results")
+    REJECTION_NOTE = ("ko", 4, "Withdrawn results")
 
     def __init__(self, config_name: str, offset: int, label: str) -> None:
         self.config_name = config_name
@@ -140,7 +141,9 @@ class ResultSet:
     series_numbers: int
     history: HistoryProvenance = field(default_factory=HistoryProvenance)
     order: OrderContext | None = None
-    predecessor: ObjectReference | None = None
+    # The objects of the result set this one replaces (any kinds); each SR names the
+    # earlier document of its own kind in Predecessor Documents Sequence.
+    predecessors: tuple[ObjectReference, ...] = ()
     device_serial_number: str = "MMBCD"
     uid_entropy: str | None = None
 
@@ -203,6 +206,11 @@ class ResultSet:
         if self.all_views_used:
             return f"all {total} views used"
         return f"{used} of {total} views used"
+
+    def predecessor_datasets(self, sop_classes: frozenset[str]) -> list[pydicom.Dataset] | None:
+        """Earlier documents of the given SOP classes, as highdicom takes them; None if none."""
+        found = [reference_dataset(p) for p in self.predecessors if p.sop_class_uid in sop_classes]
+        return found or None
 
     # -- identity and numbering ----------------------------------------------------
 

@@ -42,10 +42,13 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
-from mmbcd_node.results.request import reference_dataset, referenced_requests
+from mmbcd_node.results.request import referenced_requests
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
 
 SR_CLASSES = {"comprehensive": ComprehensiveSR, "comprehensive3d": Comprehensive3DSR}
+# A re-run may switch SR class; the earlier report of either class is its predecessor.
+TID_1500_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.88.33",
+                                  "1.2.840.10008.5.1.4.1.1.88.34"})
 
 
 def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") -> Dataset:
@@ -94,8 +97,7 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
         manufacturer=mmbcd_node.MANUFACTURER,
         is_complete=result.all_views_used,
         requested_procedures=referenced_requests(result),
-        previous_versions=(None if result.predecessor is None
-                           else [reference_dataset(result.predecessor)]),
+        previous_versions=result.predecessor_datasets(TID_1500_SOP_CLASSES),
         series_description=result.series_description(kind),
     )
     for keyword, value in result.device_identity().items():
