@@ -11,6 +11,7 @@ import typer
 
 from mmbcd_node.admin import (
     db_commands,
+    model_commands,
     ops_commands,
     order_commands,
     serve_command,
@@ -29,7 +30,8 @@ def _root(ctx: typer.Context,
     ctx.obj = CliContext(config_path=config)
 
 
-for module in (db_commands, serve_command, study_commands, ops_commands, order_commands):
+for module in (db_commands, serve_command, study_commands, ops_commands, order_commands,
+               model_commands):
     module.register(app)
 
 
