@@ -31,7 +31,7 @@ class Role(Protocol):
 
 
 RoleFactory = Callable[[NodeConfig, sessionmaker[Session]], Role]
-ROLE_ORDER = ("dicom", "hl7", "scheduler", "worker", "sender", "http")
+ROLE_ORDER = ("dicom", "hl7", "scheduler", "worker", "sender", "http", "audit")
 
 
 def role_factories() -> dict[str, RoleFactory]:
@@ -48,22 +48,28 @@ def role_factories() -> dict[str, RoleFactory]:
 
         return SchedulerRole(config, sessions)
 
-    def sender(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.send.sender import SenderRole
+    def hl7(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.orders.listener import Hl7Role
 
-        return SenderRole(config, sessions)
+        return Hl7Role(config, sessions)
 
     def http(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
         from mmbcd_node.ops.http import HttpRole
 
         return HttpRole(config, sessions)
 
+    def sender(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.send.sender import SenderRole
+
+        return SenderRole(config, sessions)
+
+    def audit(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.ops.audit_forwarder import AuditForwarderRole
+
+        return AuditForwarderRole(config, sessions)
+
     factories["http"] = http
-    def hl7(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.orders.listener import Hl7Role
-
-        return Hl7Role(config, sessions)
-
+    factories["audit"] = audit
     factories["dicom"] = dicom
     factories["sender"] = sender
     factories["scheduler"] = scheduler

@@ -1,0 +1,176 @@
+"""DICOM audit messages (PS3.15 A.5) reach a syslog collector, and none is lost."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mmbcd_node.config import SyslogConfig
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.ops_models import AuditForwardCursor
+from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
+from mmbcd_node.ops.audit_forwarder import forward_pending
+from mmbcd_node.ops.audit_messages import NodeIdentity
+from mmbcd_node.ops.syslog import SyslogSender
+from tests.support.mammo import make_mammogram, write_mammogram
+from tests.support.node import free_port
+
+RFC5424 = re.compile(rb"^<(\d+)>1 (\S+) (\S+) (\S+) (\S+) (\S+) - \xef\xbb\xbf(.*)$", re.S)
+IDENTITY = NodeIdentity("MMBCD", "node.example")
+
+
+class SyslogCollector:
+    """A syslog server for one test: UDP datagrams or TCP with octet counting."""
+
+    def __init__(self, transport: str, port: int | None = None) -> None:
+        self.transport = transport
+        self.port = port or free_port()
+        self.frames: list[bytes] = []
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        if transport == "tcp":
+            self.sock.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            if self.transport == "udp":
+                while True:
+                    self.frames.append(self.sock.recv(65535))
+            while True:
+                connection, _ = self.sock.accept()
+                threading.Thread(target=self._read_stream, args=(connection,), daemon=True).start()
+        except OSError:
+            return
+
+    def _read_stream(self, connection: socket.socket) -> None:
+        buffer = b""
+        with connection:
+            while chunk := connection.recv(65536):
+                buffer += chunk
+                while b" " in buffer:
+                    length, _, rest = buffer.partition(b" ")
+                    if len(rest) < int(length):
+                        break
+                    self.frames.append(rest[:int(length)])
+                    buffer = rest[int(length):]
+
+    def messages(self) -> list[ET.Element]:
+        """Every received frame checked as RFC 5424 and its MSG parsed as an AuditMessage."""
+        parsed = []
+        for frame in self.frames:
+            match = RFC5424.match(frame)
+            assert match, frame[:200]
+            assert match[1] == b"85" and match[4] == b"mmbcd-node" and match[6] == b"DICOM+RFC3881"
+            parsed.append(ET.fromstring(match[7]))
+        return parsed
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> list[ET.Element]:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.messages()
+            if predicate(messages):
+                return messages
+            time.sleep(0.1)
+        raise AssertionError(f"collector got {[event_name(m) for m in self.messages()]}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def event_name(message: ET.Element) -> str:
+    event = message.find("EventIdentification")
+    assert event is not None
+    name = event.find("EventID").get("originalText")  # type: ignore[union-attr]
+    kind = event.find("EventTypeCode")
+    return f"{name}/{kind.get('originalText')}" if kind is not None else str(name)
+
+
+def objects(message: ET.Element) -> dict[str, ET.Element]:
+    return {o.find("ParticipantObjectIDTypeCode").get("originalText"): o  # type: ignore[union-attr]
+            for o in message.findall("ParticipantObjectIdentification")}
+
+
+def test_node_sends_application_activity_transfers_and_security_alerts_over_udp(
+        node_factory, tmp_path: Path) -> None:
+    collector = SyslogCollector("udp")
+    node = node_factory(roles=["dicom", "http", "audit"], settings={
+        "audit": {"syslog": {"host": "127.0.0.1", "port": collector.port, "transport": "udp"}}})
+    files = []
+    for index, (laterality, view) in enumerate([("R", "CC"), ("L", "CC")]):
+        ds = make_mammogram(laterality=laterality, view=view, seed=index, study_uid="1.2.3.55",
+                            patient_id="PAT55")
+        write_mammogram(tmp_path / f"{index}.dcm", ds)
+        files.append(tmp_path / f"{index}.dcm")
+    base = ["storescu", "-aet", "MODALITY", "127.0.0.1", str(node.dicom_port)]
+    assert subprocess.run([*base[:3], "-aec", "MMBCD", *base[3:], *map(str, files)],
+                          capture_output=True, timeout=60).returncode == 0
+    assert subprocess.run([*base[:3], "-aec", "WRONG", *base[3:], str(files[0])],
+                          capture_output=True, timeout=60).returncode != 0
+    collector.wait_for(lambda ms: "Security Alert/Node Authentication" in map(event_name, ms))
+    node.stop()
+    messages = collector.wait_for(
+        lambda ms: "Application Activity/Application Stop" in map(event_name, ms))
+    names = [event_name(m) for m in messages]
+    assert names[0] == "Application Activity/Application Start"
+    transfers = [m for m in messages if event_name(m) == "DICOM Instances Transferred"]
+    assert len(transfers) == 1  # both images of the association in one message
+    transfer = transfers[0]
+    assert transfer.find("EventIdentification").get("EventActionCode") == "C"  # type: ignore[union-attr]
+    study = objects(transfer)["Study Instance UID"]
+    assert study.get("ParticipantObjectID") == "1.2.3.55"
+    assert study.find("SOPClass").get("NumberOfInstances") == "2"  # type: ignore[union-attr]
+    assert objects(transfer)["Patient Number"].get("ParticipantObjectID") == "PAT55"
+    source = [p for p in transfer.findall("ActiveParticipant")
+              if p.find("RoleIDCode").get("originalText") == "Source Role ID"]  # type: ignore[union-attr]
+    assert source[0].get("UserID") == "MODALITY" and source[0].get("UserIsRequestor") == "true"
+    alert = next(m for m in messages if event_name(m).startswith("Security Alert"))
+    assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "4"  # type: ignore[union-attr]
+    subject = str(objects(alert)["URI"].get("ParticipantObjectID"))
+    assert subject.startswith("dicom://") and subject.endswith("@127.0.0.1")
+    collector.close()
+
+
+def test_forwarding_waits_for_a_tcp_collector_that_is_down_and_loses_nothing(
+        db_url: str) -> None:
+    sessions = make_sessionmaker(make_engine(db_url))
+    with transaction(sessions) as session:
+        record_event(session, "order_received", patient_id="P9", accession_number="ACC9",
+                     study_uid="1.2.3.9", detail={"control": "NW", "new_order": True})
+        record_event(session, "order_cancelled", study_uid="1.2.3.9", accession_number="ACC9",
+                     actor="matcher")
+        record_event(session, "study_purged", actor="retention", study_uid="1.2.3.9",
+                     patient_id="P9", detail={"files": 4})
+        record_event(session, "study_completed", study_uid="1.2.3.9")  # no audit message
+    port = free_port()
+    sender = SyslogSender(SyslogConfig(host="127.0.0.1", port=port, transport="tcp"), timeout=2)
+    with pytest.raises(OSError):
+        forward_pending(sessions, sender, IDENTITY)
+    with sessions() as session:
+        assert session.get(AuditForwardCursor, "syslog").last_event_id == 0  # type: ignore[union-attr]
+    collector = SyslogCollector("tcp", port)
+    assert forward_pending(sessions, sender, IDENTITY) == 4
+    assert forward_pending(sessions, sender, IDENTITY) == 0
+    messages = collector.wait_for(lambda ms: len(ms) == 3)
+    sender.close()
+    assert [event_name(m) for m in messages] == ["Order Record", "Order Record",
+                                                 "DICOM Study Deleted"]
+    actions = [m.find("EventIdentification").get("EventActionCode") for m in messages]  # type: ignore[union-attr]
+    assert actions == ["C", "D", "D"]
+    deleted = objects(messages[2])["Study Instance UID"]
+    assert deleted.get("ParticipantObjectDataLifeCycle") == "14"
+    with sessions() as session:
+        cursor = session.get(AuditForwardCursor, "syslog")
+        assert cursor is not None and cursor.last_event_id == 4
+    time.sleep(0.2)
+    assert len(collector.frames) == 3  # nothing sent twice
+    collector.close()
