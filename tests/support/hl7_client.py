@@ -71,7 +71,7 @@ class Ack:
 
 def order_message(control_id: str = "MSG0001", *, message_type: str = "ORM^O01",
                   version: str = "2.3.1", control: str = "NW", placer: str = "PL1",
-                  filler: str = "FI1", patient_id: str = "PAT1", patient_issuer: str = "HOSP",
+                  filler: str | None = None, patient_id: str = "PAT1", patient_issuer: str = "HOSP",
                   accession: str = "ACC1", obr18: str | None = None, obr3: str | None = None,
                   orc3: str | None = None, study_uid: str = "", clinical: str = "lump left breast",
                   reason: str = "R1^Palpable lump^L", notes: tuple[str, ...] = (),
@@ -86,6 +86,8 @@ def order_message(control_id: str = "MSG0001", *, message_type: str = "ORM^O01",
     fields, for sites that carry the accession there.
     """
     omi = message_type.startswith("OMI")
+    if filler is None:  # PL1 -> FI1; any other placer number gets its own filler number
+        filler = "FI" + placer[2:] if placer.startswith("PL") else f"F-{placer}" if placer else ""
     msh = (f"MSH|^~\\&|{sending[0]}|{sending[1]}|MMBCD|NODE|{order_date}120000||{message_type}|"
            f"{control_id}|{processing_id}|{version}||||||{charset}")
     segments = [msh, f"PID|1||{patient_id}^^^{patient_issuer}^MR||Doe^Jane||19700101|F",
