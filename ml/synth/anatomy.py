@@ -41,7 +41,7 @@ class Breast:
         depth = float(rng.uniform(70.0, 150.0))
         return Breast(
             depth_mm=depth,
-            half_height_mm=float(rng.uniform(0.85, 1.15) * (45.0 + 0.45 * depth)),
+            half_height_mm=float(rng.uniform(0.85, 1.15) * (50.0 + 0.5 * depth)),
             shape_harmonics=tuple((float(rng.uniform(0.0, 0.035)), float(rng.uniform(0, 6.283)))
                                   for _ in range(3)),
             pectoral_width_mm=float(rng.uniform(0.30, 0.55) * depth),
