@@ -351,3 +351,20 @@ def test_build_outputs_builds_only_configured_kinds_and_refuses_unknown_ones(res
     assert [o.kind for o in build_outputs(result_set, kinds=["cad_sr"])] == ["cad_sr"]
     with pytest.raises(ResultError, match="results.kinds has unknown kind.*pdf"):
         build_outputs(result_set, kinds=["sr", "pdf"])
+
+
+def test_views_missing_type2_patient_attributes_still_give_valid_objects(tmp_path, result_set):
+    from mmbcd_node.results.outputs import build_outputs
+
+    for view in result_set.views:
+        for keyword in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
+                        "ReferringPhysicianName", "StudyTime"):
+            del view[keyword]
+    objects = [o.dataset for o in build_outputs(result_set)]
+    note = build_rejection_note(result_set.views[0],
+                                [ObjectReference.from_dataset(ds) for ds in objects],
+                                uid_root=UID_ROOT, series_numbers=SERIES_NUMBERS)
+    for number, ds in enumerate([*objects, note]):
+        path = write(ds, tmp_path, f"{number}.dcm")
+        assert dciodvfy_errors(path) == [], ds.SOPClassUID.name
+        assert pydicom.dcmread(path).PatientBirthDate == ""

@@ -158,7 +158,7 @@ def build_mammography_cad_report(result: ResultSet) -> Dataset:
     ])
     kind = OutputKind.CAD_REPORT
     sr = MammographyCADSR(
-        evidence=list(result.views),
+        evidence=result.evidence,
         content=root,
         series_instance_uid=result.new_uid(kind.config_name, "series"),
         series_number=result.series_number(kind),
@@ -222,7 +222,7 @@ def _image(ds: Dataset, relationship: RelationshipTypeValues) -> ImageContentIte
 
 def _image_library(result: ResultSet) -> ContainerContentItem:
     entries = []
-    for ds in result.views:
+    for ds in result.evidence:
         descriptors: list = []
         laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", ""))
         if laterality in codes.LATERALITY:
@@ -291,7 +291,7 @@ def _composite_feature(side: str, probability: float, threshold: float,
 
 def _single_image_findings(result: ResultSet, view: ViewPrediction,
                            algorithm: AlgorithmIdentification) -> list[CodeContentItem]:
-    source = result.source_of(view)
+    source = result.header_of(view)
     intent = rendering_intent(view.probability, result.prediction.threshold)
     return [_single_image_finding(source, roi, intent, algorithm)
             for roi in view.rois if not roi.whole_breast]
@@ -320,8 +320,8 @@ def _single_image_finding(source: Dataset, roi: RoiPrediction, intent: CodedConc
 
 def _performed(result: ResultSet, algorithm: AlgorithmIdentification) -> list[CodeContentItem]:
     """Summary of Detections and Summary of Analyses with what succeeded and failed."""
-    scored = [result.source_of(v) for v in result.scored_views]
-    failed = [result.source_of(v) for v in result.failed_views]
+    scored = [result.header_of(v) for v in result.scored_views]
+    failed = [result.header_of(v) for v in result.failed_views]
     status = SUCCEEDED if not failed else PARTIALLY_SUCCEEDED if scored else FAILED
     summaries = []
     for name, performed, success, failure, what in (

@@ -43,7 +43,7 @@ def build_presentation_states(result: ResultSet) -> list[Dataset]:
     series_uid = result.new_uid(kind.config_name, "series")
     states: list[Dataset] = []
     for number, view in enumerate(result.scored_views, start=1):
-        source = result.source_of(view)
+        source = result.header_of(view)
         layers, annotations = _annotations(source, view)
         gsps = GrayscaleSoftcopyPresentationState(
             referenced_images=[source],

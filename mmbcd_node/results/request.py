@@ -6,6 +6,11 @@ from typing import TYPE_CHECKING
 
 from pydicom import Dataset
 
+# Patient and study attributes every object copies from its study (Type 2 in PS3.3).
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                       "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+                       "ReferringPhysicianName")
+
 if TYPE_CHECKING:  # result_set imports this module
     from mmbcd_node.results.result_set import ObjectReference, ResultSet
 
@@ -48,11 +53,11 @@ def reference_dataset(reference: ObjectReference, study: Dataset | None = None) 
     """
     ds = Dataset()
     if study is not None:
-        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                        "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
-                        "ReferringPhysicianName", "SpecificCharacterSet"):
-            if keyword in study:
-                setattr(ds, keyword, study[keyword].value)
+        if "SpecificCharacterSet" in study:
+            ds.SpecificCharacterSet = study.SpecificCharacterSet
+        for keyword in TYPE2_PATIENT_STUDY:
+            # Type 2: sent empty when the study does not know it.
+            setattr(ds, keyword, study[keyword].value if keyword in study else "")
     ds.StudyInstanceUID = reference.study_instance_uid
     ds.SeriesInstanceUID = reference.series_instance_uid
     ds.SOPClassUID = reference.sop_class_uid

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 import pydicom
 from pydicom.uid import generate_uid
@@ -19,7 +20,7 @@ from pydicom.uid import generate_uid
 import mmbcd_node
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
-from mmbcd_node.results.request import reference_dataset
+from mmbcd_node.results.request import TYPE2_PATIENT_STUDY, reference_dataset
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
 NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
@@ -175,17 +176,44 @@ class ResultSet:
 
     # -- lookups the builders share ------------------------------------------------
 
+    @cached_property
+    def evidence(self) -> list[pydicom.Dataset]:
+        """The source views' headers (no pixel data), Type 2 patient/study attributes present.
+
+        Our objects copy patient and study attributes from these; a modality may leave a
+        Type 2 attribute out where it should send it empty, and the copy then carries it
+        empty instead of failing.
+        """
+        headers = []
+        for ds in self.views:
+            header = pydicom.Dataset()
+            for element in ds:
+                if element.keyword != "PixelData":
+                    header.add(element)
+            for keyword in TYPE2_PATIENT_STUDY:
+                if keyword not in header:
+                    setattr(header, keyword, "")
+            headers.append(header)
+        return headers
+
     @property
     def study(self) -> pydicom.Dataset:
-        """A source dataset to copy patient and study attributes from."""
-        return self.views[0]
+        """A source header to copy patient and study attributes from."""
+        return self.evidence[0]
+
+    def header_of(self, view: ViewPrediction) -> pydicom.Dataset:
+        """The header (no pixel data) of a predicted view's source."""
+        return self.evidence[self._index_of(view)]
 
     def source_of(self, view: ViewPrediction) -> pydicom.Dataset:
-        """The source dataset of a predicted view (checked to exist at construction)."""
-        for ds in self.views:
+        """The source dataset, pixels included, of a predicted view."""
+        return self.views[self._index_of(view)]
+
+    def _index_of(self, view: ViewPrediction) -> int:
+        for index, ds in enumerate(self.views):
             if str(ds.SOPInstanceUID) == view.sop_instance_uid:
-                return ds
-        raise ResultError(f"no source view {view.sop_instance_uid}")  # unreachable once built
+                return index
+        raise ResultError(f"no source view {view.sop_instance_uid}")  # checked at construction
 
     @property
     def scored_views(self) -> list[ViewPrediction]:

@@ -36,8 +36,8 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
     series_uid = result.new_uid(kind.config_name, "series")
     captures: list[Dataset] = []
     for number, view in enumerate(result.scored_views, start=1):
-        source = result.source_of(view)
-        picture = render_view(source, view, max_side)
+        picture = render_view(result.source_of(view), view, max_side)
+        source = result.header_of(view)
         sc = SCImage.from_ref_dataset(
             ref_dataset=source,
             pixel_array=np.asarray(picture, dtype=np.uint8),

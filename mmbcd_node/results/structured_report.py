@@ -84,11 +84,11 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
             ))),
         procedure_reported=codes.MAMMOGRAPHY,
         imaging_measurements=groups,
-        referenced_images=list(result.views),
+        referenced_images=result.evidence,
     )
     kind = OutputKind.STRUCTURED_REPORT
     sr = document_class(
-        evidence=list(result.views),
+        evidence=result.evidence,
         content=report,
         series_instance_uid=result.new_uid(kind.config_name, "series"),
         series_number=result.series_number(kind),
@@ -174,7 +174,7 @@ def _breast_group(result: ResultSet, side: str, probability: float,
 def _roi_group(result: ResultSet, view: ViewPrediction, number: int, roi: RoiPrediction,
                algorithm: AlgorithmIdentification,
                ) -> PlanarROIMeasurementsAndQualitativeEvaluations:
-    source = result.source_of(view)
+    source = result.header_of(view)
     label = f"ROI {number} {view.laterality or ''} {view.view or ''}".replace("  ", " ").strip()
     group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
