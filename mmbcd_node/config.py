@@ -136,6 +136,19 @@ class ResultsConfig:
     kinds: list[str] = field(default_factory=lambda: ["sr", "cad_sr", "gsps", "sc"])
     sr_class: str = "comprehensive"  # comprehensive | comprehensive3d
 
+    def __post_init__(self) -> None:
+        if self.sr_class not in ("comprehensive", "comprehensive3d"):
+            raise ConfigError(f"results.sr_class must be 'comprehensive' or "
+                              f"'comprehensive3d', not {self.sr_class!r}")
+        unknown = sorted(set(self.kinds) - {"sr", "cad_sr", "gsps", "sc"})
+        if unknown:
+            raise ConfigError(f"results.kinds has unknown kind(s) {', '.join(unknown)} "
+                              "(known: sr, cad_sr, gsps, sc)")
+        # The block holds SR, CAD SR, SC, GSPS and rejection-note series (offsets 0-4).
+        if not 1 <= self.series_numbers <= 2**31 - 5:
+            raise ConfigError(f"results.series_numbers must be 1 .. {2**31 - 5}, "
+                              f"not {self.series_numbers}")
+
 
 @dataclass(frozen=True)
 class DestinationConfig:

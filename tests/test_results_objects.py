@@ -368,3 +368,36 @@ def test_views_missing_type2_patient_attributes_still_give_valid_objects(tmp_pat
         path = write(ds, tmp_path, f"{number}.dcm")
         assert dciodvfy_errors(path) == [], ds.SOPClassUID.name
         assert pydicom.dcmread(path).PatientBirthDate == ""
+
+
+# -- Configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line, key", [
+    ('sr_class = "enhanced"', "results.sr_class"),
+    ('kinds = ["sr", "pdf"]', "results.kinds"),
+    ("series_numbers = 0", "results.series_numbers"),
+])
+def test_bad_results_settings_are_refused_naming_key_and_file(tmp_path, line, key):
+    from mmbcd_node.config import ConfigError, load_config
+
+    path = tmp_path / "node.toml"
+    path.write_text(f"[results]\n{line}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{path}.*{key}"):
+        load_config(path, environ={})
+
+
+def test_result_set_for_node_numbers_and_identifies_from_the_configuration(tmp_path,
+                                                                             result_set):
+    from mmbcd_node.config import load_config
+    from mmbcd_node.results.result_set import result_set_for_node
+
+    path = tmp_path / "node.toml"
+    path.write_text('[dicom]\nae_title = "BREASTAI"\nuid_root = "1.2.826.0.1.3680043.10.99"\n'
+                    "[results]\nseries_numbers = 7000\n", encoding="utf-8")
+    result = result_set_for_node(load_config(path, environ={}),
+                                 prediction=result_set.prediction, views=result_set.views,
+                                 bundle=result_set.bundle)
+    sr = build_structured_report(result)
+    assert sr.SeriesNumber == 7000 and sr.DeviceSerialNumber == "BREASTAI"
+    assert sr.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.99.")
