@@ -17,18 +17,29 @@ from ml.synth.anatomy import ViewAnatomy
 _MAX_TEXTURE_ROWS = 1024
 
 
-def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator,
-                    stretch: float = 1.0) -> np.ndarray:
-    """Zero-mean, unit-variance noise with power spectrum ~ 1/f^beta.
+def power_law_spectrum(shape: tuple[int, int], beta: float, rng: np.random.Generator,
+                       stretch: float = 1.0) -> np.ndarray:
+    """Half (rfft) spectrum of a random field with power ~ 1/f^beta whose inverse
+    transform has zero mean and unit variance; spectra add, so a mixture of textures
+    costs one inverse FFT.
 
     ``stretch`` > 1 makes structures elongated along the columns' direction (x), as the
     ducts and Cooper's ligaments that run from the nipple to the chest wall.
     """
-    white = rng.standard_normal(shape, dtype=np.float32)
-    field = np.fft.irfft2(np.fft.rfft2(white) * _amplitude(shape, beta, stretch), s=shape)
-    field = field.astype(np.float32, copy=False)
-    field -= field.mean()
-    return field / (field.std() + 1e-12)
+    half = (shape[0], shape[1] // 2 + 1)
+    white = rng.standard_normal(half, dtype=np.float32) + 1j * rng.standard_normal(
+        half, dtype=np.float32)
+    return white * _amplitude(shape, beta, stretch)
+
+
+def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator,
+                    stretch: float = 1.0) -> np.ndarray:
+    """Zero-mean, unit-variance noise with power spectrum ~ 1/f^beta."""
+    return _inverse(power_law_spectrum(shape, beta, rng, stretch), shape)
+
+
+def _inverse(spectrum: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.fft.irfft2(spectrum, s=shape).astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=16)
@@ -40,7 +51,14 @@ def _amplitude(shape: tuple[int, int], beta: float, stretch: float) -> np.ndarra
     f[0, 0] = 1.0
     amplitude = f ** (-beta / 2.0)
     amplitude[0, 0] = 0.0
-    return amplitude
+    # Parseval: the inverse transform's variance is 2 * sum|A|^2 over the full
+    # (Hermitian) spectrum / N^2 for unit complex white noise; scale it to 1.
+    weight = np.full(amplitude.shape[1], 2.0, np.float32)
+    weight[0] = 1.0
+    if cols % 2 == 0:
+        weight[-1] = 1.0
+    variance = 2.0 * float((amplitude ** 2 * weight).sum()) / float(rows * cols) ** 2
+    return (amplitude / np.sqrt(variance)).astype(np.float32)
 
 
 def _at_full_size(field: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -58,12 +76,12 @@ def tissue(anatomy: ViewAnatomy, density: float, rng: np.random.Generator) -> np
     rows, cols = anatomy.rows, anatomy.cols
     step = max(1, int(np.ceil(rows / _MAX_TEXTURE_ROWS)))
     small = (int(np.ceil(rows / step)), int(np.ceil(cols / step)))
-    strands = power_law_noise(small, 2.6, rng, stretch=3.5)
-    # Interpolate only the two linear mixtures the image needs.
-    glandular_field = _at_full_size(0.7 * power_law_noise(small, 3.0, rng) + 0.5 * strands,
-                                    rows, cols)
-    fat_field = _at_full_size(0.04 * power_law_noise(small, 2.2, rng) + 0.05 * strands,
-                              rows, cols)
+    strands = power_law_spectrum(small, 2.6, rng, stretch=3.5)
+    # Mix in the frequency domain and interpolate only the two mixtures the image needs.
+    glandular_field = _at_full_size(
+        _inverse(0.7 * power_law_spectrum(small, 3.0, rng) + 0.5 * strands, small), rows, cols)
+    fat_field = _at_full_size(
+        _inverse(0.04 * power_law_spectrum(small, 2.2, rng) + 0.05 * strands, small), rows, cols)
 
     # Glandular tissue fills a cone from the retro-areolar region towards the chest
     # wall, sparing the subcutaneous fat near the outline.
