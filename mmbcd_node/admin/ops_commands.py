@@ -10,6 +10,7 @@ from rich.console import Console
 
 from mmbcd_node.admin.context import cli_context
 from mmbcd_node.admin.output import emit_records
+from mmbcd_node.config import ConfigError, load_config
 from mmbcd_node.db.audit import verify_chain
 from mmbcd_node.ops.audit_queries import (
     EVENT_COLUMNS,
@@ -20,6 +21,7 @@ from mmbcd_node.ops.audit_queries import (
     flatten,
     study_story,
 )
+from mmbcd_node.ops.doctor import LISTENERS, Finding, run_doctor
 
 # The terminal table shows the who/what/when; CSV and JSON carry every column.
 TABLE_COLUMNS = ("id", "occurred_at", "action", "outcome", "actor", "calling_ae", "called_ae",
@@ -93,6 +95,28 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1) from None
         emit_records(story if json_lines else flatten(story), STORY_COLUMNS,
                      title=f"Study {study_uid}", as_json=json_lines, as_csv=as_csv)
+
+    @app.command("doctor")
+    def doctor(ctx: typer.Context,
+               expect: list[str] = typer.Option(
+                   list(LISTENERS), "--expect",
+                   help="Listeners the running node should have (repeatable): dicom, hl7, http."),
+               json_lines: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
+        """Check config, database, storage, the running node, bundle, destinations; exit 1 on
+        any problem, saying how to fix it."""
+        cli = cli_context(ctx)
+        try:
+            config = load_config(cli.config_path)
+        except ConfigError as exc:
+            findings = [Finding("config", False, str(exc), "correct the key named above")]
+        else:
+            findings = run_doctor(config, cli.engine, expect)
+        records = [{"check": f.check, "status": "ok" if f.ok else "FAIL", "detail": f.detail,
+                    "fix": f.fix} for f in findings]
+        emit_records(records, ("check", "status", "detail", "fix"), title="mmbcd-node doctor",
+                     as_json=json_lines)
+        if not all(f.ok for f in findings):
+            raise typer.Exit(1)
 
     @audit.command("verify")
     def verify(ctx: typer.Context) -> None:

@@ -1,0 +1,181 @@
+"""``mmbcd-node doctor``: check an installation end to end and say how to fix what is wrong.
+
+Each check returns a ``Finding``: what was checked, whether it passed, what was seen,
+and (when it failed) what to do. The checks talk to the real things: the database,
+the storage root, the running node's listeners (C-ECHO to our own AE title, an MLLP
+connection, ``/healthz``), the model bundle's digests, each destination (C-ECHO) and
+a stream syslog collector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from mmbcd_node.config import DestinationConfig, NodeConfig
+from mmbcd_node.db import migrate
+from mmbcd_node.ops.health import local_address, tcp_check
+
+LISTENERS = ("dicom", "hl7", "http")
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _guard(check: str, fix: str, probe: Callable[[], Finding]) -> Finding:
+    """Run ``probe``; an unexpected exception becomes a failed finding instead of a crash."""
+    try:
+        return probe()
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, it never stops
+        return Finding(check, False, f"{type(exc).__name__}: {exc}", fix)
+
+
+def database_findings(config: NodeConfig, engine: Engine) -> list[Finding]:
+    """Reachable, and at the newest migration."""
+    try:
+        current = migrate.current_revision(engine)
+    except SQLAlchemyError as exc:
+        return [Finding("database", False, f"cannot connect to {engine.url.render_as_string()}: "
+                        f"{type(exc.orig or exc).__name__}",
+                        "start the database server or correct [database] url")]
+    head = migrate.head_revision(config.database.url)
+    if current != head:
+        return [Finding("database", False, f"schema at revision {current}, code expects {head}",
+                        "run `mmbcd-node db upgrade`")]
+    return [Finding("database", True, f"{engine.dialect.name} at revision {current} (newest)")]
+
+
+def storage_findings(config: NodeConfig) -> list[Finding]:
+    """The storage root exists, is writable, and has more free space than the floor."""
+    root = Path(config.storage.root)
+    if not root.is_dir():
+        return [Finding("storage", False, f"storage root {root} does not exist",
+                        f"create it: mkdir -p {root} (owned by the user running the node)")]
+    try:
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".doctor-") as probe:
+            probe.write(b"ok")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return [Finding("storage", False, f"cannot write under {root}: {exc.strerror}",
+                        f"give the node's user write access to {root}")]
+    free = shutil.disk_usage(root).free
+    floor = config.dicom.min_free_bytes
+    disk = Finding("disk", free >= floor, f"{free / 1e9:.1f} GB free under {root} "
+                   f"(floor {floor / 1e9:.1f} GB)",
+                   "" if free >= floor else "free space (`mmbcd-node purge`, shorter [retention]) "
+                   "or lower [dicom] min_free_bytes")
+    return [Finding("storage", True, f"{root} is writable"), disk]
+
+
+def listener_findings(config: NodeConfig, expected: Sequence[str]) -> Iterator[Finding]:
+    """The running node answers: C-ECHO to our AE, an MLLP connection, ``/healthz``."""
+    start = "start the node (`mmbcd-node serve`) or check [{0}] host/port"
+    if "dicom" in expected:
+        ourselves = DestinationConfig(name="this node", ae_title=config.dicom.ae_title,
+                                      host=local_address(config.dicom.host),
+                                      port=config.dicom.port)
+        yield _guard("dicom listener", start.format("dicom"),
+                     lambda: _echo("dicom listener", ourselves, config, start.format("dicom")))
+    if "hl7" in expected:
+        check = tcp_check("hl7", config.hl7.host, config.hl7.port)
+        yield Finding("hl7 listener", check.ok, f"MLLP {check.detail}",
+                      "" if check.ok else start.format("hl7"))
+    if "http" in expected and config.http.enabled:
+        yield _guard("http /healthz", start.format("http"), lambda: _healthz(config))
+
+
+def _healthz(config: NodeConfig) -> Finding:
+    url = f"http://{local_address(config.http.host)}:{config.http.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        body = json.loads(error.read() or b"{}")
+        failed = [f"{name}: {c.get('detail')}" for name, c in body.get("checks", {}).items()
+                  if c.get("required") and not c.get("ok")]
+        return Finding("http /healthz", False, f"{url} says unhealthy: " + "; ".join(failed),
+                       "fix the failed checks named here; the node's log says more")
+    return Finding("http /healthz", True, f"{url} says {body.get('status')}")
+
+
+def _echo(check: str, destination: DestinationConfig, config: NodeConfig,
+          fix: str | None = None) -> Finding:
+    from mmbcd_node.send.store_scu import echo
+
+    where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+    try:
+        status = echo(destination, config.dicom)
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        return Finding(check, False, f"no C-ECHO from {where}: {exc}",
+                       fix or f"check that {where} is up and accepts our AE title "
+                       f"{config.dicom.ae_title}")
+    if status != 0:
+        return Finding(check, False, f"C-ECHO to {where} answered status 0x{status:04X}",
+                       "check the peer's configuration for our AE title")
+    return Finding(check, True, f"C-ECHO to {where} succeeded")
+
+
+def bundle_findings(config: NodeConfig) -> list[Finding]:
+    """The model bundle is complete and unaltered (every file's SHA-256 matches)."""
+    from ml.manifest import BundleError, default_bundle_path, read_manifest
+
+    path = config.model.bundle or default_bundle_path()
+    try:
+        manifest = read_manifest(path, verify=True)
+    except BundleError as exc:
+        return [Finding("model bundle", False, str(exc),
+                        "reinstall or re-export the bundle, or correct [model] bundle")]
+    return [Finding("model bundle", True, f"{manifest.get('name')} {manifest.get('version')} "
+                    f"digest {manifest.get('digest')} ({path})")]
+
+
+def syslog_findings(config: NodeConfig) -> list[Finding]:
+    """A TCP/TLS audit collector accepts connections (UDP cannot be checked)."""
+    syslog = config.audit.syslog
+    if syslog is None:
+        return []
+    if syslog.transport == "udp":
+        return [Finding("audit syslog", True, f"UDP to {syslog.host}:{syslog.port} "
+                        "(connectionless; not verifiable)")]
+    try:
+        with socket.create_connection((syslog.host, syslog.port), timeout=5):
+            pass
+    except OSError as exc:
+        return [Finding("audit syslog", False, f"{syslog.transport} {syslog.host}:{syslog.port}: "
+                        f"{exc.strerror or exc}", "start the collector or correct [audit.syslog]; "
+                        "audit events wait in the database until it answers")]
+    return [Finding("audit syslog", True, f"{syslog.transport} {syslog.host}:{syslog.port} "
+                    "accepts connections")]
+
+
+def run_doctor(config: NodeConfig, engine: Engine,
+               expected: Sequence[str] = LISTENERS) -> list[Finding]:
+    """Every check, in the order an operator would fix them."""
+    findings = [Finding("config", True, f"{config.source} loaded")]
+    findings += database_findings(config, engine)
+    findings += storage_findings(config)
+    findings += listener_findings(config, expected)
+    findings.append(_guard("model bundle", "reinstall the package or correct [model] bundle",
+                           lambda: bundle_findings(config)[0]))
+    for destination in config.destinations:
+        findings.append(_guard(f"destination {destination.name}", "check [[destinations]]",
+                               lambda d=destination: _echo(f"destination {d.name}", d, config)))
+    findings += syslog_findings(config)
+    return findings
