@@ -1,0 +1,138 @@
+"""The MLLP listener of a running node, with real clients: ``mllp_send`` and our own.
+
+Each test starts the node as a subprocess (``serve --role hl7 ...``) on free ports,
+against SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from mmbcd_node.db.models import Job, Priority, Study, StudyState
+from mmbcd_node.db.order_models import Hl7Message, Order
+from mmbcd_node.db.session import make_engine, make_sessionmaker
+from tests.support.dicom_peers import storescu
+from tests.support.hl7_client import MllpConnection, mllp_send_file, order_message, send_one
+from tests.support.mammo import make_mammogram, write_mammogram
+from tests.support.node import NodeFactory, RunningNode
+
+
+def orders_listed(node: RunningNode) -> list[dict[str, object]]:
+    result = node.cli("orders", "--json")
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_mllp_send_delivers_several_messages_on_one_connection(
+        node_factory: NodeFactory, tmp_path: Path) -> None:
+    node = node_factory(roles=["hl7"])
+    messages = [order_message(f"MS-{i}", placer=f"PL{i}", accession=f"ACC{i}")
+                for i in range(3)]
+    path = tmp_path / "orders.hl7"
+    path.write_text("\n".join(m.replace("\r", "\n") for m in messages))
+    acks = mllp_send_file(node.hl7_port, path)
+    assert [(a.code, a.control_id) for a in acks] == [("AA", f"MS-{i}") for i in range(3)]
+    assert sorted(o["accession_number"] for o in orders_listed(node)) == ["ACC0", "ACC1", "ACC2"]
+
+
+def test_many_messages_per_connection_and_concurrent_connections(
+        node_factory: NodeFactory) -> None:
+    node = node_factory(roles=["hl7"])
+
+    def one_connection(worker: int) -> list[str]:
+        with MllpConnection(node.hl7_port) as connection:
+            return [connection.send(order_message(f"C{worker}-{i}", placer=f"P{worker}-{i}"))
+                    .code for i in range(5)]
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = [code for result in pool.map(one_connection, range(4)) for code in result]
+    assert codes == ["AA"] * 20
+    engine = make_engine(node.db_url)
+    with make_sessionmaker(engine)() as session:
+        assert session.execute(select(func.count()).select_from(Order)).scalar_one() == 20
+        assert session.execute(select(func.count()).select_from(Hl7Message)).scalar_one() == 20
+    engine.dispose()
+
+
+def test_oversized_and_garbage_frames_are_answered_and_connection_stays_usable(
+        node_factory: NodeFactory) -> None:
+    node = node_factory(roles=["hl7"], settings={"hl7": {"max_message_bytes": 4000}})
+    with MllpConnection(node.hl7_port) as connection:
+        big = connection.send(order_message("BIG", notes=("x" * 200,) * 40))
+        assert (big.code, big.control_id) == ("AE", "BIG")
+        assert "4000" in big.error_text
+        garbage = connection.send(b"\x00\x01\x02\xff binary \x9c")
+        assert (garbage.code, garbage.error_code) == ("AE", "100")
+        # Noise between frames is skipped.
+        connection.send_raw(b"\r\n")
+        assert connection.send(order_message("OK-1")).code == "AA"
+    assert [o["placer_number"] for o in orders_listed(node)] == ["PL1"]
+
+
+def test_order_acknowledged_aa_survives_kill_9(node_factory: NodeFactory) -> None:
+    node = node_factory(roles=["hl7"])
+    ack = send_one(node.hl7_port, order_message("KILL-1", accession="ACC-K"))
+    assert ack.code == "AA"
+    node.kill()
+    node.start()
+    assert [o["accession_number"] for o in orders_listed(node)] == ["ACC-K"]
+    # The resent message after a restart is still recognised as a duplicate.
+    assert send_one(node.hl7_port, order_message("KILL-1", accession="ACC-K")).code == "AA"
+    assert len(orders_listed(node)) == 1
+
+
+def test_tls_listener_accepts_orders(node_factory: NodeFactory, tmp_path: Path) -> None:
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    node = node_factory(roles=["hl7"], settings={"hl7": {"tls": {"cert": str(cert),
+                                                                 "key": str(key)}}})
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with MllpConnection(node.hl7_port, tls=context) as connection:
+        assert connection.send(order_message("TLS-1")).code == "AA"
+        assert connection.send(order_message("TLS-2", placer="PL2")).code == "AA"
+    assert len(orders_listed(node)) == 2
+
+
+def test_stat_order_then_four_views_over_dicom_queue_an_urgent_job(
+        node_factory: NodeFactory, tmp_path: Path) -> None:
+    node = node_factory(roles=["dicom", "hl7", "scheduler"])
+    ack = send_one(node.hl7_port, order_message(
+        "E2E-1", patient_id="P-E2E", patient_issuer="HOSP", accession="A-E2E", priority="S",
+        clinical="lump left breast 2 months"))
+    assert ack.code == "AA"
+    study_uid = "1.2.826.0.1.3680043.10.9999.1"
+    files = []
+    for laterality in ("L", "R"):
+        for view in ("CC", "MLO"):
+            path = tmp_path / f"{laterality}{view}.dcm"
+            write_mammogram(path, make_mammogram(study_uid=study_uid, patient_id="P-E2E",
+                                                 accession="A-E2E", laterality=laterality,
+                                                 view=view))
+            files.append(path)
+    sent = storescu(node.dicom_port, files)
+    assert sent.returncode == 0, sent.stderr
+    engine = make_engine(node.db_url)
+    sessions = make_sessionmaker(engine)
+    deadline = time.monotonic() + 30
+    state = None
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            study = session.execute(select(Study).where(Study.study_uid == study_uid)
+                                    ).scalar_one_or_none()
+            state = study.state if study else None
+            if state == StudyState.QUEUED:
+                job = session.execute(select(Job).where(Job.study_id == study.id)).scalar_one()
+                break
+        time.sleep(0.2)
+    engine.dispose()
+    assert state == StudyState.QUEUED, node.log_text()[-3000:]
+    assert job.priority == Priority.URGENT and not job.without_history
