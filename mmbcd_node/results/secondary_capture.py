@@ -69,11 +69,10 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
 
 def render_view(source: Dataset, view: ViewPrediction, max_side: int) -> Image.Image:
     """The view as an RGB picture: windowed, downscaled, banner on top, boxes burned in."""
-    gray = _display_pixels(source, view)
-    height, width = gray.shape
+    height, width = int(source.Rows), int(source.Columns)
     scale = min(1.0, max_side / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = Image.fromarray(gray).resize(size, Image.Resampling.LANCZOS)
+    image = Image.fromarray(_display_pixels(source, view, size))
     font = _font_fitting(NOT_FOR_DIAGNOSIS, size[0])
     line = round(font.getbbox("Ag")[3]) + 4
     banner = int(2 * line + 4)
@@ -93,14 +92,23 @@ def render_view(source: Dataset, view: ViewPrediction, max_side: int) -> Image.I
     return canvas
 
 
-def _display_pixels(source: Dataset, view: ViewPrediction) -> np.ndarray:
-    """Stored pixels through the modality and VOI LUTs as stored, as 8-bit gray."""
+def _display_pixels(source: Dataset, view: ViewPrediction, size: tuple[int, int]) -> np.ndarray:
+    """Stored pixels resized to ``size`` (width, height), through the modality and VOI
+    LUTs as stored, as 8-bit gray."""
     try:
         stored = source.pixel_array
     except Exception as exc:  # pydicom raises many types for undecodable pixel data
         raise ResultError(f"view {view.sop_instance_uid}: pixel data cannot be read "
                           f"for the secondary capture ({exc})") from exc
-    values = apply_voi_lut(apply_modality_lut(stored, source), source).astype(np.float64)
+    if stored.ndim != 2:
+        raise ResultError(f"view {view.sop_instance_uid}: a secondary capture is made of "
+                          f"single-frame grayscale views only, not of shape {stored.shape}")
+    if size != (stored.shape[1], stored.shape[0]):
+        # Area-average the stored values first: the LUTs then run on a thumbnail, not on
+        # a 10-megapixel mammogram. Rounding back keeps table lookups (VOI LUT) valid.
+        resized = Image.fromarray(stored.astype(np.float32)).resize(size, Image.Resampling.BOX)
+        stored = np.round(np.asarray(resized)).astype(stored.dtype)
+    values = apply_voi_lut(apply_modality_lut(stored, source), source).astype(np.float32)
     if "WindowCenter" in source or "VOILUTSequence" in source:
         # After windowing pydicom's output spans the stored range, not the image's.
         bits = int(source.get("BitsStored", 8))
