@@ -401,3 +401,32 @@ def test_result_set_for_node_numbers_and_identifies_from_the_configuration(tmp_p
     sr = build_structured_report(result)
     assert sr.SeriesNumber == 7000 and sr.DeviceSerialNumber == "BREASTAI"
     assert sr.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.99.")
+
+
+def test_monochrome1_view_is_shown_with_dark_background_like_monochrome2(result_set):
+    from mmbcd_node.results.secondary_capture import render_view
+
+    view, source = result_set.prediction.views[0], result_set.views[0]
+    normal = np.asarray(render_view(source, view, 1024))
+    inverted = source.copy()
+    inverted.PhotometricInterpretation = "MONOCHROME1"
+    inverted.PixelData = (4095 - source.pixel_array).astype(np.uint16).tobytes()
+    flipped = np.asarray(render_view(inverted, view, 1024))
+    corner = (normal.shape[0] - 2, normal.shape[1] - 2)  # background, outside the breast
+    assert normal[corner].max() < 40
+    assert abs(int(flipped[corner][0]) - int(normal[corner][0])) <= 1
+
+
+def test_box_touching_the_image_border_is_drawn_and_valid(tmp_path, result_set):
+    from tests.support.predictions import COLUMNS, ROWS
+
+    view = result_set.prediction.views[0]
+    border = dataclasses.replace(view.rois[1], box=(0.0, 0.0, float(COLUMNS), float(ROWS)))
+    result = dataclasses.replace(result_set, prediction=dataclasses.replace(
+        result_set.prediction,
+        views=[dataclasses.replace(view, rois=[view.rois[0], border]),
+               *result_set.prediction.views[1:]]))
+    for number, ds in enumerate([build_structured_report(result),
+                                 build_presentation_states(result)[0],
+                                 build_secondary_captures(result)[0]]):
+        assert dciodvfy_errors(write(ds, tmp_path, f"{number}.dcm")) == []
