@@ -58,6 +58,11 @@ def role_factories() -> dict[str, RoleFactory]:
 
         return HttpRole(config, sessions)
 
+    def worker(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+        from mmbcd_node.work.worker import WorkerRole
+
+        return WorkerRole(config, sessions)
+
     def sender(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
         from mmbcd_node.send.sender import SenderRole
 
@@ -71,6 +76,7 @@ def role_factories() -> dict[str, RoleFactory]:
     factories["http"] = http
     factories["audit"] = audit
     factories["dicom"] = dicom
+    factories["worker"] = worker
     factories["sender"] = sender
     factories["scheduler"] = scheduler
     factories["hl7"] = hl7

@@ -1,0 +1,306 @@
+"""The worker: claim jobs, run the model, store results and their DICOM objects.
+
+One pass (``Worker.run_once``) claims up to ``[worker] batch_size`` jobs, reads each
+study's views and its clinical history (resolved now, so an order update that came
+while the job waited is used), scores all the views of all the claimed studies in one
+``Pipeline.predict`` call (batched across studies), builds the configured result
+objects, writes them, and records result, objects and deliveries in the same
+transaction that marks the job done, and only while the worker still holds the lease.
+A re-run supersedes the study's previous result and withdraws its objects.
+
+A view whose pixels cannot be read fails its job at once (no retry can fix the
+file), with an error naming the view; the other studies of the batch go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ml.types import StudyInput, StudyPrediction, ViewInput
+from mmbcd_node.config import NodeConfig
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
+from mmbcd_node.db.session import transaction
+from mmbcd_node.orders.history import StudyHistory, history_for_study
+from mmbcd_node.results.outputs import build_outputs
+from mmbcd_node.results.rejection_note import RejectionReason
+from mmbcd_node.results.result_set import (
+    BundleIdentity,
+    HistoryProvenance,
+    OrderContext,
+    ResultError,
+    result_set_for_node,
+)
+from mmbcd_node.send.deliveries import create_deliveries
+from mmbcd_node.send.sender import process_name
+from mmbcd_node.work.queue import (
+    ClaimedJob,
+    QueuePolicy,
+    claim_jobs,
+    complete_job,
+    fail_job,
+    heartbeat,
+    holds_lease,
+)
+from mmbcd_node.work.result_records import (
+    active_result,
+    object_references,
+    record_output,
+    record_result,
+    write_object,
+)
+from mmbcd_node.work.withdrawal import withdraw_cancelled_results, withdraw_result
+
+log = logging.getLogger(__name__)
+
+
+class ViewUnreadable(ValueError):
+    """A view of the study could not be read or scored; the message names it."""
+
+
+@dataclass
+class _Work:
+    """One claimed job with what was read for it at job start."""
+
+    job: ClaimedJob
+    study_uid: str
+    views: list[pydicom.Dataset]
+    history: StudyHistory | None
+    error: str | None = None
+
+
+class Worker:
+    """Runs claimed jobs through the model; ``pipeline`` loads on first use, once."""
+
+    def __init__(self, config: NodeConfig, sessions: sessionmaker[Session],
+                 owner: str | None = None, pipeline: object | None = None) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.owner = owner or process_name("worker")
+        self.policy = QueuePolicy.from_config(config.worker)
+        self._pipeline = pipeline
+
+    @property
+    def pipeline(self):  # type: ignore[no-untyped-def]
+        if self._pipeline is None:
+            from ml.pipeline import Pipeline
+
+            model = self.config.model
+            self._pipeline = Pipeline(model.bundle, device=model.device,
+                                      batch_views=max(4, 4 * self.config.worker.batch_size))
+            log.info("event=bundle_loaded digest=%s device=%s", self._pipeline.bundle.digest,
+                     self._pipeline.device)
+        return self._pipeline
+
+    def run_once(self) -> int:
+        """Claim and run one batch of jobs; return how many jobs were claimed."""
+        with transaction(self.sessions) as session:
+            claimed = claim_jobs(session, self.owner, self.policy,
+                                 limit=self.config.worker.batch_size)
+        if not claimed:
+            return 0
+        stop_beating = threading.Event()
+        beater = threading.Thread(target=self._heartbeat, args=(claimed, stop_beating),
+                                  name="job-heartbeat", daemon=True)
+        beater.start()
+        try:
+            self._run(claimed)
+        finally:
+            stop_beating.set()
+            beater.join()
+        return len(claimed)
+
+    def _heartbeat(self, jobs: list[ClaimedJob], stop: threading.Event) -> None:
+        while not stop.wait(self.config.worker.heartbeat_seconds):
+            with transaction(self.sessions) as session:
+                for job in jobs:
+                    if not heartbeat(session, job.id, self.owner, self.policy):
+                        log.warning("event=lease_lost job=%s", job.id)
+
+    def _run(self, claimed: list[ClaimedJob]) -> None:
+        work = [self._start(job) for job in claimed]
+        runnable = [w for w in work if w.error is None]
+        try:
+            predictions = self.pipeline.predict([self._study_input(w) for w in runnable])
+        except Exception as exc:  # the model failed as a whole: every job is retried
+            log.exception("event=pipeline_failed jobs=%d", len(runnable))
+            for item in runnable:
+                self._fail(item, f"model run failed: {type(exc).__name__}: {exc}", retry=True)
+            predictions = []
+            runnable = []
+        for item in work:
+            if item.error is not None:
+                self._fail(item, item.error, retry=False)
+        for item, prediction in zip(runnable, predictions, strict=True):
+            try:
+                self._finish(item, prediction)
+            except (ViewUnreadable, ResultError) as exc:
+                self._fail(item, str(exc), retry=False)
+            except Exception as exc:
+                log.exception("event=job_finish_failed job=%s", item.job.id)
+                self._fail(item, f"{type(exc).__name__}: {exc}", retry=True)
+
+    def _start(self, job: ClaimedJob) -> _Work:
+        with transaction(self.sessions) as session:
+            study = session.get(Study, job.study_id)
+            assert study is not None
+            session.execute(update(Study).where(Study.id == study.id,
+                                                Study.state == StudyState.QUEUED)
+                            .values(state=StudyState.RUNNING, state_changed_at=utcnow())
+                            .execution_options(synchronize_session=False))
+            history = None if job.without_history else history_for_study(session, study.id)
+            instances = session.execute(
+                select(Instance).where(Instance.study_id == study.id,
+                                       Instance.purged_at.is_(None))
+                .order_by(Instance.laterality, Instance.view, Instance.id)).scalars().all()
+        for_presentation = [i for i in instances
+                            if (i.presentation_intent or "").upper() != "FOR PROCESSING"]
+        chosen = for_presentation or list(instances)
+        root = Path(self.config.storage.root)
+        work = _Work(job=job, study_uid=study.study_uid, views=[], history=history)
+        if not chosen:
+            work.error = f"study {study.study_uid} has no stored mammograms to process"
+        for instance in chosen:
+            try:
+                work.views.append(pydicom.dcmread(root / instance.path))
+            except Exception as exc:  # a file that no longer parses fails only this job
+                work.error = (f"view {instance.sop_instance_uid} ({instance.laterality or '?'} "
+                              f"{instance.view or '?'}) cannot be read: {exc}")
+        return work
+
+    def _study_input(self, item: _Work) -> StudyInput:
+        text = item.history.text if item.history else ""
+        return StudyInput(study_uid=item.study_uid, history=text,
+                          views=[ViewInput(ds, str(ds.SOPInstanceUID)) for ds in item.views])
+
+    def _finish(self, item: _Work, prediction: StudyPrediction) -> None:
+        broken = [v for v in prediction.views if v.error is not None]
+        if broken:
+            first = broken[0]
+            raise ViewUnreadable(
+                f"view {first.sop_instance_uid} ({first.laterality or '?'} {first.view or '?'}) "
+                f"could not be processed: {first.error}")
+        bundle = self.pipeline.bundle
+        history = _provenance(item.history)
+        with self.sessions() as session:
+            previous = active_result(session, item.job.study_id)
+            predecessors = (tuple(object_references(session, previous, item.study_uid))
+                            if previous else ())
+        result_set = result_set_for_node(
+            self.config, prediction=prediction, views=item.views,
+            bundle=BundleIdentity(name=bundle.name, version=bundle.version, digest=bundle.digest,
+                                  parameters={"threshold": bundle.threshold,
+                                              "top_k": bundle.detector_params.k}),
+            history=history, order=_order_context(item.history),
+            predecessors=predecessors, uid_entropy=f"job-{item.job.id}")
+        objects = build_outputs(result_set, self.config.results.kinds,
+                                self.config.results.sr_class)
+        root = Path(self.config.storage.root)
+        written = [(obj, write_object(root, obj.dataset, obj.kind)) for obj in objects]
+        with transaction(self.sessions) as session:
+            if not holds_lease(session, item.job.id, self.owner):
+                log.warning("event=result_dropped job=%s reason=lease_lost", item.job.id)
+                return
+            study = session.get(Study, item.job.study_id)
+            assert study is not None
+            previous = active_result(session, study.id)
+            if previous is not None:
+                withdraw_result(session, self.config, previous, study,
+                                RejectionReason.SUPERSEDED)
+            result = record_result(session, job_id=item.job.id, study_id=study.id,
+                                   prediction=prediction,
+                                   model_version=f"{bundle.name} {bundle.version}",
+                                   history=history, predecessor=previous)
+            outputs = [record_output(session, result.id, obj.kind, obj.dataset, path)
+                       for obj, path in written]
+            create_deliveries(session, outputs, self.config.destinations)
+            complete_job(session, item.job.id, self.owner, bundle_digest=bundle.digest[:64])
+            session.execute(update(Study).where(Study.id == study.id,
+                                                Study.state == StudyState.RUNNING)
+                            .values(state=StudyState.DONE, state_changed_at=utcnow(),
+                                    rerun_requested=False)
+                            .execution_options(synchronize_session=False))
+            record_event(session, "results_created", actor=self.owner,
+                         study_uid=study.study_uid, patient_id=study.patient_id,
+                         accession_number=study.accession_number,
+                         detail={"job_id": item.job.id, "result_id": result.id,
+                                 "objects": len(outputs), "bundle_digest": bundle.digest,
+                                 "history": history.statement(),
+                                 "predecessor_result_id": previous.id if previous else None})
+        log.info("event=job_done job=%s study_id=%s probability=%.4f objects=%d",
+                 item.job.id, item.job.study_id, prediction.probability or 0.0, len(outputs))
+
+    def _fail(self, item: _Work, error: str, *, retry: bool) -> None:
+        with transaction(self.sessions) as session:
+            state = fail_job(session, item.job.id, self.owner, error, self.policy, retry=retry)
+            if state is None:
+                return
+            study_state = StudyState.FAILED if state == "failed" else StudyState.QUEUED
+            session.execute(update(Study).where(Study.id == item.job.study_id,
+                                                Study.state == StudyState.RUNNING)
+                            .values(state=study_state, state_changed_at=utcnow())
+                            .execution_options(synchronize_session=False))
+            if state == "failed":
+                record_event(session, "job_failed", actor=self.owner, study_uid=item.study_uid,
+                             outcome="failure", detail={"job_id": item.job.id, "error": error})
+
+
+def _provenance(history: StudyHistory | None) -> HistoryProvenance:
+    if history is None or not history.text.strip():
+        return HistoryProvenance()
+    return HistoryProvenance(text=history.text, source_fields=tuple(history.source_fields))
+
+
+def _order_context(history: StudyHistory | None) -> OrderContext | None:
+    if history is None:
+        return None
+    return OrderContext(accession_number=history.accession_number or "",
+                        placer_order_number=history.placer_number or "",
+                        filler_order_number=history.filler_number or "",
+                        requested_procedure_id=history.requested_procedure_id or "",
+                        requested_procedure_description=history.procedure or "",
+                        reason_for_requested_procedure=history.reason or "",
+                        accession_issuer=history.issuer_of_accession or "")
+
+
+class WorkerRole:
+    """``serve --role worker``: loads the bundle at start, then runs passes until stopped.
+
+    Each idle poll also withdraws results whose order was cancelled.
+    """
+
+    name = "worker"
+
+    def __init__(self, config: NodeConfig, sessions: sessionmaker[Session]) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.worker = Worker(config, sessions)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+
+    def start(self) -> None:
+        _ = self.worker.pipeline  # load the bundle once, before the first job
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = 0
+            try:
+                busy = self.worker.run_once()
+                if not busy:
+                    withdraw_cancelled_results(self.config, self.sessions)
+            except Exception:  # keep the role alive; the next pass retries
+                log.exception("event=worker_pass_failed")
+            if not busy:
+                self._stop.wait(self.config.worker.poll_seconds)

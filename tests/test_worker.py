@@ -1,0 +1,213 @@
+"""The worker: jobs in, results and their DICOM objects and deliveries out."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from mmbcd_node.config import (
+    DestinationConfig,
+    DicomConfig,
+    NodeConfig,
+    StorageConfig,
+    WorkerConfig,
+)
+from mmbcd_node.db import migrate
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.models import Instance, Job, JobState, Priority, Series, Study, StudyState
+from mmbcd_node.db.result_models import (
+    Delivery,
+    DeliveryState,
+    OutputObject,
+    Result,
+    ResultState,
+)
+from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
+from mmbcd_node.send.sender import Sender
+from mmbcd_node.work.queue import enqueue_job
+from mmbcd_node.work.withdrawal import withdraw_cancelled_results
+from mmbcd_node.work.worker import Worker
+from tests.support.mammo import make_mammogram, write_mammogram
+
+FOUR_VIEWS = (("R", "CC"), ("R", "MLO"), ("L", "CC"), ("L", "MLO"))
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from ml.pipeline import Pipeline
+
+    return Pipeline(device="cpu")
+
+
+@pytest.fixture
+def sessions(tmp_path: Path):
+    # SQLite only: the model run dominates these tests; the queue and the end-to-end
+    # tests cover PostgreSQL.
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def node_config(tmp_path: Path, *destinations: DestinationConfig) -> NodeConfig:
+    return NodeConfig(storage=StorageConfig(root=tmp_path / "storage"),
+                      dicom=DicomConfig(ae_title="MMBCD", acse_timeout=5, dimse_timeout=10,
+                                        network_timeout=10),
+                      worker=WorkerConfig(batch_size=4, heartbeat_seconds=1.0),
+                      destinations=list(destinations))
+
+
+def add_study(sessions, config: NodeConfig, *, corrupt: str | None = None) -> tuple[int, str]:
+    """A queued 4-view study stored like the receiver stores one; ``corrupt`` = 'R-CC' breaks it."""
+    study_uid = generate_uid()
+    with transaction(sessions) as session:
+        study = Study(study_uid=study_uid, correlation_id=uuid.uuid4().hex, patient_id="P1",
+                      accession_number="A1", state=StudyState.QUEUED)
+        session.add(study)
+        session.flush()
+        for n, (laterality, view) in enumerate(FOUR_VIEWS):
+            ds = make_mammogram(study_uid=study_uid, laterality=laterality, view=view, seed=n,
+                                rows=320, cols=256)
+            if corrupt == f"{laterality}-{view}":
+                ds.PixelData = ds.PixelData[:1000]  # truncated: decoding must fail
+            relative = Path(study_uid) / f"{ds.SOPInstanceUID}.dcm"
+            write_mammogram(config.storage.root / relative, ds)
+            series = Series(study_id=study.id, series_uid=ds.SeriesInstanceUID, modality="MG",
+                            laterality=laterality)
+            session.add(series)
+            session.flush()
+            session.add(Instance(study_id=study.id, series_id=series.id,
+                                 sop_instance_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID,
+                                 transfer_syntax_uid=ds.file_meta.TransferSyntaxUID,
+                                 laterality=laterality, view=view, path=str(relative),
+                                 size_bytes=1, sha256="0" * 64,
+                                 presentation_intent="FOR PRESENTATION"))
+        enqueue_job(session, study.id, priority=Priority.URGENT)
+        return study.id, study_uid
+
+
+def job_of(sessions, study_id: int) -> Job:
+    with sessions() as session:
+        return session.execute(select(Job).where(Job.study_id == study_id)
+                               .order_by(Job.id.desc()).limit(1)).scalar_one()
+
+
+def outputs_of(sessions, study_id: int) -> list[OutputObject]:
+    with sessions() as session:
+        return list(session.execute(
+            select(OutputObject).join(Result).where(Result.study_id == study_id)
+            .order_by(OutputObject.id)).scalars())
+
+
+def test_job_stores_result_objects_and_deliveries_and_marks_study_done(
+        sessions, tmp_path, pipeline) -> None:
+    config = node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
+                                                     host="127.0.0.1", port=1))
+    study_id, study_uid = add_study(sessions, config)
+    assert Worker(config, sessions, pipeline=pipeline).run_once() == 1
+    job = job_of(sessions, study_id)
+    assert job.state == JobState.DONE
+    assert job.bundle_digest == pipeline.bundle.digest[:64]
+    with sessions() as session:
+        result = session.execute(select(Result).where(Result.study_id == study_id)).scalar_one()
+        assert session.get(Study, study_id).state == StudyState.DONE
+        assert result.state == ResultState.ACTIVE
+        assert 0.0 <= result.probability <= 1.0
+        assert result.probability == pytest.approx(max(result.left_probability,
+                                                       result.right_probability))
+        assert len(result.views) == 4 and all(v.error is None for v in result.views)
+        assert result.rois, "every view yields ranked ROIs"
+        assert json.loads(result.history_sources) == [] and not result.history_used
+        deliveries = session.execute(select(Delivery)).scalars().all()
+    outputs = outputs_of(sessions, study_id)
+    kinds = sorted(o.kind for o in outputs)
+    assert kinds == sorted(["sr", "cad_sr"] + ["sc"] * 4 + ["gsps"] * 4)
+    assert len(deliveries) == len(outputs)
+    assert {d.state for d in deliveries} == {DeliveryState.PENDING}
+    for output in outputs:
+        ds = pydicom.dcmread(config.storage.root / output.path, stop_before_pixels=True)
+        assert ds.SOPInstanceUID == output.sop_instance_uid
+        assert ds.StudyInstanceUID == study_uid
+
+
+def test_corrupt_view_fails_its_job_with_a_clear_error_and_other_studies_go_on(
+        sessions, tmp_path, pipeline) -> None:
+    config = node_config(tmp_path)
+    broken_id, _ = add_study(sessions, config, corrupt="L-MLO")
+    fine_id, _ = add_study(sessions, config)
+    assert Worker(config, sessions, pipeline=pipeline).run_once() == 2
+    broken = job_of(sessions, broken_id)
+    assert broken.state == JobState.FAILED
+    assert "L MLO" in broken.error and "could not be processed" in broken.error
+    assert broken.attempts == 1, "a corrupt file is not retried"
+    assert job_of(sessions, fine_id).state == JobState.DONE
+    with sessions() as session:
+        assert session.get(Study, broken_id).state == StudyState.FAILED
+        assert session.get(Study, fine_id).state == StudyState.DONE
+    assert outputs_of(sessions, broken_id) == []
+
+
+def test_rerun_supersedes_the_delivered_result_and_withdraws_it_with_a_rejection_note(
+        sessions, tmp_path, pipeline, storescp_factory) -> None:
+    pacs = storescp_factory()
+    config = node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
+                                                     host="127.0.0.1", port=pacs.port,
+                                                     kinds=["sr"]))
+    study_id, _ = add_study(sessions, config)
+    worker = Worker(config, sessions, pipeline=pipeline)
+    worker.run_once()
+    Sender(config, sessions).send_due()
+    (first_sr,) = pacs.received()
+    with transaction(sessions) as session:
+        enqueue_job(session, study_id, priority=Priority.BACKGROUND, reason="rerun")
+        session.get(Study, study_id).state = StudyState.QUEUED
+    worker.run_once()
+    Sender(config, sessions).send_due()
+    with sessions() as session:
+        results = session.execute(select(Result).where(Result.study_id == study_id)
+                                  .order_by(Result.id)).scalars().all()
+        assert [r.state for r in results] == [ResultState.SUPERSEDED, ResultState.ACTIVE]
+        assert results[1].predecessor_id == results[0].id
+    received = {str(ds.SOPClassUID): ds for ds in pacs.received()
+                if ds.SOPInstanceUID != first_sr.SOPInstanceUID}
+    assert len(pacs.received()) == 3, "old SR, rejection note, new SR"
+    note = received["1.2.840.10008.5.1.4.1.1.88.59"]  # Key Object Selection Document
+    assert note.ConceptNameCodeSequence[0].CodeValue == "113001"
+    rejected = [item.ReferencedSOPInstanceUID
+                for series in note.CurrentRequestedProcedureEvidenceSequence[0]
+                .ReferencedSeriesSequence for item in series.ReferencedSOPSequence]
+    assert rejected == [first_sr.SOPInstanceUID]
+    new_sr = next(ds for uid, ds in received.items() if uid != "1.2.840.10008.5.1.4.1.1.88.59")
+    predecessor = new_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == \
+        first_sr.SOPInstanceUID
+
+
+def test_results_of_a_cancelled_order_are_withdrawn_once(sessions, tmp_path, pipeline,
+                                                          storescp_factory) -> None:
+    pacs = storescp_factory()
+    config = node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
+                                                     host="127.0.0.1", port=pacs.port,
+                                                     kinds=["sr", "gsps"]))
+    study_id, study_uid = add_study(sessions, config)
+    Worker(config, sessions, pipeline=pipeline).run_once()
+    Sender(config, sessions).send_due()
+    with transaction(sessions) as session:
+        record_event(session, "results_withdrawal_requested", study_uid=study_uid,
+                     detail={"reason": "order cancelled"})
+    assert withdraw_cancelled_results(config, sessions) == 1
+    assert withdraw_cancelled_results(config, sessions) == 0
+    Sender(config, sessions).send_due()
+    notes = [ds for ds in pacs.received() if ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59"]
+    assert len(notes) == 1
+    assert notes[0].ConceptNameCodeSequence[0].CodeValue == "113038"
+    with sessions() as session:
+        (result,) = session.execute(select(Result).where(Result.study_id == study_id)).scalars()
+        assert result.state == ResultState.WITHDRAWN
