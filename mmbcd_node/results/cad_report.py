@@ -40,12 +40,9 @@ from highdicom.sr import (
     ContentItem,
     ContentSequence,
     DateContentItem,
-    DeviceObserverIdentifyingAttributes,
     GraphicTypeValues,
     ImageContentItem,
     NumContentItem,
-    ObservationContext,
-    ObserverContext,
     RelationshipTypeValues,
     ScoordContentItem,
     TextContentItem,
@@ -58,8 +55,8 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
-from mmbcd_node.results.request import referenced_requests
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
+from mmbcd_node.results.sr_document import document_arguments, observation_context
 from mmbcd_node.results.structured_report import box_polyline
 
 MAMMOGRAPHY_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
@@ -146,33 +143,14 @@ def build_mammography_cad_report(result: ResultSet) -> Dataset:
     root = ContainerContentItem(name=MAMMOGRAPHY_CAD_REPORT, template_id="4000")
     root.ContentTemplateSequence[0].MappingResource = "DCMR"
     root.ContentSequence = ContentSequence([
-        *ObservationContext(observer_device_context=ObserverContext(
-            observer_type=codes.DEVICE_OBSERVER,
-            observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-                uid=result.device_uid, name=result.device_serial_number,
-                manufacturer_name=mmbcd_node.MANUFACTURER,
-                model_name=mmbcd_node.MODEL_NAME))),
+        *observation_context(result),
         _image_library(result),
         _findings_summary(result, findings),
         *_performed(result, algorithm),
     ])
-    kind = OutputKind.CAD_REPORT
-    sr = MammographyCADSR(
-        evidence=result.evidence,
-        content=root,
-        series_instance_uid=result.new_uid(kind.config_name, "series"),
-        series_number=result.series_number(kind),
-        sop_instance_uid=result.new_uid(kind.config_name, "instance"),
-        instance_number=1,
-        manufacturer=mmbcd_node.MANUFACTURER,
-        is_complete=result.all_views_used,
-        requested_procedures=referenced_requests(result),
-        previous_versions=result.predecessor_datasets(frozenset({MAMMOGRAPHY_CAD_SR})),
-        series_description=result.series_description(kind),
-    )
-    for keyword, value in result.device_identity().items():
-        setattr(sr, keyword, value)
-    sr.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]
+    sr = MammographyCADSR(content=root, **document_arguments(
+        result, OutputKind.CAD_REPORT, frozenset({MAMMOGRAPHY_CAD_SR})))
+    result.stamp_identity(sr, private_codes=True)
     return sr
 
 

@@ -61,8 +61,7 @@ def build_presentation_states(result: ResultSet) -> list[Dataset]:
             graphic_layers=layers,
             series_description=result.series_description(kind),
         )
-        for keyword, value in result.device_identity().items():
-            setattr(gsps, keyword, value)
+        result.stamp_identity(gsps)
         gsps.Laterality = view.laterality or source.get("ImageLaterality", "")
         states.append(gsps)
     return states

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from enum import Enum
 
 from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
-from highdicom.sr import CodedConcept, DeviceObserverIdentifyingAttributes, ObserverContext
+from highdicom.sr import CodedConcept
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
 import mmbcd_node
-from mmbcd_node.results import codes
 from mmbcd_node.results.request import reference_dataset
 from mmbcd_node.results.result_set import (
     NOT_FOR_DIAGNOSIS,
@@ -25,6 +24,7 @@ from mmbcd_node.results.result_set import (
     OutputKind,
     ResultError,
 )
+from mmbcd_node.results.sr_document import device_observer
 
 
 class RejectionReason(Enum):
@@ -79,12 +79,9 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
         return generate_uid(prefix=prefix, entropy_srcs=[uid_entropy, "rejection", *purpose])
 
     evidence = [reference_dataset(reference, study) for reference in rejected]
-    device = ObserverContext(
-        observer_type=codes.DEVICE_OBSERVER,
-        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(prefix=prefix, entropy_srcs=["device", device_serial_number]),
-            name=device_serial_number, manufacturer_name=mmbcd_node.MANUFACTURER,
-            model_name=mmbcd_node.MODEL_NAME))
+    device = device_observer(
+        generate_uid(prefix=prefix, entropy_srcs=["device", device_serial_number]),
+        device_serial_number)
     kind = OutputKind.REJECTION_NOTE
     content = KeyObjectSelection(
         document_title=reason.title, referenced_objects=evidence,

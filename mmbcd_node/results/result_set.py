@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 import mmbcd_node
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.results import codes
 from mmbcd_node.results.request import TYPE2_PATIENT_STUDY, reference_dataset
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
@@ -267,6 +268,13 @@ class ResultSet:
         values = [f"mmbcd-node {mmbcd_node.__version__}",
                   f"{self.bundle.name} {self.bundle.version}", self.bundle.digest]
         return [value[:64] for value in values]
+
+    def stamp_identity(self, ds: pydicom.Dataset, private_codes: bool = False) -> None:
+        """Set our device identity on ``ds``; declare the ``99MMBCD`` scheme if it uses it."""
+        for keyword, value in self.device_identity().items():
+            setattr(ds, keyword, value)
+        if private_codes:
+            ds.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]
 
     def device_identity(self) -> dict[str, object]:
         """Manufacturer / Model Name / Software Versions / Device Serial Number keywords."""

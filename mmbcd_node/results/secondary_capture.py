@@ -57,8 +57,7 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
             series_description=result.series_description(kind),
         )
         sc.PatientOrientation = source.get("PatientOrientation", "")
-        for keyword, value in result.device_identity().items():
-            setattr(sc, keyword, value)
+        result.stamp_identity(sc)
         sc.BurnedInAnnotation = "NO"  # boxes and scores only: nothing identifies the patient
         sc.ImageComments = f"{NOT_FOR_DIAGNOSIS}. {view_caption(view)}"
         sc.DerivationDescription = "View with ROI boxes and attention weights burned in"

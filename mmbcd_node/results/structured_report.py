@@ -22,15 +22,12 @@ from highdicom.sr import (
     AlgorithmIdentification,
     Comprehensive3DSR,
     ComprehensiveSR,
-    DeviceObserverIdentifyingAttributes,
     FindingSite,
     GraphicTypeValues,
     ImageRegion,
     Measurement,
     MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
-    ObservationContext,
-    ObserverContext,
     PlanarROIMeasurementsAndQualitativeEvaluations,
     RelationshipTypeValues,
     SourceImageForRegion,
@@ -42,8 +39,8 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
-from mmbcd_node.results.request import referenced_requests
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
+from mmbcd_node.results.sr_document import document_arguments, observation_context
 
 SR_CLASSES = {"comprehensive": ComprehensiveSR, "comprehensive3d": Comprehensive3DSR}
 # A re-run may switch SR class; the earlier report of either class is its predecessor.
@@ -74,35 +71,14 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
         groups += [_roi_group(result, view, n, roi, algorithm)
                    for n, roi in enumerate(view.rois, start=1)]
     report = MeasurementReport(
-        observation_context=ObservationContext(observer_device_context=ObserverContext(
-            observer_type=codes.DEVICE_OBSERVER,
-            observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-                uid=result.device_uid,
-                name=result.device_serial_number,
-                manufacturer_name=mmbcd_node.MANUFACTURER,
-                model_name=mmbcd_node.MODEL_NAME,
-            ))),
+        observation_context=observation_context(result),
         procedure_reported=codes.MAMMOGRAPHY,
         imaging_measurements=groups,
         referenced_images=result.evidence,
     )
-    kind = OutputKind.STRUCTURED_REPORT
-    sr = document_class(
-        evidence=result.evidence,
-        content=report,
-        series_instance_uid=result.new_uid(kind.config_name, "series"),
-        series_number=result.series_number(kind),
-        sop_instance_uid=result.new_uid(kind.config_name, "instance"),
-        instance_number=1,
-        manufacturer=mmbcd_node.MANUFACTURER,
-        is_complete=result.all_views_used,
-        requested_procedures=referenced_requests(result),
-        previous_versions=result.predecessor_datasets(TID_1500_SOP_CLASSES),
-        series_description=result.series_description(kind),
-    )
-    for keyword, value in result.device_identity().items():
-        setattr(sr, keyword, value)
-    sr.CodingSchemeIdentificationSequence = [codes.coding_scheme_identification()]
+    sr = document_class(content=report, **document_arguments(
+        result, OutputKind.STRUCTURED_REPORT, TID_1500_SOP_CLASSES))
+    result.stamp_identity(sr, private_codes=True)
     return sr
 
 
