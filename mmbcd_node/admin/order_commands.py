@@ -74,13 +74,14 @@ def _orders_app() -> typer.Typer:
                 typer.echo(f"no order {order_id}", err=True)
                 raise typer.Exit(1)
             record = _order_record(order, full=True)
-            record["matches"] = [
+            sources: list[list[str]] = json.loads(order.history_sources or "[]")
+            matches: list[dict[str, object]] = [
                 {"study_uid": uid, "state": m.state, "rule": m.rule, "note": m.note,
                  "decided_by": m.decided_by, "decided_at": m.decided_at.isoformat()}
                 for m, uid in session.execute(
                     select(StudyOrder, Study.study_uid).join(Study, Study.id == StudyOrder.study_id)
                     .where(StudyOrder.order_id == order.id).order_by(StudyOrder.id)).all()]
-            record["messages"] = [
+            messages: list[dict[str, object]] = [
                 {"message_id": msg.id, "control": link.control, "control_id": msg.control_id,
                  "type": msg.message_type, "version": msg.version, "charset": msg.charset,
                  "received_at": msg.received_at.isoformat(), "raw": _raw_text(msg)}
@@ -88,6 +89,7 @@ def _orders_app() -> typer.Typer:
                     select(OrderMessage, Hl7Message)
                     .join(Hl7Message, Hl7Message.id == OrderMessage.message_id)
                     .where(OrderMessage.order_id == order.id).order_by(OrderMessage.id)).all()]
+        record["matches"], record["messages"] = matches, messages
         if json_out:
             typer.echo(json.dumps(record, default=str, ensure_ascii=False))
             return
@@ -95,17 +97,18 @@ def _orders_app() -> typer.Typer:
             if key not in ("matches", "messages", "history_sources"):
                 typer.echo(f"{key}: {'' if value is None else value}")
         typer.echo("history sources:")
-        for name, text in record["history_sources"]:
+        for name, text in sources:
             typer.echo(f"  {name}: {text}")
         typer.echo("matches:")
-        for match in record["matches"]:
+        for match in matches:
+            note = f" - {match['note']}" if match["note"] else ""
             typer.echo(f"  {match['study_uid']} {match['state']} by {match['rule']} "
-                       f"({match['decided_by']}){' - ' + match['note'] if match['note'] else ''}")
-        for message in record["messages"]:
+                       f"({match['decided_by']}){note}")
+        for message in messages:
             typer.echo(f"message {message['message_id']} ({message['control']}, MSH-10 "
                        f"{message['control_id']}, {message['type']} v{message['version']}, "
                        f"{message['charset']}, received {message['received_at']}):")
-            for segment in message["raw"].split("\r"):
+            for segment in str(message["raw"]).split("\r"):
                 if segment:
                     typer.echo(f"  {segment}")
 

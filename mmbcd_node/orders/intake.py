@@ -77,15 +77,14 @@ class OrderIntake:
         except SQLAlchemyError as exc:
             log.error("event=hl7_temporary_failure control_id=%s error=%r",
                       header.control_id if header else "", str(exc).splitlines()[0])
-            rejection = Hl7Rejection("AR", APPLICATION_INTERNAL_ERROR,
-                                     "temporary database failure; resend the message later")
-            return build_ack(header, "AR", rejection)
+            return build_ack(header, "AR", Hl7Rejection(
+                "AR", APPLICATION_INTERNAL_ERROR,
+                "temporary database failure; resend the message later"))
         except Exception:  # noqa: BLE001 - the sender must always get an answer
             log.exception("event=hl7_internal_error control_id=%s",
                           header.control_id if header else "")
-            rejection = Hl7Rejection("AR", APPLICATION_INTERNAL_ERROR,
-                                     "internal error; resend the message later")
-            return build_ack(header, "AR", rejection)
+            return build_ack(header, "AR", Hl7Rejection(
+                "AR", APPLICATION_INTERNAL_ERROR, "internal error; resend the message later"))
 
     def handle_oversized(self, head: bytes, size: int, peer: str | None = None) -> bytes:
         """The AE for a message longer than ``[hl7] max_message_bytes`` (``head``: its start)."""

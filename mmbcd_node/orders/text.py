@@ -40,7 +40,7 @@ def unescape(value: str, *, separators: str, codec: str,
     ``\\Xhh..\\`` gives the bytes decoded in the message's character set. An
     unterminated, unknown or malformed sequence raises ``Hl7Rejection`` (AE 102).
     """
-    field_sep, component, repetition, escape, subcomponent = separators[:5]
+    field_sep, component, repetition, escape, subcomponent = tuple(separators[:5])
     if escape not in value:
         return value
     simple = {"F": field_sep, "S": component, "T": subcomponent, "R": repetition,
@@ -77,7 +77,7 @@ def unescape(value: str, *, separators: str, codec: str,
 
 def escape(value: str, separators: str = "|^~\\&") -> str:
     """Escape the delimiter characters in ``value`` for use inside an HL7 field."""
-    field_sep, component, repetition, esc, subcomponent = separators[:5]
+    field_sep, component, repetition, esc, subcomponent = tuple(separators[:5])
     table = {esc: "E", field_sep: "F", component: "S", subcomponent: "T", repetition: "R"}
     text = "".join(f"{esc}{table[c]}{esc}" if c in table else c for c in value)
     # Segment terminators inside a value would end the segment.
