@@ -56,8 +56,8 @@ import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
+from mmbcd_node.results.roi_marks import box_polyline
 from mmbcd_node.results.sr_document import document_arguments, observation_context
-from mmbcd_node.results.structured_report import box_polyline
 
 MAMMOGRAPHY_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 ItemT = TypeVar("ItemT", bound=ContentItem)

@@ -27,8 +27,14 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import ViewPrediction
 from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultSet
-from mmbcd_node.results.roi_marks import GREEN, RED, RoiMark, roi_marks, view_caption
-from mmbcd_node.results.structured_report import box_polyline
+from mmbcd_node.results.roi_marks import (
+    GREEN,
+    RED,
+    RoiMark,
+    box_polyline,
+    roi_marks,
+    view_caption,
+)
 
 CONTENT_LABEL = "MMBCD_ROIS"
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ml.types import ViewPrediction
 
 RED = (255, 0, 0)
@@ -37,6 +39,12 @@ def roi_marks(view: ViewPrediction) -> list[RoiMark]:
     top = max(range(len(view.rois)), key=lambda i: (view.rois[i].attention, -i))
     return [RoiMark(box=roi.box, label=f"{i + 1} att {roi.attention:.2f}", most_attended=i == top)
             for i, roi in enumerate(view.rois)]
+
+
+def box_polyline(box: tuple[float, float, float, float]) -> np.ndarray:
+    """The box as a closed polyline of 5 (column, row) points, first point repeated."""
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
 
 
 def view_caption(view: ViewPrediction) -> str:

@@ -17,7 +17,6 @@ Predecessor Documents Sequence.
 
 from __future__ import annotations
 
-import numpy as np
 from highdicom.sr import (
     AlgorithmIdentification,
     Comprehensive3DSR,
@@ -40,6 +39,7 @@ import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
+from mmbcd_node.results.roi_marks import box_polyline
 from mmbcd_node.results.sr_document import document_arguments, observation_context
 
 SR_CLASSES = {"comprehensive": ComprehensiveSR, "comprehensive3d": Comprehensive3DSR}
@@ -97,12 +97,6 @@ def finding_site(laterality: str | None) -> FindingSite:
     """Breast, with the laterality when the view states one."""
     return FindingSite(anatomic_location=codes.BREAST,
                        laterality=codes.LATERALITY.get(laterality or ""))
-
-
-def box_polyline(box: tuple[float, float, float, float]) -> np.ndarray:
-    """The box as a closed polyline of 5 (column, row) points, first point repeated."""
-    x0, y0, x1, y1 = box
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
 
 
 def _probability(value: float, laterality: str | None = None) -> Measurement:
