@@ -1,8 +1,12 @@
 """Findings placed in a breast and drawn on each of its views.
 
 Malignant: spiculated mass, ill-defined mass, clustered fine (pleomorphic)
-calcifications, architectural distortion. Benign look-alikes: circumscribed round or
-oval mass, scattered coarse calcifications, intramammary / axillary lymph node.
+calcifications, architectural distortion, and the circumscribed carcinoma (mucinous or
+medullary) that looks like a fibroadenoma. Benign look-alikes: circumscribed round or
+oval mass (fibroadenoma, cyst), scattered coarse calcifications, intramammary /
+axillary lymph node, and the post-surgical scar that looks like a distortion. The two
+pairs drawn alike are told apart by the history (a known fibroadenoma, a previous
+excision), which is what the image/text fusion is for.
 
 A finding lives in breast coordinates (fractional depth behind the nipple, lateral and
 superior offsets), so the CC and MLO views of a breast show it at consistent places:
@@ -20,8 +24,9 @@ import numpy as np
 from ml.synth.anatomy import ViewAnatomy
 
 MALIGNANT_KINDS = ("spiculated_mass", "ill_defined_mass", "fine_calcifications",
-                   "architectural_distortion")
-BENIGN_KINDS = ("circumscribed_mass", "coarse_calcifications", "lymph_node")
+                   "architectural_distortion", "circumscribed_carcinoma")
+BENIGN_KINDS = ("circumscribed_mass", "coarse_calcifications", "lymph_node",
+                "post_surgical_scar")
 VISIBILITIES = ("obvious", "subtle", "occult")
 _VISIBILITY_GAIN = {"obvious": (0.9, 1.25), "subtle": (0.3, 0.5), "occult": (0.0, 0.0)}
 
@@ -58,7 +63,7 @@ def sample_finding(kind: str, rng: np.random.Generator, visibility: str = "obvio
         size, contrast = rng.uniform(3.5, 9.0), rng.uniform(0.15, 0.24)
     elif kind == "ill_defined_mass":
         size, contrast = rng.uniform(5.0, 12.0), rng.uniform(0.13, 0.20)
-    elif kind == "architectural_distortion":
+    elif kind in ("architectural_distortion", "post_surgical_scar"):
         size, contrast = rng.uniform(9.0, 18.0), rng.uniform(0.09, 0.14)
     elif kind == "fine_calcifications":
         size, contrast = rng.uniform(2.5, 7.0), rng.uniform(0.25, 0.45)
@@ -67,7 +72,7 @@ def sample_finding(kind: str, rng: np.random.Generator, visibility: str = "obvio
                         float(rng.uniform(0.1, 0.3)))
                        for r, a in zip(size * np.sqrt(rng.uniform(0, 1, n)),
                                        rng.uniform(0, 2 * math.pi, n), strict=True))
-    elif kind == "circumscribed_mass":
+    elif kind in ("circumscribed_mass", "circumscribed_carcinoma"):
         size, contrast = rng.uniform(4.0, 12.0), rng.uniform(0.13, 0.21)
     elif kind == "coarse_calcifications":
         size, contrast = 0.0, rng.uniform(0.3, 0.55)
@@ -246,6 +251,8 @@ _DRAWERS = {
     "spiculated_mass": _spiculated,
     "ill_defined_mass": _ill_defined,
     "architectural_distortion": _distortion,
+    "post_surgical_scar": _distortion,
+    "circumscribed_carcinoma": _circumscribed,
     "fine_calcifications": _fine_calcifications,
     "circumscribed_mass": _circumscribed,
     "coarse_calcifications": _coarse_calcifications,

@@ -44,6 +44,15 @@ _PLACE = ("upper outer quadrant", "UOQ", "at 2 o'clock", "retroareolar", "inner 
           "at 10 o'clock", "lower outer", "axillary tail")
 _DURATION = ("for 3 weeks", "x 2/12", "since 1 month", "~6 weeks", "for few days",
              "since last month")
+_EXPLAINED = {
+    "circumscribed_mass": ("known fibroadenoma {side} breast", "FA {side} breast, stable",
+                           "simple cyst {side} on US", "known cysts {side} breast"),
+    "coarse_calcifications": ("benign calcs on prior mammo", "known calcified FA {side}",
+                              "previous: benign coarse calcification"),
+    "lymph_node": ("known intramammary LN {side}", "benign {side} axillary node on US"),
+    "post_surgical_scar": ("prev benign excision {side} breast", "s/p {side} biopsy, scar",
+                           "surgical scar {side} breast (benign FA removed)"),
+}
 _SEPARATORS = (". ", "; ", ", ", " - ", ". ")
 
 
@@ -68,14 +77,17 @@ def _typos(text: str, rng: np.random.Generator, rate: float) -> str:
     return " ".join(words)
 
 
-def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | None, age: int,
-                  signal: float, rng: np.random.Generator) -> str:
+def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | None,
+                  benign_findings: list[tuple[str, str]], age: int, signal: float,
+                  rng: np.random.Generator) -> str:
     """One clinical-history text for a study.
 
     ``signal`` (0..1) scales how much the label shifts the choice of phrases;
     ``cancer_sides`` is where the cancer is (the complaint names that side more often
-    than not). Returns a single line of free text, possibly with HL7 special characters
-    (``&``, ``^``, ``~``) that the order writer must escape.
+    than not); ``benign_findings`` are (kind, side) of the benign look-alikes, which the
+    history often explains (a known fibroadenoma, a previous excision). Returns a single
+    line of free text, possibly with HL7 special characters (``&``, ``^``, ``~``) that
+    the order writer must escape.
     """
     def leaning(p_malignant: float, p_benign: float) -> float:
         base = 0.5 * (p_malignant + p_benign)
@@ -92,7 +104,7 @@ def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | N
         if rng.uniform() < leaning(0.15, 0.05):
             parts.append(_pick(rng, _RECALL))
         u = rng.uniform()
-        p_susp, p_reassure = leaning(0.60, 0.14), leaning(0.10, 0.50)
+        p_susp, p_reassure = leaning(0.68, 0.10), leaning(0.08, 0.55)
         pool = _SUSPICIOUS if u < p_susp else (
             _REASSURING if u < p_susp + p_reassure else _NEUTRAL)
         complaint = _pick(rng, pool)
@@ -107,11 +119,16 @@ def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | N
         if rng.uniform() < 0.6:
             complaint += f" {_pick(rng, _DURATION)}"
         parts.append(("c/o " if rng.uniform() < 0.4 else "") + complaint)
+    for kind, side in benign_findings:
+        # The explanation is there whatever the label: benign look-alikes are as
+        # frequent in cancer studies; ``signal`` only says how often it is written.
+        if rng.uniform() < 0.75 * signal:
+            parts.append(_pick(rng, _EXPLAINED[kind]).format(side=_pick(rng, _SIDE[side])))
     if rng.uniform() < 0.5:
-        risky = rng.uniform() < leaning(0.30, 0.12)
+        risky = rng.uniform() < leaning(0.35, 0.10)
         parts.append(_pick(rng, _PRIOR_RISKY if risky else _PRIOR_PLAIN))
     if rng.uniform() < 0.65:
-        positive = rng.uniform() < leaning(0.45, 0.15)
+        positive = rng.uniform() < leaning(0.50, 0.13)
         parts.append(_pick(rng, _FAMILY_POSITIVE if positive else _FAMILY_NEGATIVE).format(
             n=int(rng.integers(38, 75))))
     for _ in range(int(rng.integers(0, 3))):

@@ -23,8 +23,8 @@ from ml.synth.texture import tissue
 LATERALITIES = ("R", "L")
 VIEWS = ("CC", "MLO")
 # Findings found in the wild in roughly these proportions.
-_MALIGNANT_WEIGHTS = (0.32, 0.25, 0.28, 0.15)
-_BENIGN_WEIGHTS = (0.45, 0.30, 0.25)
+_MALIGNANT_WEIGHTS = (0.27, 0.22, 0.25, 0.12, 0.14)
+_BENIGN_WEIGHTS = (0.38, 0.24, 0.18, 0.20)
 _FIRST_NAMES = ("ANNA", "MARIA", "SARAH", "FATIMA", "MEI", "PRIYA", "JOANNE", "ELENA", "AISHA",
                 "HELEN", "SOFIA", "GRACE", "YUKI", "NADIA", "RUTH", "CLAIRE")
 _LAST_NAMES = ("SMITH", "GARCIA", "O'NEILL", "NGUYEN", "KOWALSKI", "MUELLER", "OKAFOR",
@@ -173,8 +173,10 @@ def plan_study(seed: int, index: int, malignant: bool, config: SynthConfig,
     bits = int(config.bits_stored[int(rng.integers(0, len(config.bits_stored)))])
     photometric = "MONOCHROME1" if rng.uniform() < config.monochrome1_fraction else "MONOCHROME2"
     cancer_kind = next((f.kind for b in breasts.values() for f in b.findings if f.malignant), None)
+    benign = [(f.kind, lat) for lat, b in breasts.items() for f in b.findings if not f.malignant]
     history = write_history(malignant=malignant, cancer_sides=sorted(cancer_sides),
-                            cancer_kind=cancer_kind, age=age, signal=config.history_signal,
+                            cancer_kind=cancer_kind, benign_findings=benign, age=age,
+                            signal=config.history_signal,
                             rng=_rng(seed, index, "history"))
     tag = f"{seed % 100000:05d}{index:06d}"
     views = [f"{lat}_{view}" for lat in LATERALITIES for view in VIEWS]

@@ -123,3 +123,18 @@ def test_cancers_come_with_suspicious_words_more_often_than_benign_studies() -> 
     assert scores[y == 1].mean() > scores[y == 0].mean()
     # ... but not always: some cancers read as routine screens.
     assert (scores[y == 1] <= 0).any()
+
+
+def test_benign_look_alikes_are_often_explained_whatever_the_label() -> None:
+    explained = {0: [], 1: []}
+    config = SynthConfig()
+    for i in range(300):
+        plan = plan_study(41, i, malignant=i % 2 == 0, config=config)
+        benign = [f.kind for b in plan.breasts.values() for f in b.findings if not f.malignant]
+        if "circumscribed_mass" in benign or "post_surgical_scar" in benign:
+            text = plan.history.lower()
+            words = ("fibroadenoma", "fa ", "cyst", "excision", "scar", "biopsy")
+            explained[int(plan.malignant)].append(any(w in text for w in words))
+    for label in (0, 1):
+        assert len(explained[label]) > 20
+        assert 0.55 < np.mean(explained[label]) < 0.95
