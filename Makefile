@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools
 
-.PHONY: serve test venv system-tools lint bench-receive clean
+.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,14 @@ lint: venv
 
 bench-receive: venv system-tools
 	$(PY) -m tests.bench.receive $(BENCH_ARGS)
+
+# The packaged random-weight bundle (ml/bundles/default); committed, rebuilt only on purpose.
+tiny-bundle: venv
+	$(PY) -m ml.random_bundle --size tiny --seed 0 --out ml/bundles/default
+
+# Full-size architecture, random weights: CPU batches 1 and 2, GPU batches 1..32 when present.
+bench-infer: venv system-tools
+	$(PY) -m tests.bench.infer $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

@@ -23,10 +23,13 @@ class MMBCD(nn.Module):
         self.text_encoder = text_encoder
         self.fusion = Fusion(image_encoder.dim, text_encoder.dim, dim, head_hidden)
 
-    def embed_rois(self, crops: Tensor, mask: Tensor) -> Tensor:
-        """Crops (B, K, 3, S, S), mask (B, K) -> ROI features (B, K, d_image); padded = 0."""
+    def embed_rois(self, crops: Tensor, mask: Tensor, encoder: nn.Module | None = None) -> Tensor:
+        """Crops (B, K, 3, S, S), mask (B, K) -> ROI features (B, K, d_image); padded = 0.
+
+        ``encoder`` replaces ``image_encoder`` (e.g. its compiled wrapper) when given.
+        """
         batch, k = mask.shape
-        features = self.image_encoder(crops[mask])  # (N_real, d_image)
+        features = (encoder or self.image_encoder)(crops[mask])  # (N_real, d_image)
         out = features.new_zeros(batch, k, features.shape[-1])
         out[mask] = features
         return out

@@ -1,0 +1,183 @@
+"""``make bench-infer``: inference throughput of the full-size MMBCD architecture.
+
+Random weights built from configurations (nothing downloaded): ViT-S/8
+(``vit_small_patch8_224.dino``), a ``roberta-base``-shaped text encoder, YOLOv8s at the
+detector size of the packaged bundle (``--imgsz`` to change it), K = 8 ROIs per view.
+Studies are 4 views of ``--rows`` x ``--cols`` 14-bit mammograms, already decoded (the
+decode of a compressed file is timed separately, once).
+
+CPU: batches of 1 and 2 studies, median of 3 runs, a plain path (one view at a time)
+against the optimised path (views batched across studies, channels-last detector).
+CUDA, when present: batches 1..32, plain eager bf16 (one view at a time) against the
+optimised path (views batched across studies, channels-last detector, compiled image
+encoder, pinned asynchronous uploads). Prints where the time goes per stage. The last
+line is ``speedup optimised/eager: X.XX`` (stating whether it was measured on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import torch
+from pydicom.uid import JPEGLSLossless, generate_uid
+
+from ml.bundle import Bundle, CropParams
+from ml.detector import DetectorParams
+from ml.encoders import load_tokenizer
+from ml.manifest import default_bundle_path, read_manifest
+from ml.pipeline import Pipeline
+from ml.preprocess import PreprocessParams
+from ml.random_bundle import random_parts, train_tokenizer
+from ml.types import StudyInput, ViewInput
+from tests.support.mammo import make_mammogram, write_mammogram
+
+VIEWS = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
+
+
+@dataclass
+class Row:
+    device: str
+    path: str
+    batch: int
+    seconds: float  # median wall time of one batch
+
+    @property
+    def per_study(self) -> float:
+        return self.seconds / self.batch
+
+    @property
+    def studies_per_second(self) -> float:
+        return self.batch / self.seconds
+
+
+def full_size_bundle(imgsz: int) -> Bundle:
+    """The paper's architecture with random weights, in memory (no 600 MB bundle on disk)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = load_tokenizer(train_tokenizer(Path(tmp)))
+    parts = random_parts("full", vocab_size=50265, seed=0, imgsz=imgsz)
+    section = parts.model_section
+    return Bundle(path=Path("(random full-size)"), manifest={"digest": "random-full-size"},
+                  model=parts.model.eval(), detector=parts.detector.eval(), tokenizer=tokenizer,
+                  preprocess=PreprocessParams(),
+                  detector_params=DetectorParams(imgsz=imgsz, k=section["k"]),
+                  crop=CropParams(), max_length=128, threshold=0.5)
+
+
+def make_studies(count: int, rows: int, cols: int) -> list[StudyInput]:
+    studies = []
+    for s in range(count):
+        uid = generate_uid()
+        views = []
+        for v, (laterality, view) in enumerate(VIEWS):
+            ds = make_mammogram(study_uid=uid, laterality=laterality, view=view, rows=rows,
+                                cols=cols, bits_stored=14, seed=s * 4 + v)
+            ds.pixel_array  # noqa: B018 - decoded up front: the benchmark starts from decoded views
+            views.append(ViewInput(ds, ds.SOPInstanceUID))
+        studies.append(StudyInput(uid, views, "palpable lump in the left breast, "
+                                              "mother had breast cancer at 52"))
+    return studies
+
+
+def decode_seconds(rows: int, cols: int) -> float:
+    """Seconds to read and decode one JPEG-LS lossless view (the usual archive syntax)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_mammogram(Path(tmp) / "v.dcm", make_mammogram(rows=rows, cols=cols,
+                                                                   bits_stored=14),
+                               JPEGLSLossless)
+        start = time.perf_counter()
+        pydicom.dcmread(path).pixel_array  # noqa: B018
+        return time.perf_counter() - start
+
+
+def measure(pipeline: Pipeline, studies: list[StudyInput], batches: list[int], repeats: int,
+            device: str, path: str, stages: dict[str, float]) -> list[Row]:
+    pipeline.predict(studies[:1])  # warm-up: allocator, kernels, compilation
+    pipeline.stage_seconds.clear()
+    rows = []
+    for batch in batches:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            pipeline.predict(studies[:batch])
+            times.append(time.perf_counter() - start)
+        row = Row(device, path, batch, statistics.median(times))
+        rows.append(row)
+        print(f"{device:4} {path:9} batch {batch:3}: {row.per_study * 1000:9.1f} ms/study "
+              f"{row.studies_per_second:8.2f} studies/s", flush=True)
+    for stage, seconds in pipeline.stage_seconds.items():
+        stages[stage] += seconds
+    return rows
+
+
+def print_stages(title: str, stages: dict[str, float]) -> None:
+    total = sum(stages.values()) or 1.0
+    parts = ", ".join(f"{name} {100 * sec / total:.0f}%"
+                      for name, sec in sorted(stages.items(), key=lambda kv: -kv[1]))
+    print(f"where the time goes ({title}): {parts}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="MMBCD inference benchmark")
+    parser.add_argument("--imgsz", type=int, default=None,
+                        help="detector input size (default: the packaged bundle's)")
+    parser.add_argument("--rows", type=int, default=3328)
+    parser.add_argument("--cols", type=int, default=2560)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cpu-batches", default="1,2")
+    parser.add_argument("--gpu-batches", default="1,2,4,8,16,32")
+    args = parser.parse_args(argv)
+    imgsz = args.imgsz or int(read_manifest(default_bundle_path())["model"]["detector"]["imgsz"])
+    cpu_batches = [int(b) for b in args.cpu_batches.split(",")]
+    gpu_batches = [int(b) for b in args.gpu_batches.split(",")]
+    print(f"full-size MMBCD, random weights: ViT-S/8, roberta-base, YOLOv8s at {imgsz} px, "
+          f"K=8; 4-view studies of {args.rows}x{args.cols} 14-bit views; "
+          f"median of {args.repeats}; torch threads {torch.get_num_threads()}")
+    print(f"decode of one JPEG-LS lossless view: {decode_seconds(args.rows, args.cols):.3f} s "
+          "(not in the figures below)")
+    bundle = full_size_bundle(imgsz)
+    cuda = torch.cuda.is_available()
+    studies = make_studies(max(cpu_batches + (gpu_batches if cuda else [])), args.rows,
+                           args.cols)
+
+    results: dict[str, list[Row]] = {}
+    for path, batch_views, channels_last in (("eager", 1, False), ("optimised", 8, True)):
+        stages: dict[str, float] = defaultdict(float)
+        pipeline = Pipeline(bundle, device="cpu", batch_views=batch_views,
+                            channels_last=channels_last)
+        results[f"cpu {path}"] = measure(pipeline, studies, cpu_batches, args.repeats, "cpu",
+                                         path, stages)
+        print_stages(f"cpu {path}", stages)
+
+    if cuda:
+        for path in ("eager", "optimised"):
+            stages = defaultdict(float)
+            optimised = path == "optimised"
+            pipeline = Pipeline(bundle, device="cuda", batch_views=4 * max(gpu_batches)
+                                if optimised else 1, compile=optimised,
+                                channels_last=optimised)
+            results[f"cuda {path}"] = measure(pipeline, studies, gpu_batches, args.repeats,
+                                              "cuda", path, stages)
+            print_stages(f"cuda {path} bf16", stages)
+        eager, best = results["cuda eager"], results["cuda optimised"]
+        ratio = max(r.studies_per_second for r in best) / max(
+            r.studies_per_second for r in eager)
+        print(f"peak: eager {max(r.studies_per_second for r in eager):.1f} studies/s, "
+              f"optimised {max(r.studies_per_second for r in best):.1f} studies/s")
+        print(f"speedup optimised/eager: {ratio:.2f}")
+    else:
+        print("no CUDA device: GPU rows skipped")
+        eager, best = results["cpu eager"], results["cpu optimised"]
+        ratio = eager[-1].seconds / best[-1].seconds
+        print(f"(measured on CPU at batch {best[-1].batch})")
+        print(f"speedup optimised/eager: {ratio:.2f} (CPU)")
+
+
+if __name__ == "__main__":
+    main()
