@@ -14,7 +14,6 @@ from enum import Enum
 from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
 from highdicom.sr import CodedConcept
 from pydicom import Dataset
-from pydicom.uid import generate_uid
 
 import mmbcd_node
 from mmbcd_node.results.request import reference_dataset
@@ -23,6 +22,8 @@ from mmbcd_node.results.result_set import (
     ObjectReference,
     OutputKind,
     ResultError,
+    device_uid,
+    new_uid,
 )
 from mmbcd_node.results.sr_document import device_observer
 
@@ -71,17 +72,8 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
             raise ResultError(
                 f"cannot reject SOP instance {reference.sop_instance_uid}: it belongs to "
                 f"study {reference.study_instance_uid}, the note to study {study_uid}")
-    prefix = uid_root if uid_root.endswith(".") else uid_root + "."
-
-    def new_uid(*purpose: str) -> str:
-        if uid_entropy is None:
-            return generate_uid(prefix=prefix)
-        return generate_uid(prefix=prefix, entropy_srcs=[uid_entropy, "rejection", *purpose])
-
     evidence = [reference_dataset(reference, study) for reference in rejected]
-    device = device_observer(
-        generate_uid(prefix=prefix, entropy_srcs=["device", device_serial_number]),
-        device_serial_number)
+    device = device_observer(device_uid(uid_root, device_serial_number), device_serial_number)
     kind = OutputKind.REJECTION_NOTE
     content = KeyObjectSelection(
         document_title=reason.title, referenced_objects=evidence,
@@ -89,9 +81,9 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
         description=f"{reason.value[1]}: AI results withdrawn by {mmbcd_node.MODEL_NAME}")
     note = KeyObjectSelectionDocument(
         evidence=evidence, content=content,
-        series_instance_uid=new_uid("series"),
+        series_instance_uid=new_uid(uid_root, uid_entropy, "rejection", "series"),
         series_number=series_numbers + kind.offset,
-        sop_instance_uid=new_uid("instance"),
+        sop_instance_uid=new_uid(uid_root, uid_entropy, "rejection", "instance"),
         instance_number=1,
         manufacturer=mmbcd_node.MANUFACTURER,
         series_description=f"{NOT_FOR_DIAGNOSIS} - {kind.label}"[:64],

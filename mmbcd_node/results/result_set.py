@@ -251,16 +251,12 @@ class ResultSet:
 
     def new_uid(self, *purpose: str) -> str:
         """A UID under the configured root; stable for the same entropy and purpose."""
-        prefix = self.uid_root if self.uid_root.endswith(".") else self.uid_root + "."
-        if self.uid_entropy is None:
-            return generate_uid(prefix=prefix)
-        return generate_uid(prefix=prefix, entropy_srcs=[self.uid_entropy, *purpose])
+        return new_uid(self.uid_root, self.uid_entropy, *purpose)
 
     @property
     def device_uid(self) -> str:
         """The node as an SR observer device: stable for the same root and serial number."""
-        prefix = self.uid_root if self.uid_root.endswith(".") else self.uid_root + "."
-        return generate_uid(prefix=prefix, entropy_srcs=["device", self.device_serial_number])
+        return device_uid(self.uid_root, self.device_serial_number)
 
     @property
     def software_versions(self) -> list[str]:
@@ -284,6 +280,19 @@ class ResultSet:
             "SoftwareVersions": self.software_versions,
             "DeviceSerialNumber": self.device_serial_number,
         }
+
+
+def new_uid(uid_root: str, entropy: str | None, *purpose: str) -> str:
+    """A UID under ``uid_root``: random, or a function of ``entropy`` and ``purpose``."""
+    prefix = uid_root if uid_root.endswith(".") else uid_root + "."
+    if entropy is None:
+        return generate_uid(prefix=prefix)
+    return generate_uid(prefix=prefix, entropy_srcs=[entropy, *purpose])
+
+
+def device_uid(uid_root: str, device_serial_number: str) -> str:
+    """The node's Device Observer UID: the same for the same root and serial number."""
+    return new_uid(uid_root, "device", device_serial_number)
 
 
 def _check_box(view: ViewPrediction, number: int, roi: RoiPrediction, ds: pydicom.Dataset) -> None:
