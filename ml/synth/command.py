@@ -6,6 +6,10 @@ from pathlib import Path
 
 import typer
 
+from ml.synth.config import SynthConfig
+
+_DEFAULT = SynthConfig()
+
 
 def _sizes(text: str) -> tuple[tuple[int, int], ...]:
     try:
@@ -25,21 +29,28 @@ def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the data set into."),
     studies: int = typer.Option(..., "--studies", min=1, help="Number of studies."),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same data set."),
-    size: str = typer.Option("1024x832", "--size",
+    size: str = typer.Option("x".join(map(str, _DEFAULT.sizes[0])), "--size",
                              help="Image size ROWSxCOLS (up to 4096x3328); a comma list "
                                   "mixes sizes across studies."),
-    bits: str = typer.Option("12,14,16", "--bits", help="Bits stored, drawn per study."),
-    monochrome1_fraction: float = typer.Option(0.25, min=0.0, max=1.0,
+    bits: str = typer.Option(",".join(map(str, _DEFAULT.bits_stored)), "--bits",
+                             help="Bits stored (12..16), drawn per study."),
+    monochrome1_fraction: float = typer.Option(_DEFAULT.monochrome1_fraction, min=0.0, max=1.0,
                                                help="Share of studies stored MONOCHROME1."),
-    malignant_fraction: float = typer.Option(0.5, min=0.0, max=1.0,
-                                             help="Share of studies with a cancer."),
-    subtle_fraction: float = typer.Option(0.30, min=0.0, max=1.0,
+    malignant_fraction: float = typer.Option(_DEFAULT.malignant_fraction, min=0.0, max=1.0,
+                                             help="Share of studies with a cancer (exact)."),
+    subtle_fraction: float = typer.Option(_DEFAULT.subtle_fraction, min=0.0, max=1.0,
                                           help="Share of cancers drawn at low contrast."),
-    occult_fraction: float = typer.Option(0.12, min=0.0, max=1.0,
+    occult_fraction: float = typer.Option(_DEFAULT.occult_fraction, min=0.0, max=1.0,
                                           help="Share of cancers invisible on both views."),
-    benign_finding_rate: float = typer.Option(0.45, min=0.0, max=1.0,
+    one_view_fraction: float = typer.Option(_DEFAULT.one_view_fraction, min=0.0, max=1.0,
+                                            help="Share of visible cancers seen on one view "
+                                                 "only."),
+    bilateral_fraction: float = typer.Option(_DEFAULT.bilateral_fraction, min=0.0, max=1.0,
+                                             help="Share of cancer studies with a cancer in "
+                                                  "both breasts."),
+    benign_finding_rate: float = typer.Option(_DEFAULT.benign_finding_rate, min=0.0, max=1.0,
                                               help="Chance a breast has a benign look-alike."),
-    history_signal: float = typer.Option(1.0, min=0.0, max=1.0,
+    history_signal: float = typer.Option(_DEFAULT.history_signal, min=0.0, max=1.0,
                                          help="How much the history text depends on the "
                                               "label (0 none, 1 calibrated default)."),
     split: str | None = typer.Option(None, "--split",
@@ -53,7 +64,6 @@ def synth(
 
     from ml.synth.dataset import MANIFEST_JSON
     from ml.synth.generate import generate_dataset, parse_split
-    from ml.synth.study import SynthConfig
 
     if (out / MANIFEST_JSON).exists() and not force:
         raise typer.BadParameter(f"{out} already holds a data set (use --force)",
@@ -64,6 +74,8 @@ def synth(
                              monochrome1_fraction=monochrome1_fraction,
                              malignant_fraction=malignant_fraction,
                              subtle_fraction=subtle_fraction, occult_fraction=occult_fraction,
+                             one_view_fraction=one_view_fraction,
+                             bilateral_fraction=bilateral_fraction,
                              benign_finding_rate=benign_finding_rate,
                              history_signal=history_signal)
     except ValueError as exc:

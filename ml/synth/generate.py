@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.synth.config import SynthConfig
 from ml.synth.dataset import FindingRecord, StudyRecord, ViewRecord, write_manifest
 from ml.synth.mammogram_file import write_mammogram
 from ml.synth.order import order_message
-from ml.synth.study import LATERALITIES, VIEWS, StudyPlan, SynthConfig, plan_study, render_view
+from ml.synth.study import LATERALITIES, VIEWS, StudyPlan, plan_study, render_view
 
 Progress = Callable[[int], None]
 

@@ -177,3 +177,10 @@ def test_bad_options_name_the_problem(tmp_path: Path) -> None:
 def test_loading_a_folder_without_manifest_says_so(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no manifest.json"):
         load_manifest(tmp_path)
+
+
+def test_worker_processes_write_the_same_data_set(tmp_path: Path) -> None:
+    _synth(tmp_path / "one", "--studies", "3", "--seed", "4", "--size", "128x104")
+    _synth(tmp_path / "two", "--studies", "3", "--seed", "4", "--size", "128x104", "--jobs", "2")
+    for name in ("manifest.json", "manifest.csv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()

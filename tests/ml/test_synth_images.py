@@ -12,9 +12,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from ml.synth.config import SynthConfig
 from ml.synth.findings import BENIGN_KINDS, MALIGNANT_KINDS, Finding, sample_finding
 from ml.synth.mammogram_file import write_mammogram
-from ml.synth.study import BreastPlan, SynthConfig, plan_study, render_view
+from ml.synth.study import BreastPlan, plan_study, render_view
 from ml.synth.texture import power_law_noise
 
 CONFIG = SynthConfig(sizes=((512, 416),), subtle_fraction=0.0, occult_fraction=0.0,

@@ -12,9 +12,10 @@ import pytest
 from hl7apy.parser import parse_message
 from sklearn.metrics import roc_auc_score
 
+from ml.synth.config import SynthConfig
 from ml.synth.generate import assign_labels, generate_dataset
 from ml.synth.order import order_message
-from ml.synth.study import SynthConfig, plan_study
+from ml.synth.study import plan_study
 
 # What a reader would count as worrying or reassuring, written independently of the
 # generator's phrase lists.
