@@ -11,9 +11,12 @@ import typer
 
 from mmbcd_node.admin import (
     db_commands,
+    demo_command,
+    job_commands,
     model_commands,
     ops_commands,
     order_commands,
+    result_commands,
     serve_command,
     study_commands,
 )
@@ -31,7 +34,8 @@ def _root(ctx: typer.Context,
 
 
 for module in (db_commands, serve_command, study_commands, ops_commands, order_commands,
-               model_commands):
+               model_commands, job_commands,
+               result_commands, demo_command):
     module.register(app)
 
 
