@@ -1,4 +1,4 @@
-"""Operations: role heartbeats and audit-forwarding cursors.
+"""Operations: role heartbeats, audit-forwarding cursors and scheduled runs.
 
 Revision ID: 0004
 Revises: 0003
@@ -38,9 +38,16 @@ def upgrade() -> None:
         sa.Column('forwarded_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_audit_forward_cursors')),
     )
+    op.create_table(
+        'scheduled_runs',
+        sa.Column('name', sa.String(length=64), nullable=False),
+        sa.Column('last_run_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('name', name=op.f('pk_scheduled_runs')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('scheduled_runs')
     op.drop_table('audit_forward_cursors')
     with op.batch_alter_table('node_heartbeats', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_node_heartbeats_role'))

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 from rich.console import Console
+from rich.progress import track
 
 from mmbcd_node.admin.context import cli_context
 from mmbcd_node.admin.output import emit_records
 from mmbcd_node.config import ConfigError, load_config
-from mmbcd_node.db.audit import verify_chain
+from mmbcd_node.db.audit import os_user, verify_chain
 from mmbcd_node.ops.audit_queries import (
     EVENT_COLUMNS,
     STORY_COLUMNS,
@@ -22,6 +23,7 @@ from mmbcd_node.ops.audit_queries import (
     study_story,
 )
 from mmbcd_node.ops.doctor import LISTENERS, Finding, run_doctor
+from mmbcd_node.ops.retention import find_candidates, run_purge
 
 # The terminal table shows the who/what/when; CSV and JSON carry every column.
 TABLE_COLUMNS = ("id", "occurred_at", "action", "outcome", "actor", "calling_ae", "called_ae",
@@ -117,6 +119,31 @@ def register(app: typer.Typer) -> None:
                      as_json=json_lines)
         if not all(f.ok for f in findings):
             raise typer.Exit(1)
+
+    @app.command("purge")
+    def purge(ctx: typer.Context,
+              dry_run: bool = typer.Option(False, "--dry-run",
+                                           help="List what would be deleted; delete nothing."),
+              json_lines: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
+        """Delete received images that [retention] lets go (results and audit stay)."""
+        cli = cli_context(ctx)
+        if dry_run:
+            now = datetime.now(UTC)
+            with cli.sessions() as session:
+                candidates = find_candidates(session, cli.config.retention, now)
+            records = [{"study_uid": c.study_uid, "patient_id": c.patient_id,
+                        "accession_number": c.accession_number, "state": c.state,
+                        "rule": c.rule, "age_days": round(c.age_days(now), 1),
+                        "files": c.files, "bytes": c.bytes} for c in candidates]
+            emit_records(records, ("study_uid", "patient_id", "accession_number", "state",
+                                   "rule", "age_days", "files", "bytes"),
+                         title="Would purge (dry run)", as_json=json_lines)
+            return
+        report = run_purge(cli.config, cli.sessions, actor=os_user(), progress=lambda c: track(
+            c, description="purging studies", console=Console(stderr=True)))
+        emit_records([{"studies": report.studies, "files": report.files,
+                       "bytes": report.bytes}], ("studies", "files", "bytes"),
+                     title="Purged", as_json=json_lines)
 
     @audit.command("verify")
     def verify(ctx: typer.Context) -> None:

@@ -1,4 +1,4 @@
-"""SQL state of operating the node: liveness heartbeats and audit-forwarding progress."""
+"""SQL state of operating the node: heartbeats, audit-forwarding progress, scheduled runs."""
 
 from __future__ import annotations
 
@@ -36,3 +36,12 @@ class AuditForwardCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)
     forwarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduledRun(Base):
+    """When a scheduled operation (retention) last ran, so restarts never repeat or skip it."""
+
+    __tablename__ = "scheduled_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

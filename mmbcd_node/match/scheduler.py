@@ -38,12 +38,15 @@ def periodic_checks(config: NodeConfig) -> list[PeriodicCheck]:
     """Every periodic check of the node, in the order they are registered."""
     from mmbcd_node.match.completion import complete_due_studies
     from mmbcd_node.match.matcher import check_complete_studies
+    from mmbcd_node.ops.retention import scheduled_purge
 
     return [
         PeriodicCheck("study_completion", config.completion.check_interval_seconds,
                       complete_due_studies),
         PeriodicCheck("order_matching", config.orders.check_interval_seconds,
                       check_complete_studies),
+        # Every minute: purge when the [retention] cron schedule has fired since the last run.
+        PeriodicCheck("retention", 60.0, scheduled_purge),
     ]
 
 
