@@ -1,23 +1,26 @@
 """The DICOM receiver against real peers: dcmtk echoscu/storescu and a pynetdicom SCU.
 
-Each test starts the real node (``python -m mmbcd_node serve --role dicom``) on the
-test's database (SQLite, and PostgreSQL when configured).
+One node per database kind (SQLite, and PostgreSQL when configured) serves the whole
+module; each test sends objects with fresh UIDs and looks only at those.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.uid import HTJ2KLossless, generate_uid
-from sqlalchemy import select
 
 from mmbcd_node.db.models import AuditEvent, Instance, Series, Study
-from mmbcd_node.db.session import make_engine, make_sessionmaker
+from tests.support.databases import DB_KINDS
 from tests.support.dicom_peers import (
     STORESCU_SYNTAX_OPTIONS,
+    db_rows,
     echoscu,
+    module_node,
     pynetdicom_store,
     storescu,
 )
@@ -27,33 +30,36 @@ from tests.support.mammo import (
     make_mammogram,
     write_mammogram,
 )
+from tests.support.node import RunningNode
 
 
-def rows(node, model):  # type: ignore[no-untyped-def]
-    engine = make_engine(node.db_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            return session.execute(select(model).order_by(model.id)).scalars().all()
-    finally:
-        engine.dispose()
+@pytest.fixture(scope="module", params=DB_KINDS)
+def node(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    with module_node(request.param, tmp_path_factory.mktemp("receive")) as running:
+        yield running
 
 
-def stored_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+def files_of_study(root: Path, study_uid: str) -> list[Path]:
+    return sorted(p for p in (root / study_uid).rglob("*") if p.is_file())
 
 
-def test_echo_answers_success(node_factory) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
+def audit_of(node: RunningNode, action: str, sop_uid: str) -> list[AuditEvent]:
+    return db_rows(node.db_url, AuditEvent, AuditEvent.action == action,
+                   AuditEvent.sop_instance_uid == sop_uid)
+
+
+def test_echo_answers_success(node: RunningNode) -> None:
     result = echoscu(node.dicom_port)
     assert result.returncode == 0, result.stderr
-    accepted = [e for e in rows(node, AuditEvent) if e.action == "association_accepted"]
-    assert accepted and accepted[0].calling_ae == "ECHOSCU"
-    assert accepted[0].peer_address == "127.0.0.1"
+    accepted = db_rows(node.db_url, AuditEvent, AuditEvent.action == "association_accepted",
+                       AuditEvent.calling_ae == "ECHOSCU")
+    assert accepted and accepted[-1].peer_address == "127.0.0.1"
+    assert accepted[-1].called_ae == "MMBCD"
 
 
 def test_every_transfer_syntax_is_stored_as_received_with_identical_pixels(
-        node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
+        node: RunningNode, tmp_path: Path) -> None:
     study_uid = generate_uid()
     original = make_mammogram(study_uid=study_uid, rows=128, cols=96, seed=3)
     expected = np.frombuffer(original.PixelData, np.uint16).reshape(128, 96)
@@ -69,7 +75,8 @@ def test_every_transfer_syntax_is_stored_as_received_with_identical_pixels(
             assert result.returncode == 0, result.stderr
         sent[ds.SOPInstanceUID] = path
 
-    instances = {i.sop_instance_uid: i for i in rows(node, Instance)}
+    instances = {i.sop_instance_uid: i for i in db_rows(
+        node.db_url, Instance, Instance.sop_instance_uid.in_(sent))}
     assert set(instances) == set(sent)
     for sop_uid, path in sent.items():
         instance = instances[sop_uid]
@@ -88,18 +95,16 @@ def test_every_transfer_syntax_is_stored_as_received_with_identical_pixels(
     assert not list((node.storage_root / ".incoming").iterdir())
 
 
-def test_cstore_success_only_after_row_committed(node_factory,
-                                                 tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
+def test_cstore_success_only_after_row_committed(node: RunningNode, tmp_path: Path) -> None:
     ds = make_mammogram(laterality="R", view="MLO", patient_id="PX9", accession="ACC9")
     path = write_mammogram(tmp_path / "r_mlo.dcm", ds)
     result = storescu(node.dicom_port, [path])
     assert result.returncode == 0 and "Received Store Response (Success)" in result.stderr
     # The moment storescu has its Success answer, row, file and audit event exist.
-    (instance,) = rows(node, Instance)
-    (study,) = rows(node, Study)
-    (series,) = rows(node, Series)
-    assert instance.sop_instance_uid == ds.SOPInstanceUID
+    (instance,) = db_rows(node.db_url, Instance,
+                          Instance.sop_instance_uid == ds.SOPInstanceUID)
+    (study,) = db_rows(node.db_url, Study, Study.study_uid == ds.StudyInstanceUID)
+    (series,) = db_rows(node.db_url, Series, Series.study_id == study.id)
     assert (instance.laterality, instance.view, instance.presentation_intent) == (
         "R", "MLO", "FOR PRESENTATION")
     assert instance.calling_ae == "STORESCU" and instance.called_ae == "MMBCD"
@@ -108,57 +113,54 @@ def test_cstore_success_only_after_row_committed(node_factory,
     assert series.series_uid == ds.SeriesInstanceUID and series.modality == "MG"
     stored = pydicom.dcmread(node.storage_root / instance.path)
     assert stored.SOPInstanceUID == ds.SOPInstanceUID
-    events = [e for e in rows(node, AuditEvent) if e.action == "instance_stored"]
-    assert [e.sop_instance_uid for e in events] == [ds.SOPInstanceUID]
-    assert "Test^Patient" not in events[0].detail
+    (event,) = audit_of(node, "instance_stored", ds.SOPInstanceUID)
+    assert event.study_uid == ds.StudyInstanceUID and event.patient_id == "PX9"
+    assert "Test^Patient" not in event.detail
 
 
-def test_resent_identical_instance_is_a_noop_success(node_factory,
-                                                     tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
-    path = write_mammogram(tmp_path / "a.dcm", make_mammogram())
+def test_resent_identical_instance_is_a_noop_success(node: RunningNode, tmp_path: Path) -> None:
+    ds = make_mammogram()
+    path = write_mammogram(tmp_path / "a.dcm", ds)
     assert storescu(node.dicom_port, [path]).returncode == 0
-    first = stored_files(node.storage_root)
+    first = files_of_study(node.storage_root, ds.StudyInstanceUID)
     again = storescu(node.dicom_port, [path, path])
     assert again.returncode == 0 and again.stderr.count("Store Response (Success)") == 2
-    assert len(rows(node, Instance)) == 1
-    assert stored_files(node.storage_root) == first
-    duplicates = [e for e in rows(node, AuditEvent) if e.action == "instance_duplicate"]
+    assert len(db_rows(node.db_url, Instance,
+                       Instance.sop_instance_uid == ds.SOPInstanceUID)) == 1
+    assert files_of_study(node.storage_root, ds.StudyInstanceUID) == first
+    duplicates = audit_of(node, "instance_duplicate", ds.SOPInstanceUID)
     assert len(duplicates) == 2 and all('"identical": true' in e.detail for e in duplicates)
 
 
-def test_mg_secondary_capture_is_stored_as_a_mammogram(node_factory,
-                                                       tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
+def test_mg_secondary_capture_is_stored_as_a_mammogram(node: RunningNode, tmp_path: Path) -> None:
     film = make_mammogram(sop_class="1.2.840.10008.5.1.4.1.1.7", view="MLO",  # SC, MG
                           ConversionType="DF")
     path = write_mammogram(tmp_path / "film.dcm", film)
     assert storescu(node.dicom_port, [path]).returncode == 0
-    (instance,) = rows(node, Instance)
+    (instance,) = db_rows(node.db_url, Instance,
+                          Instance.sop_instance_uid == film.SOPInstanceUID)
     assert instance.sop_class_uid == "1.2.840.10008.5.1.4.1.1.7"
     assert instance.view == "MLO"
 
 
 def test_non_mammography_image_is_acknowledged_and_audited_not_stored(
-        node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
+        node: RunningNode, tmp_path: Path) -> None:
     ct = make_mammogram(sop_class="1.2.840.10008.5.1.4.1.1.2", Modality="CT",  # CT Image
                         ViewCodeSequence=None)
     path = write_mammogram(tmp_path / "ct.dcm", ct)
     result = storescu(node.dicom_port, [path])
     assert result.returncode == 0 and "Store Response (Success)" in result.stderr
-    assert rows(node, Instance) == [] and rows(node, Study) == []
-    assert stored_files(node.storage_root) == []
-    (event,) = [e for e in rows(node, AuditEvent) if e.action == "non_mammography_acknowledged"]
-    assert event.sop_instance_uid == ct.SOPInstanceUID and event.study_uid == ct.StudyInstanceUID
+    assert db_rows(node.db_url, Study, Study.study_uid == ct.StudyInstanceUID) == []
+    assert not (node.storage_root / ct.StudyInstanceUID).exists()
+    (event,) = audit_of(node, "non_mammography_acknowledged", ct.SOPInstanceUID)
+    assert event.study_uid == ct.StudyInstanceUID and event.calling_ae == "STORESCU"
 
 
-def test_private_sop_class_gets_success_and_is_not_stored(node_factory,
-                                                         tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(roles=["dicom"])
+def test_private_sop_class_gets_success_and_is_not_stored(node: RunningNode,
+                                                         tmp_path: Path) -> None:
     private = make_mammogram(sop_class="1.3.6.1.4.1.99999.1.2.3", Modality="OT")
     path = write_mammogram(tmp_path / "private.dcm", private)
     assert pynetdicom_store(node.dicom_port, path) == 0x0000
-    assert rows(node, Instance) == []
-    assert stored_files(node.storage_root) == []
-    assert [e.action for e in rows(node, AuditEvent)].count("non_mammography_acknowledged") == 1
+    assert db_rows(node.db_url, Study, Study.study_uid == private.StudyInstanceUID) == []
+    assert not (node.storage_root / private.StudyInstanceUID).exists()
+    assert len(audit_of(node, "non_mammography_acknowledged", private.SOPInstanceUID)) == 1

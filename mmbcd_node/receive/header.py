@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -92,6 +93,7 @@ def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str) -> Ins
     try:
         with path.open("rb") as fp:
             ds = dcmread(fp, stop_before_pixels=True)
+            _check_values_complete(ds)
             transfer_syntax = UID(ds.file_meta.TransferSyntaxUID)
             if transfer_syntax == DeflatedExplicitVRLittleEndian:
                 # The inflated stream has no file offsets to check against: parse it all.
@@ -154,6 +156,21 @@ def _tag_text(keyword: str) -> str:
 
     tag = tag_for_keyword(keyword) or 0
     return f"{tag >> 16:04X},{tag & 0xFFFF:04X}"
+
+
+def _check_values_complete(ds: Dataset) -> None:
+    """pydicom keeps a value cut short by the end of the data; find such a value.
+
+    Runs before any element is accessed, while the elements are still raw and know
+    the length their header announced.
+    """
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED \
+                and raw.value is not None and len(raw.value) < raw.length:
+            raise UnreadableDataset(
+                f"data set is truncated inside element ({tag.group:04X},{tag.element:04X}): "
+                f"{len(raw.value)} of {raw.length} bytes")
 
 
 def _read_tag(fp: BinaryIO) -> tuple[int, int] | None:

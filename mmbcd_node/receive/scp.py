@@ -97,8 +97,11 @@ class DicomRole:
                                          address=peer.address)
         if rejection is None:
             return
-        event.assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
         self._audit_rejection(peer, rejection)
+        event.assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
+        # As pynetdicom does after its own rejections: wait for the A-ASSOCIATE-RJ to
+        # go out and the peer to close, then end the association thread.
+        event.assoc.kill()
 
     def _on_accepted(self, event: evt.Event) -> None:
         peer = _peer(event)

@@ -33,6 +33,7 @@ from mmbcd_node.receive.classify import ObjectKind, classify
 from mmbcd_node.receive.header import (
     InstanceHeader,
     StorageFailure,
+    UnreadableDataset,
     read_header,
     require_series_uid,
 )
@@ -91,6 +92,15 @@ class InstanceStore:
         (0xA900), ``UnreadableDataset`` (0xC000) or ``StorageFailure`` (0xA700); in
         every failure case nothing of the object is left in storage or SQL.
         """
+        try:
+            return self._receive(path, sop_class_uid, sop_instance_uid, peer)
+        except SQLAlchemyError as exc:
+            raise StorageFailure(f"database error: {type(exc).__name__}") from exc
+        except OSError as exc:
+            raise StorageFailure(f"storage error: {exc}") from exc
+
+    def _receive(self, path: Path, sop_class_uid: str, sop_instance_uid: str,
+                 peer: Peer) -> StoreOutcome:
         header = read_header(path, sop_class_uid=sop_class_uid,
                              sop_instance_uid=sop_instance_uid)
         kind = classify(header, self.uid_root)
@@ -101,6 +111,9 @@ class InstanceStore:
             self._audit_only("non_mammography_acknowledged", header, peer)
             return StoreOutcome(kind, "acknowledged", header.study_uid)
         series_uid = require_series_uid(header)
+        if not header.has_pixels:
+            raise UnreadableDataset("mammogram without Pixel Data (7FE0,0010): data set "
+                                    "truncated before the image")
         size, digest = _size_and_digest(path)
         duplicate = self._duplicate(header, peer, digest)
         if duplicate is not None:

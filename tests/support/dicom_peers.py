@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import tomli_w
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -22,6 +25,12 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, _config
+from sqlalchemy import select
+
+from mmbcd_node.db import migrate
+from mmbcd_node.db.session import make_engine, make_sessionmaker
+from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.node import RunningNode, deep_merge, free_port
 
 NODE_AE = "MMBCD"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -83,3 +92,48 @@ def pynetdicom_store(port: int, path: Path, *, calling_ae: str = "PYSCU",
     if "Status" not in status:
         raise ConnectionError("no C-STORE response")
     return int(status.Status)
+
+
+@contextmanager
+def module_node(kind: str, folder: Path, roles: Sequence[str] = ("dicom",),
+                settings: dict[str, Any] | None = None) -> Iterator[RunningNode]:
+    """A node on a fresh database of ``kind`` (sqlite/postgresql) shared by a test module.
+
+    Starting the node costs seconds, so tests that only add uniquely identified
+    objects share one; each test then looks only at its own UIDs.
+    """
+    url = f"sqlite:///{folder / 'node.db'}" if kind == "sqlite" else create_pg_database()
+    try:
+        migrate.upgrade(url)
+        base: dict[str, Any] = {
+            "database": {"url": url},
+            "storage": {"root": str(folder / "storage")},
+            "dicom": {"ae_title": NODE_AE, "host": "127.0.0.1", "port": free_port(),
+                      "min_free_bytes": 0},
+            "hl7": {"host": "127.0.0.1", "port": free_port()},
+            "http": {"host": "127.0.0.1", "port": free_port()},
+        }
+        merged = deep_merge(base, settings or {})
+        config_path = folder / "node.toml"
+        config_path.write_text(tomli_w.dumps(merged))
+        node = RunningNode(config_path=config_path, settings=merged, roles=list(roles),
+                           log_path=folder / "node.log")
+        node.start()
+        try:
+            yield node
+        finally:
+            node.stop()
+    finally:
+        if kind != "sqlite":
+            drop_pg_database(url)
+
+
+def db_rows(db_url: str, model: Any, *criteria: Any) -> list[Any]:
+    """All rows of ``model`` matching ``criteria`` (SQLAlchemy expressions), by id."""
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return list(session.execute(
+                select(model).where(*criteria).order_by(model.id)).scalars().all())
+    finally:
+        engine.dispose()

@@ -1,0 +1,233 @@
+"""What the receiver refuses, with which answer, and that nothing is left behind.
+
+Refusals of objects share one node per database kind; cases that need their own
+settings (allow-list, free-space floor, association cap) start their own node on SQLite.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ComprehensiveSRStorage, generate_uid
+
+from mmbcd_node import MANUFACTURER, MODEL_NAME
+from mmbcd_node.db.models import AuditEvent, Instance, Study
+from mmbcd_node.db.session import make_engine
+from tests.support.databases import DB_KINDS
+from tests.support.dicom_peers import (
+    db_rows,
+    echoscu,
+    module_node,
+    pynetdicom_store,
+    storescu,
+)
+from tests.support.mammo import make_mammogram, write_mammogram
+from tests.support.node import RunningNode
+
+UID_ROOT = "1.2.826.0.1.3680043.10.1453."
+SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=DB_KINDS)
+def node(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    with module_node(request.param, tmp_path_factory.mktemp("refusals")) as running:
+        yield running
+
+
+def audit(node: RunningNode, action: str, **match: str) -> list[AuditEvent]:
+    criteria = [getattr(AuditEvent, key) == value for key, value in match.items()]
+    return db_rows(node.db_url, AuditEvent, AuditEvent.action == action, *criteria)
+
+
+def assert_nothing_kept(node: RunningNode) -> None:
+    """Every refusal leaves no file (not even a partial one) and no row."""
+    files = [p for p in node.storage_root.rglob("*") if p.is_file()]
+    assert files == []
+    assert db_rows(node.db_url, Instance) == [] and db_rows(node.db_url, Study) == []
+
+
+def test_wrong_called_ae_title_is_rejected_and_audited(node: RunningNode) -> None:
+    result = echoscu(node.dicom_port, called_ae="NOTUS")
+    assert result.returncode != 0
+    assert "Called AE Title Not Recognized" in result.stderr
+    (event,) = audit(node, "association_rejected", called_ae="NOTUS")
+    assert event.outcome == "failure" and event.calling_ae == "ECHOSCU"
+    assert event.called_ae == "NOTUS" and "'NOTUS'" in event.detail
+
+
+@SQLITE_ONLY
+def test_calling_ae_outside_the_allow_list_is_rejected(node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory(roles=["dicom"], settings={"dicom": {
+        "allowed_calling_aes": ["MODALITY", "PACS@127.0.0.1", "REMOTE@10.1.2.3"]}})
+    assert echoscu(node.dicom_port, calling_ae="MODALITY").returncode == 0
+    assert echoscu(node.dicom_port, calling_ae="PACS").returncode == 0
+    unknown = echoscu(node.dicom_port, calling_ae="STRANGER")
+    assert unknown.returncode != 0 and "Calling AE Title Not Recognized" in unknown.stderr
+    # Listed, but only from another address.
+    assert echoscu(node.dicom_port, calling_ae="REMOTE").returncode != 0
+    reasons = {e.calling_ae: e.detail for e in audit(node, "association_rejected")}
+    assert set(reasons) == {"STRANGER", "REMOTE"}
+    assert "not in allowed_calling_aes" in reasons["STRANGER"]
+    assert {e.calling_ae for e in audit(node, "association_accepted")} == {"MODALITY", "PACS"}
+
+
+@SQLITE_ONLY
+def test_below_free_space_floor_associations_are_rejected_as_transient(
+        node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory(roles=["dicom"], settings={"dicom": {"min_free_bytes": 1 << 62}})
+    path = write_mammogram(tmp_path / "a.dcm", make_mammogram())
+    result = storescu(node.dicom_port, [path])
+    assert result.returncode != 0
+    assert "Rejected Transient" in result.stderr or "Temporary Congestion" in result.stderr, \
+        result.stderr
+    assert_nothing_kept(node)
+    (event,) = audit(node, "association_rejected")
+    assert "min_free_bytes" in event.detail
+
+
+def test_missing_study_uid_gets_a900_and_nothing_is_kept(node: RunningNode,
+                                                        tmp_path: Path) -> None:
+    ds = make_mammogram(StudyInstanceUID=None)
+    path = write_mammogram(tmp_path / "a.dcm", ds)
+    assert pynetdicom_store(node.dicom_port, path) == 0xA900
+    assert_nothing_kept(node)
+    (event,) = audit(node, "instance_rejected", sop_instance_uid=ds.SOPInstanceUID)
+    assert "Study Instance UID" in event.detail and "0xA900" in event.detail
+
+
+def test_missing_series_uid_of_a_mammogram_gets_a900(
+        node: RunningNode, tmp_path: Path) -> None:
+    path = write_mammogram(tmp_path / "a.dcm", make_mammogram(SeriesInstanceUID=None))
+    assert pynetdicom_store(node.dicom_port, path) == 0xA900
+    assert_nothing_kept(node)
+
+
+def test_sop_instance_uid_differing_from_request_gets_a900(
+        node: RunningNode, tmp_path: Path) -> None:
+    ds = make_mammogram()
+    path = write_mammogram(tmp_path / "a.dcm", ds)
+    # The request carries the file meta UID; the data set says otherwise.
+    changed = pydicom.dcmread(path)
+    changed.SOPInstanceUID = generate_uid()
+    changed.save_as(path, enforce_file_format=False)
+    assert pydicom.dcmread(path).file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert pynetdicom_store(node.dicom_port, path) == 0xA900
+    assert_nothing_kept(node)
+
+
+def test_malformed_uid_gets_a900(
+        node: RunningNode, tmp_path: Path) -> None:
+    path = write_mammogram(tmp_path / "a.dcm", make_mammogram(StudyInstanceUID="1.2.abc.3"))
+    assert pynetdicom_store(node.dicom_port, path) == 0xA900
+    assert_nothing_kept(node)
+
+
+def _truncate(path: Path, keep: int) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+
+
+def test_truncated_pixel_data_gets_c000_and_nothing_is_kept(node: RunningNode,
+                                                            tmp_path: Path) -> None:
+    ds = make_mammogram()
+    path = write_mammogram(tmp_path / "a.dcm", ds)
+    _truncate(path, path.stat().st_size - 5000)
+    assert pynetdicom_store(node.dicom_port, path) == 0xC000
+    assert_nothing_kept(node)
+    (event,) = audit(node, "instance_rejected", sop_instance_uid=ds.SOPInstanceUID)
+    assert "truncated" in event.detail
+
+
+def test_truncated_encapsulated_pixel_data_gets_c000(
+        node: RunningNode, tmp_path: Path) -> None:
+    path = write_mammogram(tmp_path / "a.dcm", make_mammogram(), "1.2.840.10008.1.2.4.90")
+    _truncate(path, path.stat().st_size - 100)
+    assert pynetdicom_store(node.dicom_port, path) == 0xC000
+    assert_nothing_kept(node)
+
+
+def test_unparseable_header_gets_c000(
+        node: RunningNode, tmp_path: Path) -> None:
+    path = write_mammogram(tmp_path / "a.dcm", make_mammogram())
+    data = bytearray(path.read_bytes())
+    meta_end = 132 + 12 + struct.unpack("<L", data[140:144])[0]
+    # Cut the data set in the middle of an element header, well before Pixel Data.
+    path.write_bytes(bytes(data[:meta_end + 301]))
+    assert pynetdicom_store(node.dicom_port, path) == 0xC000
+    assert_nothing_kept(node)
+
+
+@SQLITE_ONLY
+def test_database_failure_gets_a700_and_removes_the_file(
+        node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory(roles=["dicom"])
+    engine = make_engine(node.db_url)
+    with engine.begin() as conn:
+        # The instance insert now fails; the study and series inserts still work.
+        conn.exec_driver_sql("DROP TABLE instances")
+    engine.dispose()
+    path = write_mammogram(tmp_path / "a.dcm", make_mammogram())
+    assert pynetdicom_store(node.dicom_port, path) == 0xA700
+    files = [p for p in node.storage_root.rglob("*") if p.is_file()]
+    assert files == []
+    assert audit(node, "instance_stored") == []
+
+
+def test_own_structured_report_routed_back_is_not_stored(
+        node: RunningNode, tmp_path: Path) -> None:
+    # An SR this node made (our UID root), sent back by a PACS.
+    sr = make_mammogram(sop_class=ComprehensiveSRStorage, Modality="SR",
+                        SOPInstanceUID=UID_ROOT + "7.1", PixelData=None)
+    path = write_mammogram(tmp_path / "sr.dcm", sr)
+    assert pynetdicom_store(node.dicom_port, path) == 0x0000
+    # A mammography-class object carrying our manufacturer (never ours to process).
+    ours = make_mammogram(Manufacturer=MANUFACTURER, ManufacturerModelName=MODEL_NAME)
+    path2 = write_mammogram(tmp_path / "ours.dcm", ours)
+    assert storescu(node.dicom_port, [path2]).returncode == 0
+    assert_nothing_kept(node)
+    assert len(audit(node, "own_object_ignored", sop_instance_uid=UID_ROOT + "7.1")) == 1
+    assert len(audit(node, "own_object_ignored", sop_instance_uid=ours.SOPInstanceUID)) == 1
+
+
+@SQLITE_ONLY
+def test_association_cap_rejects_the_extra_association(node_factory) -> None:  # type: ignore[no-untyped-def]
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    node = node_factory(roles=["dicom"], settings={"dicom": {"max_associations": 1,
+                                                            "acse_timeout": 1.0}})
+    # The start-up port probe holds a slot until its ACSE timeout ends.
+    time.sleep(1.5)
+    ae = AE(ae_title="HOLDER")
+    ae.add_requested_context(Verification)
+    held = ae.associate("127.0.0.1", node.dicom_port, ae_title="MMBCD")
+    try:
+        assert held.is_established
+        extra = echoscu(node.dicom_port, calling_ae="EXTRA")
+        assert extra.returncode != 0 and "Local Limit Exceeded" in extra.stderr
+    finally:
+        held.release()
+    # pynetdicom rejects over the cap itself and reports it afterwards (EVT_REJECTED).
+    deadline = time.monotonic() + 10
+    while not audit(node, "association_rejected") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (event,) = audit(node, "association_rejected")
+    assert event.calling_ae == "EXTRA" and "max_associations" in event.detail
+
+
+@SQLITE_ONLY
+def test_incoming_leftovers_are_removed_at_start(node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory(roles=["dicom"], start=False)
+    incoming = node.storage_root / ".incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "recv-partial.dcm").write_bytes(b"\0" * 1000)
+    node.start()
+    assert list(incoming.iterdir()) == []
+    shutil.rmtree(incoming)
