@@ -16,7 +16,13 @@ import pytest
 from mmbcd_node.results.cad_report import MAMMOGRAPHY_CAD_SR, build_mammography_cad_report
 from mmbcd_node.results.result_set import ResultSet
 from tests.support.dicom_validation import dciodvfy_errors, dsrdump, write
-from tests.support.predictions import ROIS, SERIES_NUMBERS, VIEW_PROBABILITY, make_result_set
+from tests.support.predictions import (
+    PIXEL_SPACING,
+    ROIS,
+    SERIES_NUMBERS,
+    VIEW_PROBABILITY,
+    make_result_set,
+)
 
 REQUIRED, OPTIONAL = "111150", "111151"
 
@@ -71,7 +77,7 @@ def test_image_library_lists_every_view_with_laterality_view_and_spacing(tmp_pat
         laterality = _code(_child(entry, "Image Laterality"))
         assert laterality == {"R": "24028007", "L": "7771000"}[ds.ImageLaterality]
         assert _code(_child(entry, "Image View")) == ds.ViewCodeSequence[0].CodeValue
-        assert _number(_child(entry, "Horizontal Pixel Spacing")) == 0.5
+        assert _number(_child(entry, "Horizontal Pixel Spacing")) == PIXEL_SPACING
 
 
 def test_findings_carry_center_outline_certainty_and_attention(tmp_path, result_set):

@@ -418,10 +418,9 @@ def test_monochrome1_view_is_shown_with_dark_background_like_monochrome2(result_
 
 
 def test_box_touching_the_image_border_is_drawn_and_valid(tmp_path, result_set):
-    from tests.support.predictions import COLUMNS, ROWS
-
-    view = result_set.prediction.views[0]
-    border = dataclasses.replace(view.rois[1], box=(0.0, 0.0, float(COLUMNS), float(ROWS)))
+    view, source = result_set.prediction.views[0], result_set.views[0]
+    border = dataclasses.replace(view.rois[1],
+                                 box=(0.0, 0.0, float(source.Columns), float(source.Rows)))
     result = dataclasses.replace(result_set, prediction=dataclasses.replace(
         result_set.prediction,
         views=[dataclasses.replace(view, rois=[view.rois[0], border]),

@@ -1,20 +1,18 @@
-"""A small 4-view mammography study and a realistic model prediction over it.
+"""A realistic model prediction over a small 4-view mammography study.
 
-The views are Digital Mammography X-Ray Images For Presentation made with pydicom:
-12-bit MONOCHROME2, a bright breast-shaped region against a dark background, Image
-Laterality, View Code Sequence and windowing as a modality writes them. They are small
-(256 x 208) so every result object is quick to build and validate.
+The views are the receiver's synthetic mammograms (``tests/support/mammo.py``: Digital
+Mammography For Presentation, 12-bit, Image Laterality, View Code Sequence, windowing,
+MLO orientations with a foot direction such as A, FR), 256 x 208 pixels so every result
+object is quick to build and validate.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.results.result_set import (
@@ -23,85 +21,25 @@ from mmbcd_node.results.result_set import (
     OrderContext,
     ResultSet,
 )
+from tests.support.mammo import make_mammogram
 
-MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
-ROWS, COLUMNS = 256, 208
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."
 SERIES_NUMBERS = 9900
-_VIEW_CODES = {"CC": ("399162004", "cranio-caudal"),
-               "MLO": ("399368009", "medio-lateral oblique")}
+PIXEL_SPACING = 0.1
 BUNDLE = BundleIdentity(name="mmbcd-demo", version="1.0.0",
                         digest="sha256:" + "ab12" * 14,
                         parameters={"threshold": 0.5, "top_k": 8, "nms_iou": 0.1})
-
-
-def make_mg_view(study: pydicom.Dataset, laterality: str, view: str,
-                 instance_number: int) -> pydicom.Dataset:
-    """One MG For Presentation view of ``study`` (patient/study attributes copied)."""
-    ds = pydicom.Dataset()
-    for element in study:
-        ds.add(element)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = MG_FOR_PRESENTATION
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = instance_number
-    ds.InstanceNumber = 1
-    ds.Modality = "MG"
-    ds.Manufacturer = "Phantom Modality"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
-    ds.PresentationIntentType = "FOR PRESENTATION"
-    ds.BodyPartExamined = "BREAST"
-    ds.ImageLaterality = laterality
-    ds.ViewPosition = view
-    ds.PatientOrientation = ["P", "L"] if laterality == "R" else ["A", "R"]
-    code = pydicom.Dataset()
-    code.CodeValue, code.CodeMeaning = _VIEW_CODES[view]
-    code.CodingSchemeDesignator = "SCT"
-    ds.ViewCodeSequence = [code]
-    ds.ImagerPixelSpacing = [0.5, 0.5]
-    ds.PixelSpacing = [0.5, 0.5]
-    ds.Rows, ds.Columns = ROWS, COLUMNS
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    ds.VOILUTFunction = "LINEAR"
-    ds.PixelData = _breast_phantom(laterality, seed=instance_number).tobytes()
-    return ds
-
-
-def _breast_phantom(laterality: str, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rows, columns = np.mgrid[0:ROWS, 0:COLUMNS]
-    # Chest wall on the image's left for a right breast, on its right for a left one.
-    x = columns if laterality == "R" else COLUMNS - 1 - columns
-    inside = (x / (0.8 * COLUMNS)) ** 2 + ((rows - ROWS / 2) / (0.45 * ROWS)) ** 2 < 1
-    image = np.where(inside, 2600 + rng.normal(0, 150, (ROWS, COLUMNS)), 60)
-    return np.clip(image, 0, 4095).astype(np.uint16)
 
 
 def make_study(views: tuple[tuple[str, str], ...] = (("R", "CC"), ("L", "CC"),
                                                      ("R", "MLO"), ("L", "MLO")),
                accession: str = "ACC20260001") -> list[pydicom.Dataset]:
     """The 4 standard views of one synthetic screening study."""
-    study = pydicom.Dataset()
-    study.SpecificCharacterSet = "ISO_IR 100"
-    study.PatientName = "Phantom^Jane"
-    study.PatientID = "PAT-0001"
-    study.PatientBirthDate = "19650412"
-    study.PatientSex = "F"
-    study.StudyInstanceUID = generate_uid()
-    study.StudyID = "1"
-    study.StudyDate = "20261130"
-    study.StudyTime = "101500"
-    study.AccessionNumber = accession
-    study.ReferringPhysicianName = "Referrer^Rita"
-    return [make_mg_view(study, lat, view, n) for n, (lat, view) in enumerate(views, start=1)]
+    study_uid = generate_uid()
+    return [make_mammogram(study_uid=study_uid, patient_id="PAT-0001", accession=accession,
+                           laterality=laterality, view=view, seed=number,
+                           PatientName="Phantom^Jane")
+            for number, (laterality, view) in enumerate(views, start=1)]
 
 
 # ROIs per (laterality, view): (box, detector score, attention); attention sums to 1.
