@@ -121,6 +121,17 @@ def match_order(session: Session, order: Order, config: NodeConfig) -> list[Stud
 
 def match_study(session: Session, study: Study, config: NodeConfig) -> list[StudyOrder]:
     """Match a (complete) study against every live order. Runs in the caller's transaction."""
+    changed = []
+    for order, match in new_matches(session, study, config):
+        row = record_match(session, study, order, match)
+        if row is not None:
+            changed.append(row)
+    return changed
+
+
+def new_matches(session: Session, study: Study, config: NodeConfig
+                ) -> list[tuple[Order, Match]]:
+    """The matches ``match_study`` would record for ``study``; reads only."""
     clauses = [Order.study_uid == study.study_uid]
     if study.patient_id:
         clauses.append(Order.patient_id == study.patient_id)
@@ -131,17 +142,25 @@ def match_study(session: Session, study: Study, config: NodeConfig) -> list[Stud
     orders = session.execute(
         select(Order).where(Order.cancelled.is_(False), or_(*clauses)).order_by(Order.id)
     ).scalars().all()
-    changed = []
+    if not orders:
+        return []
+    recorded = {order_id: state for order_id, state in session.execute(
+        select(StudyOrder.order_id, StudyOrder.state).where(StudyOrder.study_id == study.id))}
+    has_link = _has_live_link(session, study.id)
+    found: list[tuple[Order, Match]] = []
     # Identifier links first, so that patient/date candidates appear only for studies
     # that no identifier links.
     for order in sorted(orders, key=lambda o: identifier_rule(study, o) is None):
         match = compare(study, order, window_days=config.orders.date_window_days,
-                        study_has_link=_has_live_link(session, study.id))
-        if match is not None:
-            row = record_match(session, study, order, match)
-            if row is not None:
-                changed.append(row)
-    return changed
+                        study_has_link=has_link)
+        if match is None:
+            continue
+        previous = recorded.get(order.id)
+        if previous in (MatchState.REJECTED, MatchState.LINKED) or previous == match.state:
+            continue
+        found.append((order, match))
+        has_link = has_link or match.state == MatchState.LINKED
+    return found
 
 
 def record_match(session: Session, study: Study, order: Order, match: Match, *,
@@ -205,10 +224,7 @@ def advance_study(session: Session, study: Study, config: NodeConfig,
     if live:
         return _queue(session, study, priority=Priority.URGENT if urgent else Priority.NORMAL,
                       without_history=False, why=f"order {live[0].id}")
-    linked_any = session.execute(select(StudyOrder.id).where(
-        StudyOrder.study_id == study.id, StudyOrder.state == MatchState.LINKED).limit(1)
-    ).first()
-    if linked_any is not None:
+    if _has_link(session, study.id):
         if transition(session, study, (StudyState.COMPLETE, StudyState.HELD),
                       StudyState.CANCELLED):
             record_event(session, "study_cancelled", actor=MATCHER, study_uid=study.study_uid,
@@ -217,8 +233,7 @@ def advance_study(session: Session, study: Study, config: NodeConfig,
         return None
     if study.state != StudyState.COMPLETE:
         return None
-    completed = _aware(study.completed_at or study.state_changed_at)
-    if now < completed + timedelta(seconds=config.orders.wait_seconds):
+    if not _wait_over(study, config, now):
         return None
     has_candidates = session.execute(select(StudyOrder.id).where(
         StudyOrder.study_id == study.id, StudyOrder.state == MatchState.CANDIDATE).limit(1)
@@ -263,19 +278,24 @@ def check_complete_studies(config: NodeConfig, sessions: sessionmaker[Session],
                            limit: int = 200) -> int:
     """Periodic check: match complete studies with orders and apply the wait policy.
 
-    Each study is handled in its own transaction; returns how many changed state.
+    One read finds the studies with something to do (a new match, a linked order, the
+    wait over); each of those is then handled in its own transaction, so studies that
+    are simply waiting cost no write. Returns how many changed state.
     """
+    now = utcnow()
     with sessions() as session:
-        ids = session.execute(select(Study.id).where(Study.state == StudyState.COMPLETE)
-                              .order_by(Study.completed_at).limit(limit)).scalars().all()
+        studies = session.execute(select(Study).where(Study.state == StudyState.COMPLETE)
+                                  .order_by(Study.completed_at).limit(limit)).scalars().all()
+        due = [s.id for s in studies if _wait_over(s, config, now) or _has_link(session, s.id)
+               or new_matches(session, s, config)]
     changed = 0
-    for study_id in ids:
+    for study_id in due:
         with transaction(sessions) as session:
             study = session.get(Study, study_id)
             if study is None or study.state != StudyState.COMPLETE:
                 continue
             match_study(session, study, config)
-            if advance_study(session, study, config) is not None:
+            if advance_study(session, study, config, now) is not None:
                 changed += 1
     return changed
 
@@ -299,6 +319,18 @@ def _queue(session: Session, study: Study, *, priority: Priority, without_histor
 
 def _has_live_link(session: Session, study_id: int) -> bool:
     return bool(live_orders(session, study_id))
+
+
+def _has_link(session: Session, study_id: int) -> bool:
+    """Whether any order (live or cancelled) is linked to the study."""
+    return session.execute(select(StudyOrder.id).where(
+        StudyOrder.study_id == study_id, StudyOrder.state == MatchState.LINKED).limit(1)
+    ).first() is not None
+
+
+def _wait_over(study: Study, config: NodeConfig, now: datetime) -> bool:
+    completed = _aware(study.completed_at or study.state_changed_at)
+    return now >= completed + timedelta(seconds=config.orders.wait_seconds)
 
 
 def _same_or_unknown(a: str | None, b: str | None) -> bool:
