@@ -150,9 +150,12 @@ def test_patient_only_candidate_within_date_window_is_never_linked(
     config = node_config(wait_seconds=0, date_window_days=3)
     study_id = add_study(sessions, accession="STUDY-ACC", study_date="20261130")
     far_id = add_study(sessions, uid="1.2.3.101", accession="OLD-ACC", study_date="20260101")
+    done_id = add_study(sessions, uid="1.2.3.102", accession="DONE-ACC", study_date="20261129",
+                        state=StudyState.DELIVERED)
     deliver(sessions, config, order_message("M1", accession="ORDER-ACC", order_date="20261128"))
     assert matches(sessions, study_id) == [("patient_date", MatchState.CANDIDATE)]
     assert matches(sessions, far_id) == []
+    assert matches(sessions, done_id) == []  # already processed: nothing to reconcile
     check_complete_studies(config, sessions)
     assert study_state(sessions, study_id) == StudyState.HELD
 

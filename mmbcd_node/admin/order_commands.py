@@ -18,7 +18,14 @@ from mmbcd_node.db.audit import os_user, record_event
 from mmbcd_node.db.models import Study, StudyState
 from mmbcd_node.db.order_models import Hl7Message, MatchState, Order, OrderMessage, StudyOrder
 from mmbcd_node.db.session import transaction
-from mmbcd_node.match.matcher import MANUAL, Match, advance_study, queue_study, record_match
+from mmbcd_node.match.matcher import (
+    AWAITING,
+    MANUAL,
+    Match,
+    advance_study,
+    queue_study,
+    record_match,
+)
 from mmbcd_node.orders.text import codec_for
 
 ORDER_COLUMNS = ("id", "control", "cancelled", "accession_number", "patient_id",
@@ -121,7 +128,7 @@ def _reconcile_app() -> typer.Typer:
     @app.callback(invoke_without_command=True)
     def reconcile(ctx: typer.Context,
                   json_lines: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
-        """List held studies and candidate study-order matches."""
+        """List held studies, and candidate orders of studies not yet processed."""
         if ctx.invoked_subcommand is not None:
             return
         records = []
@@ -129,7 +136,8 @@ def _reconcile_app() -> typer.Typer:
             for match, study, order in session.execute(
                     select(StudyOrder, Study, Order).join(Study, Study.id == StudyOrder.study_id)
                     .join(Order, Order.id == StudyOrder.order_id)
-                    .where(StudyOrder.state == MatchState.CANDIDATE).order_by(StudyOrder.id)):
+                    .where(StudyOrder.state == MatchState.CANDIDATE,
+                           Study.state.in_(AWAITING)).order_by(StudyOrder.id)):
                 records.append({"kind": "candidate", "study_uid": study.study_uid,
                                 "study_state": study.state, "patient_id": study.patient_id,
                                 "accession_number": study.accession_number,

@@ -39,6 +39,8 @@ MATCHER = "matcher"
 RULES = ("study_uid", "accession", "requested_procedure_id")
 PATIENT_DATE = "patient_date"
 MANUAL = "manual"
+# Studies whose order may still change what happens to them.
+AWAITING = (StudyState.RECEIVING, StudyState.COMPLETE, StudyState.HELD)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def match_order(session: Session, order: Order, config: NodeConfig) -> list[Stud
     for study in studies:
         match = compare(study, order, window_days=config.orders.date_window_days,
                         study_has_link=_has_live_link(session, study.id))
+        if match is not None and match.rule == PATIENT_DATE and study.state not in AWAITING:
+            match = None  # a study already processed needs no candidate order any more
         if match is not None:
             row = record_match(session, study, order, match)
             if row is not None:
