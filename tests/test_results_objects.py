@@ -429,3 +429,10 @@ def test_box_touching_the_image_border_is_drawn_and_valid(tmp_path, result_set):
                                  build_presentation_states(result)[0],
                                  build_secondary_captures(result)[0]]):
         assert dciodvfy_errors(write(ds, tmp_path, f"{number}.dcm")) == []
+
+
+def test_dciodvfy_check_catches_a_missing_required_attribute(tmp_path, result_set):
+    gsps = build_presentation_states(result_set)[0]
+    del gsps.Laterality  # required for a paired body part
+    errors = dciodvfy_errors(write(gsps, tmp_path, "broken.dcm"))
+    assert any("Laterality" in line for line in errors), errors

@@ -22,7 +22,7 @@ def write(ds: Dataset, directory: Path, name: str) -> Path:
 
 def dciodvfy_errors(path: Path) -> list[str]:
     """The ``Error`` lines dciodvfy reports for ``path`` (warnings are not errors)."""
-    run = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True,
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True,
                          timeout=60, check=False)
     lines = (run.stdout + run.stderr).splitlines()
     return [line for line in lines if line.startswith("Error")]
