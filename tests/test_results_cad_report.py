@@ -202,3 +202,18 @@ def test_rerun_cad_report_names_the_earlier_cad_report_only(tmp_path, result_set
     (series,) = study.ReferencedSeriesSequence
     assert [ref.ReferencedSOPInstanceUID for ref in series.ReferencedSOPSequence] == \
         [earlier[0].SOPInstanceUID]
+
+
+def test_no_readable_view_gives_no_algorithms_succeeded(tmp_path, result_set):
+    from mmbcd_node.results.result_set import ResultError
+    from mmbcd_node.results.structured_report import build_structured_report
+
+    views = [dataclasses.replace(v, probability=None, rois=[], error="unreadable")
+             for v in result_set.prediction.views]
+    result = dataclasses.replace(result_set, prediction=dataclasses.replace(
+        result_set.prediction, views=views, probability=None, breasts={}))
+    cad = _cad_report(tmp_path, result)
+    assert _code(_child(cad, "CAD Processing and Findings Summary")) == "111245"
+    assert _code(_child(cad, "Summary of Detections")) == "111224"  # Failed
+    with pytest.raises(ResultError, match="no view could be scored"):
+        build_structured_report(result)

@@ -188,7 +188,9 @@ def _algorithm(result: ResultSet) -> AlgorithmIdentification:
 
 def _with(item: ItemT, children: Iterable[ContentItem | None]) -> ItemT:
     """``item`` with ``children`` (None entries skipped) as its Content Sequence."""
-    item.ContentSequence = ContentSequence([child for child in children if child is not None])
+    present = [child for child in children if child is not None]
+    if present:  # an empty Content Sequence is an error; a leaf has none
+        item.ContentSequence = ContentSequence(present)
     return item
 
 
