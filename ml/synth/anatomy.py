@@ -18,6 +18,11 @@ import numpy as np
 # (4096 x 3328 pixels); smaller sizes cover the same field with larger pixels.
 FULL_FIELD_ROWS = 4096
 FULL_FIELD_PIXEL_MM = 0.07
+# Smooth fields (outline, muscle, tissue texture) are computed on at most this many rows
+# and interpolated: a 4096-row image then costs little more than a 1024-row one, and
+# the finest scales, which carry almost no energy under a 1/f^3 spectrum, come from
+# the quantum noise and the findings drawn at full resolution.
+COARSE_ROWS = 1024
 
 
 def pixel_spacing_mm(rows: int) -> float:
@@ -54,9 +59,11 @@ class Breast:
 class ViewAnatomy:
     """The drawn anatomy of one view in canonical orientation (chest wall at column 0).
 
-    ``mask`` is the breast and (MLO) pectoral muscle; ``thickness`` falls from 1 inside
-    to 0 at the skin line where the compressed breast rolls off; ``radius`` is the
-    normalised elliptical radius (1 at the outline) used to place the glandular cone.
+    ``mask`` (full resolution) is the breast and (MLO) pectoral muscle. The smooth
+    fields live on the coarse grid the tissue texture is made on (at most COARSE_ROWS
+    rows, corners on the image's corner pixels): ``radius`` is the normalised
+    elliptical radius (1 at the outline), ``thickness`` falls from 1 inside to 0 at the
+    skin line where the compressed breast rolls off, ``pectoral`` is the muscle.
     """
 
     view: str
@@ -68,9 +75,17 @@ class ViewAnatomy:
     half_up_px: float  # outline extent above the nipple line at the chest wall
     half_down_px: float  # outline extent below the nipple line at the chest wall
     mask: np.ndarray  # bool (rows, cols)
-    thickness: np.ndarray  # float32 (rows, cols) in [0, 1]
-    radius: np.ndarray  # float32 (rows, cols)
-    pectoral: np.ndarray  # float32 (rows, cols) in [0, 1]; zeros on CC
+    coarse_x: np.ndarray  # image column of each coarse column
+    radius: np.ndarray  # float32, coarse grid
+    thickness: np.ndarray  # float32 in [0, 1], coarse grid
+    pectoral: np.ndarray  # float32 in [0, 1], coarse grid; zeros on CC
+
+    def at(self, field: np.ndarray, x: float, y: float) -> float:
+        """Value of a coarse ``field`` at image pixel (x, y) (nearest coarse sample)."""
+        rows, cols = field.shape
+        row = round(y * (rows - 1) / max(self.rows - 1, 1))
+        col = round(x * (cols - 1) / max(self.cols - 1, 1))
+        return float(field[min(max(row, 0), rows - 1), min(max(col, 0), cols - 1)])
 
     def half_extent_at(self, x: float, upward: bool) -> float:
         """Distance (px) from the nipple line to the outline at column ``x``."""
@@ -110,7 +125,13 @@ def draw_view(breast: Breast, view: str, rows: int, cols: int) -> ViewAnatomy:
     to_px = 1.0 / spacing
     depth_px, up_px, down_px, ny = depth * to_px, up * to_px, down * to_px, nipple_y * to_px
 
-    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    # Outline and muscle are smooth: they are evaluated on a grid of at most
+    # COARSE_ROWS rows whose corners coincide with the image's, and interpolated.
+    step = max(1, math.ceil(rows / COARSE_ROWS))
+    coarse_rows, coarse_cols = math.ceil(rows / step), math.ceil(cols / step)
+    xs = np.linspace(0, cols - 1, coarse_cols, dtype=np.float32)
+    ys = np.linspace(0, rows - 1, coarse_rows, dtype=np.float32)
+    x, y = xs[None, :], ys[:, None]
     dy = ny - y
     half = np.where(dy > 0, up_px, down_px).astype(np.float32)
     rho = np.sqrt((x / depth_px) ** 2 + (dy / half) ** 2)
@@ -118,20 +139,39 @@ def draw_view(breast: Breast, view: str, rows: int, cols: int) -> ViewAnatomy:
     wobble = np.zeros_like(rho)
     for k, (amp, phase) in enumerate(breast.shape_harmonics, start=2):
         wobble += amp * np.cos(k * phi + phase)
-    rho = rho / (1.0 + wobble)
-    mask = rho <= 1.0
-    # Compressed breasts keep their thickness except in the last ~12 % towards the skin.
-    thickness = np.sqrt(np.clip((1.0 - rho) / 0.12, 0.0, 1.0)).astype(np.float32)
-
-    pectoral = np.zeros((rows, cols), np.float32)
+    rho = (rho / (1.0 + wobble)).astype(np.float32)
+    pectoral = np.zeros_like(rho)
     if view == "MLO":
         pw = breast.pectoral_width_mm * scale * to_px
         ph = min(breast.pectoral_height_mm * scale * to_px, 0.85 * ny)
         # Slightly convex front edge, soft over a few pixels.
         edge = (x / pw) ** 1.15 + (y / ph) ** 0.95
         pectoral = np.clip((1.0 - edge) * min(pw, ph) / 6.0, 0.0, 1.0).astype(np.float32)
-        mask |= pectoral > 0
-        thickness = np.maximum(thickness, np.minimum(pectoral * 4.0, 1.0))
+    mask = (rho <= 1.0) | (pectoral > 0)
+    if step > 1:
+        mask = (upsample(rho, rows, cols) <= 1.0) | (upsample(pectoral, rows, cols) > 0)
+    # Compressed breasts keep their thickness except in the last ~12 % to the skin.
+    thickness = np.sqrt(np.clip((1.0 - rho) / 0.12, 0.0, 1.0))
+    thickness = np.maximum(thickness, np.minimum(pectoral * 4.0, 1.0)).astype(np.float32)
     return ViewAnatomy(view=view, rows=rows, cols=cols, spacing_mm=spacing, nipple=(depth_px, ny),
                        depth_px=depth_px, half_up_px=up_px, half_down_px=down_px, mask=mask,
-                       thickness=thickness, radius=rho.astype(np.float32), pectoral=pectoral)
+                       coarse_x=xs, radius=rho, thickness=thickness, pectoral=pectoral)
+
+
+def _linear_weights(size: int, coarse: int) -> tuple[np.ndarray, np.ndarray]:
+    position = np.linspace(0, coarse - 1, size, dtype=np.float32)
+    left = np.minimum(position.astype(np.int64), coarse - 2)
+    return left, (position - left).astype(np.float32)
+
+
+def upsample(field: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Bilinear interpolation of a coarse field whose corner samples sit on the corner
+    pixels of a (rows, cols) image (float32 out)."""
+    if field.shape == (rows, cols):
+        return field.astype(np.float32, copy=False)
+    top, wy = _linear_weights(rows, field.shape[0])
+    tall = field[top] * (1.0 - wy)[:, None] + field[top + 1] * wy[:, None]
+    left, wx = _linear_weights(cols, field.shape[1])
+    out = tall[:, left] * (1.0 - wx)
+    out += tall[:, left + 1] * wx
+    return out.astype(np.float32, copy=False)

@@ -104,8 +104,8 @@ def position_on(finding: Finding, anatomy: ViewAnatomy) -> tuple[float, float]:
         x, y = anatomy.place(depth, offset)
         col, row = int(round(x)), int(round(y))
         inside = 0 <= row < anatomy.rows and 0 <= col < anatomy.cols and \
-            anatomy.mask[row, col] and anatomy.pectoral[row, col] == 0 and \
-            anatomy.thickness[row, col] > 0.6
+            anatomy.mask[row, col] and anatomy.at(anatomy.pectoral, x, y) == 0 and \
+            anatomy.at(anatomy.thickness, x, y) > 0.6
         if inside:
             return x, y
         depth, offset = depth * 0.95, offset * 0.9

@@ -7,14 +7,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import ndimage
 
-from ml.synth.anatomy import ViewAnatomy
-
-# Texture is synthesised on a grid of at most this many rows, then interpolated: the
-# power spectrum falls as f^-3, so the finest scales carry almost no energy and the
-# full-field 4096-row image costs little more than a 1024-row one.
-_MAX_TEXTURE_ROWS = 1024
+from ml.synth.anatomy import ViewAnatomy, upsample
 
 
 def power_law_spectrum(shape: tuple[int, int], beta: float, rng: np.random.Generator,
@@ -61,42 +55,30 @@ def _amplitude(shape: tuple[int, int], beta: float, stretch: float) -> np.ndarra
     return (amplitude / np.sqrt(variance)).astype(np.float32)
 
 
-def _at_full_size(field: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    if field.shape == (rows, cols):
-        return field
-    zoom = (rows / field.shape[0], cols / field.shape[1])
-    out = ndimage.zoom(field, zoom, order=1, prefilter=False)
-    return out[:rows, :cols]
-
-
 def tissue(anatomy: ViewAnatomy, density: float, rng: np.random.Generator) -> np.ndarray:
     """Attenuation image (float32, 0 = air, ~1 = dense tissue) of the breast without
     findings: fat, fibroglandular tissue concentrated in a cone behind the nipple, the
     pectoral muscle on MLO, the skin line and the compressed-thickness roll-off."""
-    rows, cols = anatomy.rows, anatomy.cols
-    step = max(1, int(np.ceil(rows / _MAX_TEXTURE_ROWS)))
-    small = (int(np.ceil(rows / step)), int(np.ceil(cols / step)))
+    radius, thickness, pectoral = anatomy.radius, anatomy.thickness, anatomy.pectoral
+    small = radius.shape
     strands = power_law_spectrum(small, 2.6, rng, stretch=3.5)
-    # Mix in the frequency domain and interpolate only the two mixtures the image needs.
-    glandular_field = _at_full_size(
-        _inverse(0.7 * power_law_spectrum(small, 3.0, rng) + 0.5 * strands, small), rows, cols)
-    fat_field = _at_full_size(
-        _inverse(0.04 * power_law_spectrum(small, 2.2, rng) + 0.05 * strands, small), rows, cols)
+    # Mix in the frequency domain: one inverse transform per texture the image needs.
+    glandular_field = _inverse(0.7 * power_law_spectrum(small, 3.0, rng) + 0.5 * strands, small)
+    fat_field = _inverse(0.04 * power_law_spectrum(small, 2.2, rng) + 0.05 * strands, small)
 
     # Glandular tissue fills a cone from the retro-areolar region towards the chest
     # wall, sparing the subcutaneous fat near the outline.
-    x = np.arange(cols, dtype=np.float32)[None, :] / anatomy.depth_px
-    cone = np.clip((0.92 - anatomy.radius) / 0.35, 0.0, 1.0) * np.clip(x * 4.0, 0.0, 1.0)
+    x = anatomy.coarse_x[None, :] / anatomy.depth_px
+    cone = np.clip((0.92 - radius) / 0.35, 0.0, 1.0) * np.clip(x * 4.0, 0.0, 1.0)
     threshold = 1.1 - 2.2 * density  # denser breast: more of the field is glandular
-    gland = 1.0 / (1.0 + np.exp(-(glandular_field - threshold) * 3.0))
-    gland *= cone
-    image = anatomy.thickness * (0.30 + fat_field + 0.42 * gland)
+    gland = cone / (1.0 + np.exp(-(glandular_field - threshold) * 3.0))
+    image = thickness * (0.30 + fat_field + 0.42 * gland)
     if anatomy.view == "MLO":
         muscle = 0.58 + 0.8 * fat_field
-        image = image * (1.0 - anatomy.pectoral) + muscle * anatomy.pectoral
+        image = image * (1.0 - pectoral) + muscle * pectoral
     # Skin: a slightly denser band along the outline.
     skin_px = max(1.0, 1.5 / anatomy.spacing_mm)
-    skin = np.clip(1.0 - np.abs(anatomy.radius - 1.0) * anatomy.depth_px / skin_px, 0.0, 1.0)
-    image += 0.06 * skin * anatomy.mask
-    image *= anatomy.mask
-    return image.astype(np.float32)
+    image += 0.06 * np.clip(1.0 - np.abs(radius - 1.0) * anatomy.depth_px / skin_px, 0.0, 1.0)
+    full = upsample(image.astype(np.float32), anatomy.rows, anatomy.cols)
+    full *= anatomy.mask
+    return full
