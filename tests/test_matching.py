@@ -171,6 +171,11 @@ def test_several_orders_for_one_study_newest_live_one_supplies_history(
         history = history_for_study(session, study_id)
     assert history is not None and history.text.startswith("newer order")
     assert history.placer_number == "P-B"
+    # Updating the older order changes it in place; it does not become the newest.
+    deliver(sessions, config, order_message("M3", placer="P-A", control="XO",
+                                            clinical="older order, corrected"))
+    with sessions() as session:
+        assert history_for_study(session, study_id).placer_number == "P-B"
 
 
 def test_stat_order_gives_urgent_job(sessions: sessionmaker[Session]) -> None:

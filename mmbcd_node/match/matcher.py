@@ -198,12 +198,15 @@ def record_match(session: Session, study: Study, order: Order, match: Match, *,
 
 
 def live_orders(session: Session, study_id: int) -> list[Order]:
-    """The non-cancelled orders linked to the study, newest first."""
+    """The non-cancelled orders linked to the study, newest (by creation) first.
+
+    An update (XO/XX/SC) changes an order in place; it does not make it newer.
+    """
     return list(session.execute(
         select(Order).join(StudyOrder, StudyOrder.order_id == Order.id)
         .where(StudyOrder.study_id == study_id, StudyOrder.state == MatchState.LINKED,
                Order.cancelled.is_(False))
-        .order_by(Order.updated_at.desc(), Order.id.desc())
+        .order_by(Order.created_at.desc(), Order.id.desc())
     ).scalars().all())
 
 
