@@ -139,7 +139,11 @@ def draw_view(breast: Breast, view: str, rows: int, cols: int) -> ViewAnatomy:
     wobble = np.zeros_like(rho)
     for k, (amp, phase) in enumerate(breast.shape_harmonics, start=2):
         wobble += amp * np.cos(k * phi + phase)
-    rho = (rho / (1.0 + wobble)).astype(np.float32)
+    rho = rho / (1.0 + wobble)
+    # The nipple in profile: a small bump on the outline at the end of the nipple line.
+    nipple_r = 6.0 * to_px
+    rho -= 0.045 * np.exp(-((x - depth_px) ** 2 + dy ** 2) / (2 * nipple_r ** 2))
+    rho = rho.astype(np.float32)
     pectoral = np.zeros_like(rho)
     if view == "MLO":
         pw = breast.pectoral_width_mm * scale * to_px

@@ -117,9 +117,10 @@ def test_dciodvfy_reports_no_errors(dataset: Path) -> None:
     checked = set()
     for study in studies:
         for view in study.views:
-            if (view.photometric, view.bits_stored, view.view) in checked:
+            key = (view.photometric, view.bits_stored, view.laterality, view.view)
+            if key in checked:
                 continue
-            checked.add((view.photometric, view.bits_stored, view.view))
+            checked.add(key)
             run = subprocess.run(["dciodvfy", str(view.path)], capture_output=True, text=True,
                                  check=False)
             report = run.stdout + run.stderr
