@@ -185,3 +185,11 @@ def test_worker_processes_write_the_same_data_set(tmp_path: Path) -> None:
     _synth(tmp_path / "two", "--studies", "3", "--seed", "4", "--size", "128x104", "--jobs", "2")
     for name in ("manifest.json", "manifest.csv"):
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_a_size_list_mixes_image_sizes_across_studies(tmp_path: Path) -> None:
+    _synth(tmp_path / "mixed", "--studies", "6", "--seed", "3", "--size", "128x104,160x128")
+    sizes = {(v.rows, v.columns) for s in load_manifest(tmp_path / "mixed") for v in s.views}
+    assert sizes == {(128, 104), (160, 128)}
+    for study in load_manifest(tmp_path / "mixed"):
+        assert len({(v.rows, v.columns) for v in study.views}) == 1  # one device per study
