@@ -87,7 +87,7 @@ _running: list[str] = []
 
 
 def running_roles() -> tuple[str, ...]:
-    """The roles ``run_roles`` runs in this process (``/healthz`` checks these)."""
+    """The roles ``run_roles`` has started in this process (``/healthz`` checks these)."""
     return tuple(_running)
 
 
@@ -103,12 +103,13 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     started: list[Role] = []
-    _running[:] = names
+    _running.clear()
     try:
         for name in names:
             role = factories[name](config, sessions)
             role.start()
             started.append(role)
+            _running.append(name)
             log.info("event=role_started role=%s", name)
         stop.wait()
     finally:

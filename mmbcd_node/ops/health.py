@@ -8,19 +8,21 @@ model is loaded. Checks of roles that run elsewhere are reported, not required.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mmbcd_node.config import NodeConfig
-from mmbcd_node.ops.heartbeat import MODEL_LOADED, heartbeats
+from mmbcd_node.db.models import Job, JobState, utcnow
+from mmbcd_node.ops.heartbeat import MODEL_LOADED, Heartbeat, heartbeats
 
 
 @dataclass(frozen=True)
@@ -87,23 +89,52 @@ def database_check(engine: Engine) -> Check:
     return Check("database", True, f"{engine.dialect.name} answers")
 
 
-def worker_checks(config: NodeConfig, session: Session, required: bool) -> list[Check]:
-    """Worker heartbeat freshness and model status, from the freshest worker heartbeat."""
-    window = timedelta(seconds=max(3 * config.worker.heartbeat_seconds, 15.0))
+def worker_checks(config: NodeConfig, session: Session, here: bool) -> list[Check]:
+    """Worker liveness and model status.
+
+    A worker that publishes heartbeats (``beat(session, "worker", "model_loaded ...")``)
+    is judged by its freshest beat (this process's own when it runs the worker here).
+    A worker role started here without publishing beats is judged by the heartbeats of
+    the jobs it holds (``jobs.heartbeat_at``); its model is loaded, since the role does not
+    start without its bundle.
+    """
+    window = max(3 * config.worker.heartbeat_seconds, 15.0)
     beats = heartbeats(session, "worker")
+    if here:
+        own = [b for b in beats if b.host == socket.gethostname() and b.pid == os.getpid()]
+        if own:
+            return _from_beat(own[0], window, required=True)
+        return _from_jobs(session, window)
     if not beats:
         detail = "no worker has published a heartbeat"
-        return [Check("worker", False, detail, required), Check("model", False, detail, required)]
-    newest = beats[0]
+        return [Check("worker", False, detail, False), Check("model", False, detail, False)]
+    return _from_beat(beats[0], window, required=False)
+
+
+def _from_beat(newest: Heartbeat, window: float, required: bool) -> list[Check]:
     age = newest.age_seconds()
-    fresh = age <= window.total_seconds()
+    fresh = age <= window
     status = newest.status or ""
     return [
         Check("worker", fresh, f"last beat {age:.0f}s ago from {newest.host} pid {newest.pid} "
-              f"(stale after {window.total_seconds():.0f}s)", required),
+              f"(stale after {window:.0f}s)", required),
         Check("model", fresh and status.startswith(MODEL_LOADED),
               status or "worker reports no model status", required),
     ]
+
+
+def _from_jobs(session: Session, window: float) -> list[Check]:
+    owner = f"worker@{socket.gethostname()}:{os.getpid()}"
+    beats = session.execute(select(Job.id, Job.heartbeat_at).where(
+        Job.state == JobState.RUNNING, Job.lease_owner == owner)).all()
+    now = utcnow()
+    stale = [job_id for job_id, at in beats
+             if at is None or (now - (at if at.tzinfo else at.replace(tzinfo=UTC))
+                               ).total_seconds() > window]
+    detail = (f"job(s) {', '.join(map(str, stale))} not heartbeaten for over {window:.0f}s"
+              if stale else f"worker role running here, {len(beats)} job(s) in hand")
+    return [Check("worker", not stale, detail),
+            Check("model", True, "loaded when the worker role started")]
 
 
 def check_health(config: NodeConfig, engine: Engine, roles: Sequence[str]) -> HealthReport:
@@ -117,7 +148,7 @@ def check_health(config: NodeConfig, engine: Engine, roles: Sequence[str]) -> He
     if checks[0].ok:
         try:
             with Session(engine) as session:
-                checks.extend(worker_checks(config, session, required=worker_here))
+                checks.extend(worker_checks(config, session, here=worker_here))
         except SQLAlchemyError as exc:
             checks.append(Check("worker", False, f"cannot read heartbeats: {exc}", worker_here))
     elif worker_here:
