@@ -111,5 +111,6 @@ def detect(detector: nn.Module, images: list[Tensor], params: DetectorParams) ->
                                        strict=True):
         proposals = proposals.clone()
         proposals[:, :4] /= scale  # detector pixels -> image pixels
-        rois.append(select_rois(proposals, params.k, params.nms_iou, tuple(image.shape)))
+        size = (int(image.shape[0]), int(image.shape[1]))
+        rois.append(select_rois(proposals, params.k, params.nms_iou, size))
     return rois

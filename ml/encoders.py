@@ -41,9 +41,10 @@ class ImageEncoder(nn.Module):
     def __init__(self, arch: str = "vit_small_patch8_224.dino", frozen_blocks: int = 9,
                  **overrides: Any) -> None:
         super().__init__()
-        self.vit = timm.create_model(arch, pretrained=False, num_classes=0,
+        vit: Any = timm.create_model(arch, pretrained=False, num_classes=0,
                                      global_pool="token", **overrides)
-        self.dim = int(self.vit.num_features)
+        self.vit = vit
+        self.dim = int(vit.num_features)
         self.freeze(frozen_blocks)
 
     def freeze(self, frozen_blocks: int) -> None:
@@ -68,8 +69,9 @@ class TextEncoder(nn.Module):
 
     def __init__(self, model: nn.Module, trainable_layers: int = 2) -> None:
         super().__init__()
-        self.model = model
-        self.dim = int(model.config.hidden_size)
+        self.model = model  # a transformers PreTrainedModel
+        config: Any = getattr(model, "config")  # noqa: B009 - typed as Any on purpose
+        self.dim = int(config.hidden_size)
         self.model.requires_grad_(False)
         layers = transformer_layers(model)
         if trainable_layers > 0:
@@ -115,7 +117,7 @@ def roberta_tokenizer(vocab_json: Path, merges_txt: Path) -> RobertaTokenizerFas
     merges = [tuple(line.split(" ", 1)) for line in
               merges_txt.read_text(encoding="utf-8").splitlines()
               if line and not line.startswith("#version")]  # pairs, as tokenizers' BPE wants
-    tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges)
+    tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges)  # type: ignore[arg-type]
     check_tokenizer(tokenizer)
     return tokenizer
 

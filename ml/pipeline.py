@@ -76,7 +76,8 @@ class Pipeline:
             memory_format=torch.channels_last if nhwc else torch.contiguous_format)
         self._image_encoder: torch.nn.Module = self.model.image_encoder
         if compile and self.device.type == "cuda":  # a wrapper: the bundle's module is untouched
-            self._image_encoder = torch.compile(self.model.image_encoder, dynamic=True)
+            self._image_encoder = torch.compile(  # type: ignore[assignment]
+                self.model.image_encoder, dynamic=True)
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:

@@ -111,7 +111,8 @@ def random_parts(size: str, vocab_size: int, seed: int = 0,
     section = model_section(size, vocab_size, imgsz=imgsz)
     config = TINY_DETECTOR if size == "tiny" else "yolov8s.yaml"
     detector = build_detector(config)
-    return RandomParts(build_model(section), section, detector, dict(detector.yaml))
+    return RandomParts(build_model(section), section, detector,
+                       dict(detector.yaml))  # type: ignore[arg-type]
 
 
 def write_random_bundle(out: Path, size: str = "tiny", seed: int = 0) -> dict[str, Any]:
