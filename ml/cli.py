@@ -14,6 +14,8 @@ import typer
 
 COMMAND_MODULES = (
     "ml.synth.command",
+    "ml.train.command",
+    "ml.evaluate.command",
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

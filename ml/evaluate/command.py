@@ -1,0 +1,64 @@
+"""``mmbcd-train evaluate``: a bundle (or a fusion run) on a held-out test set, through the
+node's inference pipeline: metrics per view, breast and study, ROC curves, attention
+pictures, ``evaluation.json`` and ``evaluation.md``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="Test data set (its 'test' studies, or all "
+                              "when it marks no split)."),
+    bundle: Path | None = typer.Option(None, "--bundle", help="Bundle folder to evaluate."),
+    run: Path | None = typer.Option(None, "--run", help="Fusion run to evaluate (exported to "
+                                    "a temporary bundle first)."),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default: "
+                                    "RUN/evaluation)."),
+    ablation: Path | None = typer.Option(None, "--ablation", help="Ablation folder whose "
+                                         "table goes into the report."),
+    pictures: int = typer.Option(8, "--attention-pictures", min=0,
+                                 help="How many attention pictures to draw."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Evaluate a bundle on a test set the way the paper reports it."""
+    if (bundle is None) == (run is None):
+        _fail("give exactly one of --bundle and --run")
+    if out is None:
+        if run is None:
+            _fail("--out is needed with --bundle")
+        out = run / "evaluation"  # type: ignore[operator]
+    from ml.evaluate.evaluation import evaluate_bundle
+    from ml.evaluate.scoring import EvaluationError
+    from ml.manifest import BundleError
+    from ml.train.export import export_run
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = bundle
+            if run is not None:
+                path = Path(tmp) / "bundle"
+                export_run(run, path, name=f"run-{run.name}", version="0",
+                           evaluation_dir=Path(tmp) / "none")
+            report = evaluate_bundle(path, data, out, ablation=ablation, pictures=pictures,
+                                     device=device)
+    except (BundleError, EvaluationError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    metrics = report["metrics"]
+    typer.echo(json.dumps({level: {k: round(m[k], 4) for k in ("accuracy", "f1", "auc")}
+                           for level, m in metrics.items()}))
+    typer.echo(f"report written to {out}/evaluation.md")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

@@ -1,0 +1,218 @@
+"""``mmbcd-train detector``, ``fusion`` and ``export``: train the two models and make a bundle.
+
+Torch, Ultralytics and the models load inside the commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DATA = typer.Option(..., "--data", help="Data set folder with manifest.json (mmbcd-train synth "
+                    "writes one; see README 'Training on your own data').")
+SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw of the run.")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda[:N].")
+FORCE = typer.Option(False, "--force", help="Overwrite an existing run folder.")
+VAL_FRACTION = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5,
+                            help="Validation share when the manifest marks no 'val' split.")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def detector(
+    data: Path = DATA,
+    out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    imgsz: int = typer.Option(384, "--imgsz", min=64, help="Detector input side (multiple of 32)."),
+    epochs: int = typer.Option(12, "--epochs", min=1),
+    batch: int = typer.Option(16, "--batch", min=2),
+    lr0: float = typer.Option(0.002, "--lr", help="AdamW learning rate."),
+    patience: int = typer.Option(10, "--patience", min=1),
+    background: float = typer.Option(1.0, "--background-per-lesion-view", min=0.0,
+                                     help="Benign views kept as background per view with a box."),
+    val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
+    force: bool = FORCE,
+) -> None:
+    """Train the ROI detector (Ultralytics YOLO) on the data set's lesion boxes."""
+    from ml.offline import configure_ultralytics
+
+    configure_ultralytics()
+    from ml.preprocess import PreprocessParams
+    from ml.random_bundle import TINY_DETECTOR
+    from ml.synth.dataset import ManifestError, load_manifest
+    from ml.train.detector_training import (
+        DetectorTraining,
+        detector_views,
+        train_detector,
+        write_yolo_dataset,
+    )
+    from ml.train.roi_cache import progress_bar
+    from ml.train.run_folder import RunFolder, RunFolderError
+    from ml.train.splits import SplitError, training_splits
+
+    if imgsz % 32:
+        _fail(f"--imgsz {imgsz} is not a multiple of 32 (the detector's stride)")
+    settings = DetectorTraining(imgsz=imgsz, epochs=epochs, batch=batch, lr0=lr0,
+                                patience=patience, background_per_lesion_view=background,
+                                seed=seed, device="cpu" if device == "auto" else device)
+    try:
+        splits = training_splits(load_manifest(data), val_fraction, seed)
+        run = RunFolder.create(out, "detector", {**asdict(settings), "data": str(data.resolve()),
+                                                 "val_fraction": val_fraction}, force=force)
+    except (ManifestError, SplitError, RunFolderError) as exc:
+        _fail(str(exc))
+        return
+    train_views = detector_views(splits.train, background, seed)
+    val_views = detector_views(splits.val, background, seed + 1)
+    with progress_bar() as bar:
+        task = bar.add_task("detector images", total=len(train_views) + len(val_views))
+        data_yaml = write_yolo_dataset(train_views, val_views, out / "yolo", imgsz,
+                                       PreprocessParams(), progress=lambda: bar.advance(task))
+    train_detector(data_yaml, TINY_DETECTOR, out, settings)
+    run.close()
+    typer.echo(f"detector written to {out}/detector.yaml + detector.safetensors")
+
+
+def fusion_settings(**values: Any) -> Any:
+    """``FusionTraining`` from command-line values (``None`` keeps the default)."""
+    from ml.train.fusion_training import FusionTraining
+
+    defaults = FusionTraining()
+    overrides = dict(defaults.image_overrides)
+    for key in ("embed_dim", "depth", "num_heads", "patch_size"):
+        if values.get(key) is not None:
+            overrides[key] = values.pop(key)
+        values.pop(key, None)
+    betas = (values.pop("beta1"), values.pop("beta2"))
+    chosen = {k: v for k, v in values.items() if v is not None}
+    return FusionTraining(**{**asdict(defaults), **chosen, "betas": betas,
+                             "image_overrides": overrides})
+
+
+def fusion(
+    data: Path = DATA,
+    detector_run: Path = typer.Option(..., "--detector", help="Detector run folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    test: Path | None = typer.Option(None, "--test", help="Test data set: only checked for "
+                                     "overlap with the validation split, never used."),
+    variant: str = typer.Option("attention", "--variant",
+                                help="attention (full MMBCD), concat, vision or text."),
+    epochs: int = typer.Option(20, "--epochs", min=1),
+    batch: int = typer.Option(32, "--batch", min=2),
+    lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate (paper: 5e-6 with "
+                             "pretrained encoders)."),
+    beta1: float = typer.Option(0.9, "--beta1"), beta2: float = typer.Option(0.98, "--beta2"),
+    patience: int = typer.Option(5, "--patience", min=1),
+    keyword_count: int = typer.Option(100, "--keywords", min=0),
+    keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0,
+                                    help="Drop probability of each keyword (0: no masking)."),
+    k: int = typer.Option(8, "--k", min=1, help="ROIs per view."),
+    crop_size: int = typer.Option(48, "--crop-size", min=16),
+    embed_dim: int | None = typer.Option(None, "--vit-dim"),
+    depth: int | None = typer.Option(None, "--vit-depth"),
+    num_heads: int | None = typer.Option(None, "--vit-heads"),
+    patch_size: int | None = typer.Option(None, "--vit-patch"),
+    frozen_blocks: int = typer.Option(0, "--frozen-blocks", min=0),
+    text_location: str | None = typer.Option(None, "--text-encoder",
+                                             help="Hugging Face encoder folder or "
+                                                  "package:NAME/SUBDIR (default: MiniLM)."),
+    trainable_text_layers: int = typer.Option(0, "--trainable-text-layers", min=0),
+    val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
+    force: bool = FORCE,
+) -> None:
+    """Train MMBCD (or one ablation variant) on the detector's ROIs."""
+    settings = fusion_settings(
+        variant=variant, epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2,
+        patience=patience, keyword_count=keyword_count, keyword_p=keyword_p, k=k,
+        crop_size=crop_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+        patch_size=patch_size, frozen_blocks=frozen_blocks, text_location=text_location,
+        trainable_text_layers=trainable_text_layers, seed=seed, device=device)
+    from ml.train.fusion_run import run_fusion
+
+    try:
+        run_fusion(settings, data, detector_run, out, test=test, val_fraction=val_fraction,
+                   force=force)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def export(
+    run: Path = typer.Option(..., "--run", help="Fusion run folder."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    name: str = typer.Option("mmbcd", "--name"),
+    version: str = typer.Option("1.0.0", "--version"),
+    evaluation: Path | None = typer.Option(None, "--evaluation",
+                                           help="Folder with evaluation.json/.md "
+                                                "(default: RUN/evaluation)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+) -> None:
+    """Write the bundle of a fusion run (loadable by the node's [model] bundle)."""
+    from ml.manifest import BundleError
+    from ml.train.export import export_run
+    from ml.train.run_folder import RunFolderError
+
+    try:
+        manifest = export_run(run, out, name=name, version=version, evaluation_dir=evaluation,
+                              force=force)
+    except (BundleError, RunFolderError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"bundle {out} digest {manifest['digest']}")
+
+
+def ablate(
+    data: Path = DATA,
+    test: Path = typer.Option(..., "--test", help="Held-out test data set."),
+    detector_run: Path = typer.Option(..., "--detector", help="Detector run folder."),
+    out: Path = typer.Option(..., "--out", help="Ablation folder to create."),
+    reuse: Path | None = typer.Option(None, "--reuse", help="Fusion run (full model, with "
+                                      "masking) to use as the last row instead of training "
+                                      "it again."),
+    epochs: int = typer.Option(20, "--epochs", min=1),
+    batch: int = typer.Option(32, "--batch", min=2),
+    lr: float = typer.Option(3e-4, "--lr"),
+    beta1: float = typer.Option(0.9, "--beta1"), beta2: float = typer.Option(0.98, "--beta2"),
+    patience: int = typer.Option(5, "--patience", min=1),
+    keyword_count: int = typer.Option(100, "--keywords", min=0),
+    keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0),
+    k: int = typer.Option(8, "--k", min=1),
+    crop_size: int = typer.Option(48, "--crop-size", min=16),
+    val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
+    force: bool = FORCE,
+) -> None:
+    """Train the ablation rows (text only ... + keyword masking) and print one table."""
+    settings = fusion_settings(
+        epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
+        keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size, seed=seed,
+        device=device)
+    from rich.console import Console
+    from rich.table import Table
+
+    from ml.train.ablation import run_ablation
+
+    try:
+        rows = run_ablation(settings, data, test, detector_run, out, val_fraction=val_fraction,
+                            reuse=reuse, force=force)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"Ablation on {test.name}")
+    for column in ("model", "accuracy", "F1", "ROC AUC (view)", "ROC AUC (breast)"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(row["name"], f"{row['view']['accuracy']:.3f}", f"{row['view']['f1']:.3f}",
+                      f"{row['view']['auc']:.3f}", f"{row['breast']['auc']:.3f}")
+    Console().print(table)
+    typer.echo(f"table written to {out}/ablation.md")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("detector")(detector)
+    app.command("fusion")(fusion)
+    app.command("export")(export)
+    app.command("ablate")(ablate)

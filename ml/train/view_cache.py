@@ -1,0 +1,107 @@
+"""Detector ROIs and their crops, computed once per view and run, as the pipeline does.
+
+Each view goes through ``prepare_view`` -> ``detect`` -> ``crop_rois`` with the bundle's
+parameters, exactly as ``ml.pipeline.Pipeline`` scores it; the crop is kept before the
+per-channel normalisation (one channel, float16), which ``ViewCache.batch`` applies.
+Boxes are kept in stored pixels for the attention pictures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ml.bundle import CropParams
+from ml.crops import crop_rois
+from ml.detector import DetectorParams, detect
+from ml.preprocess import PreprocessParams, prepare_view
+from ml.synth.dataset import StudyRecord
+
+
+@dataclass
+class ViewCache:
+    """N views: crops (N, K, S, S) in [0, 1], mask (N, K), boxes (N, K, 4) stored px."""
+
+    crops: Tensor
+    mask: Tensor
+    boxes: Tensor
+    labels: Tensor  # (N,) view label
+    study: Tensor  # (N,) index into ``histories``
+    histories: list[str]
+    study_uids: list[str]
+    lateralities: list[str]
+    views: list[str]
+    paths: list[str]
+    breast_labels: dict[str, int]  # "study_uid/laterality" -> label
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def breast_key(self, i: int) -> tuple[str, str]:
+        return self.study_uids[int(self.study[i])], self.lateralities[i]
+
+    def batch(self, indices: Sequence[int], crop: CropParams,
+              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Normalised crops (B, K, 3, S, S) and mask (B, K); with ``generator``, each crop
+        is flipped at random (training augmentation)."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        raw = self.crops[index].float()  # (B, K, S, S)
+        if generator is not None:
+            flip = torch.rand(raw.shape[:2] + (2,), generator=generator) < 0.5
+            raw = torch.where(flip[..., 0, None, None], raw.flip(-1), raw)
+            raw = torch.where(flip[..., 1, None, None], raw.flip(-2), raw)
+        mean = torch.tensor(crop.mean)[None, None, :, None, None]
+        std = torch.tensor(crop.std)[None, None, :, None, None]
+        return (raw[:, :, None].expand(-1, -1, 3, -1, -1) - mean) / std, self.mask[index]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({f.name: getattr(self, f.name) for f in fields(self)}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ViewCache:
+        return cls(**torch.load(path, weights_only=True))
+
+
+def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
+                     detector_params: DetectorParams, crop: CropParams,
+                     preprocess: PreprocessParams, batch_views: int = 8,
+                     progress: Callable[[int], None] | None = None) -> ViewCache:
+    """Run preprocessing, the detector and the crops over every view of ``studies``.
+
+    Raises what ``prepare_view`` raises for a view that cannot be read: training data
+    must be clean, so a bad file stops the run with its error.
+    """
+    detector = detector.eval()
+    items = [(s_index, view) for s_index, study in enumerate(studies) for view in study.views]
+    crops, masks, boxes = [], [], []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_views):
+            chunk = items[start:start + batch_views]
+            prepared = [prepare_view(view.path, preprocess) for _, view in chunk]
+            images = [torch.from_numpy(p.image) for p in prepared]
+            for image, view_prep, rois in zip(images, prepared,
+                                              detect(detector, images, detector_params),
+                                              strict=True):
+                raw = crop_rois(image, rois.boxes, size=crop.size, margin=crop.margin,
+                                min_side=crop.min_side, mean=(0.0,) * 3, std=(1.0,) * 3)
+                crops.append(raw[:, 0].half())
+                masks.append(rois.mask.clone())
+                stored = torch.tensor([view_prep.to_stored(tuple(b)) for b in
+                                       rois.boxes.tolist()], dtype=torch.float32)
+                boxes.append(stored * rois.mask[:, None])
+            if progress is not None:
+                progress(min(start + batch_views, len(items)))
+    return ViewCache(
+        crops=torch.stack(crops), mask=torch.stack(masks), boxes=torch.stack(boxes),
+        labels=torch.tensor([view.label for _, view in items], dtype=torch.long),
+        study=torch.tensor([i for i, _ in items], dtype=torch.long),
+        histories=[s.history for s in studies], study_uids=[s.study_uid for s in studies],
+        lateralities=[view.laterality for _, view in items],
+        views=[view.view for _, view in items], paths=[str(view.path) for _, view in items],
+        breast_labels={f"{s.study_uid}/{lat}": int(v) for s in studies
+                       for lat, v in s.breast_labels.items()})
