@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer
+.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,10 @@ tiny-bundle: venv
 # Full-size architecture, random weights: CPU batches 1 and 2, GPU batches 1..32 when present.
 bench-infer: venv system-tools
 	$(PY) -m tests.bench.infer $(BENCH_ARGS)
+
+# Study complete -> SR at a storescp PACS, p50/p95 (BENCH_ARGS="-n 20 --device cuda").
+bench-e2e: venv system-tools
+	$(PY) -m tests.bench.e2e $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache
