@@ -1,0 +1,141 @@
+"""Training on a tiny synthetic data set: splits that never overlap the test set, the
+fusion loss going down, the ablation heads, and a run exported to a bundle that
+``load_bundle`` verifies and ``Pipeline`` scores as training saw it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ml.bundle import CropParams, load_bundle
+from ml.cli import app
+from ml.detector import build_detector
+from ml.pipeline import Pipeline
+from ml.random_bundle import TINY_DETECTOR
+from ml.synth.dataset import load_manifest
+from ml.train.detector_training import save_detector
+from ml.train.export import export_run
+from ml.train.fusion_run import prepare_caches, run_fusion
+from ml.train.fusion_training import FusionTraining, encode_texts, predict_cache, train_fusion
+from ml.train.run_folder import RunFolder
+from ml.train.splits import SplitError, check_disjoint, training_splits
+from ml.types import StudyInput, ViewInput
+
+SIZE = "256x208"
+TINY = FusionTraining(k=4, crop_size=32, dim=32, epochs=6, batch=8, lr=2e-3, patience=6,
+                      keyword_count=20,
+                      image_overrides={"embed_dim": 32, "depth": 1, "num_heads": 2,
+                                       "patch_size": 8})
+
+
+def _synth(out: Path, *args: str) -> Path:
+    result = CliRunner().invoke(app, ["synth", "--out", str(out), "--size", SIZE, *args])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    train = _synth(root / "train", "--studies", "12", "--seed", "21",
+                   "--split", "train=0.67,val=0.33")
+    test = _synth(root / "test", "--studies", "4", "--seed", "22", "--split", "test")
+    detector_run = root / "detector"
+    torch.manual_seed(0)
+    RunFolder.create(detector_run, "detector", {"imgsz": 128}).close()
+    save_detector(build_detector(TINY_DETECTOR), detector_run)
+    return {"train": train, "test": test, "detector": detector_run, "root": root}
+
+
+def test_validation_split_never_overlaps_the_test_split(data) -> None:
+    studies = load_manifest(data["train"])
+    splits = training_splits(studies, 0.25, seed=0)
+    assert {s.study_uid for s in splits.train}.isdisjoint(s.study_uid for s in splits.val)
+    tests = load_manifest(data["test"])
+    check_disjoint({"train": splits.train, "val": splits.val, "test": tests})
+    with pytest.raises(SplitError, match="val and test splits share"):
+        check_disjoint({"val": splits.val, "test": splits.val[:1]})
+    # the training set given again as test set is refused before any training
+    with pytest.raises(SplitError, match="share"):
+        prepare_caches(data["train"], data["detector"], TINY, 0.25, data["train"],
+                       with_test=True)
+
+
+def test_unmarked_data_set_is_split_stratified_by_seed(data) -> None:
+    studies = [dataclasses.replace(s, split=None) for s in load_manifest(data["train"])]
+    first = training_splits(studies, 0.25, seed=4)
+    again = training_splits(studies, 0.25, seed=4)
+    assert [s.study_uid for s in first.val] == [s.study_uid for s in again.val]
+    assert {s.label for s in first.val} == {0, 1}
+    assert len(first.train) + len(first.val) == len(studies)
+
+
+def test_fusion_training_lowers_the_loss_and_keeps_the_best_validation_epoch(data) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, data["test"],
+                            with_test=False)
+    epochs: list[dict] = []
+    result = train_fusion(TINY, caches.detector, caches.train, caches.val,
+                          torch.device("cpu"), on_epoch=epochs.append)
+    losses = [e["train_loss"] for e in epochs]
+    assert min(losses[-2:]) < losses[0]
+    best = max(epochs, key=lambda e: e["val_auc_view"])
+    assert result.best_epoch == best["epoch"]
+    # masking was on and dropped some words in some epoch
+    assert any(e["masked_words"] > 0 for e in epochs)
+    assert 0.0 <= result.threshold <= 1.0
+
+
+@pytest.mark.parametrize("variant", ["text", "vision", "concat"])
+def test_ablation_variants_train_and_score_every_view(data, variant) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
+                            with_test=False)
+    settings = dataclasses.replace(TINY, variant=variant, epochs=1, keyword_p=0.0)
+    result = train_fusion(settings, caches.detector, caches.train, caches.val,
+                          torch.device("cpu"))
+    assert result.val_metrics["view"]["count"] == len(caches.val)
+
+
+def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
+    run_dir = data["root"] / "fusion"
+    run_fusion(dataclasses.replace(TINY, epochs=2), data["train"], data["detector"], run_dir,
+               test=data["test"], val_fraction=0.25)
+    manifest = export_run(run_dir, tmp_path / "bundle", name="tiny-trained", version="0.1")
+    result = json.loads((run_dir / "result.json").read_text())
+    bundle = load_bundle(tmp_path / "bundle")  # verifies every digest and the weights
+    assert bundle.threshold == pytest.approx(result["threshold"])
+    assert manifest["model"]["text_encoder"]["external"]["location"].startswith("package:")
+    assert "text_encoder.model.embeddings.word_embeddings.weight" not in \
+        json.dumps(list(manifest["files"]))  # the frozen encoder is pinned, not copied
+    assert manifest["training_data"]["encoders"]["text"].startswith(
+        "sentence-transformers/all-MiniLM-L6-v2")
+
+    # the pipeline scores a test study as the training cache saw it
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, data["test"],
+                            with_test=True)
+    test = caches.test
+    assert test is not None
+    text = encode_texts(bundle.model, bundle.tokenizer, test.histories, bundle.max_length,
+                        torch.device("cpu"))
+    cached, _ = predict_cache(bundle.model, test, CropParams(size=TINY.crop_size), text,
+                              torch.device("cpu"))
+    study = load_manifest(data["test"])[0]
+    prediction = Pipeline(bundle, device="cpu").predict([StudyInput(
+        study_uid=study.study_uid, history=study.history,
+        views=[ViewInput(v.path, v.sop_instance_uid) for v in study.views])])[0]
+    scored = np.array([v.probability for v in prediction.views])
+    np.testing.assert_allclose(scored, cached[:4], atol=2e-2)
+    assert prediction.bundle_digest == manifest["digest"]
+
+
+def test_cli_fusion_refuses_a_test_set_that_overlaps_training(data, tmp_path) -> None:
+    result = CliRunner().invoke(app, [
+        "fusion", "--data", str(data["train"]), "--detector", str(data["detector"]),
+        "--out", str(tmp_path / "run"), "--test", str(data["train"]), "--epochs", "1"])
+    assert result.exit_code == 2
+    assert "share" in result.output
