@@ -105,7 +105,10 @@ def select_rois(proposals: Tensor, k: int, iou: float, image_size: tuple[int, in
 def detect(detector: nn.Module, images: list[Tensor], params: DetectorParams) -> list[Rois]:
     """ROIs of each prepared image (H, W), in that image's pixel grid."""
     batch, scales = letterbox(images, params.imgsz)
-    batch = batch.to(next(detector.parameters()).dtype)
+    weight = next(detector.parameters())
+    batch = batch.to(weight.dtype)
+    if weight.dim() == 4 and not weight.is_contiguous():  # detector converted to NHWC
+        batch = batch.contiguous(memory_format=torch.channels_last)
     rois = []
     for image, scale, proposals in zip(images, scales, propose(detector, batch, params),
                                        strict=True):
