@@ -155,14 +155,15 @@ def prepare_view(source: Path | str | pydicom.Dataset, params: PreprocessParams)
     stored = ds.pixel_array
     if stored.ndim != 2:
         raise PreprocessError(f"pixel data has shape {stored.shape}, expected rows x columns")
-    index = np.clip(stored.astype(np.int32) - low, 0, lut.size - 1)  # ignore bits above BitsStored
-    image = lut[index]  # (H, W) float32 in [0, 1]
+    index = stored if low == 0 else stored.astype(np.int32) - low
+    image = np.take(lut, index, mode="clip")  # (H, W) float32 in [0, 1]; stray high bits clip
     x0, y0, x1, y1 = breast_region(image, params.breast_threshold, params.region_margin)
     image = image[y0:y1, x0:x1]
     flipped = False
     if params.orient == "chest_wall_left":
-        half = image.shape[1] // 2
-        flipped = bool(image[:, half:].sum() > image[:, :half].sum())
+        small = image[::4, ::4]  # the brighter half holds the chest wall; a sample decides
+        half = small.shape[1] // 2
+        flipped = bool(small[:, half:].sum() > small[:, :half].sum())
         if flipped:
             image = image[:, ::-1]
     return PreparedView(image=np.ascontiguousarray(image), region=(x0, y0, x1, y1),
