@@ -7,6 +7,7 @@ and prints them beside the synthetic truth.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -126,7 +127,8 @@ def register(app: typer.Typer) -> None:
                 "left": None if result is None or result.left_probability is None
                 else round(result.left_probability, 3),
                 "history": None if result is None else (
-                    result.history_sources if result.history_used else "none"),
+                    ", ".join(json.loads(result.history_sources)) if result.history_used
+                    else "none available"),
                 "study_uid": record.study_uid})
         emit_records(table, DEMO_COLUMNS, title="Demo results")
         if len(finished) < len(uids):
