@@ -73,8 +73,11 @@ def propose(detector: nn.Module, batch: Tensor, params: DetectorParams) -> list[
 
     out = detector(batch)
     prediction = out[0] if isinstance(out, tuple | list) else out  # (B, 4 + nc, anchors)
+    # Ultralytics stops NMS for the rest of the batch after a time limit, which on a busy
+    # CPU would silently leave later views without proposals: lift the limit.
     kept = non_max_suppression(prediction.float(), conf_thres=params.conf,
-                               iou_thres=params.ultralytics_iou, max_det=params.max_det)
+                               iou_thres=params.ultralytics_iou, max_det=params.max_det,
+                               max_time_img=3600.0)
     return [det[:, :5] for det in kept]
 
 
