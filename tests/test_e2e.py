@@ -208,3 +208,17 @@ def test_late_image_sends_a_new_sr_naming_its_predecessor_and_a_rejection_note_c
     assert [r.state for r in results] == [ResultState.SUPERSEDED, ResultState.ACTIVE]
     wait_until(lambda: {d.state for d in db_rows(db_url, Delivery)} == {DeliveryState.COMMITTED},
                timeout=60, message="every delivery committed by Orthanc")
+
+
+def test_demo_sends_synthetic_studies_and_orders_and_prints_their_results(
+        node_factory, storescp_factory, db_url: str) -> None:
+    pacs = storescp_factory()
+    node = node_factory(roles=ALL_ROLES, settings=settings(pacs.port, kinds=["sr"]))
+    run = node.cli("demo", "--studies", "2", "--size", "512x416", "--seed", "5",
+                   "--timeout", "240", timeout=300)
+    assert "Demo results" in run.stdout
+    results = db_rows(db_url, Result)
+    assert len(results) == 2 and all(r.history_used for r in results)
+    for result in results:
+        assert f"{result.probability:.3f}" in run.stdout
+    wait_until(lambda: len(pacs.files()) == 2, timeout=60, message="both SRs at the PACS")
