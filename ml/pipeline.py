@@ -95,20 +95,25 @@ class Pipeline:
     def predict(self, studies: list[StudyInput]) -> list[StudyPrediction]:
         """Score ``studies``; one ``StudyPrediction`` per input, in the same order."""
         views: list[list[ViewPrediction | None]] = [[None] * len(s.views) for s in studies]
-        pending: list[_Pending] = []
-        for s, study in enumerate(studies):
-            for v, view in enumerate(study.views):
-                prepared = self._prepare(view.source, view.sop_instance_uid)
-                if isinstance(prepared, ViewPrediction):
-                    views[s][v] = prepared
-                else:
-                    pending.append(_Pending(s, v, view.sop_instance_uid, prepared))
+        refs = [(s, v) for s, study in enumerate(studies) for v in range(len(study.views))]
         with torch.inference_mode(), self._autocast():
             with self._stage("text encoder"):
                 texts = self._encode_histories(studies)  # (S, d_text)
-            for chunk in _chunks(pending, self.batch_views):
-                for item, prediction in zip(chunk, self._score(chunk, texts), strict=True):
-                    views[item.study][item.index] = prediction
+            # Views are read and prepared one batch at a time, so memory holds at most
+            # batch_views full-resolution images whatever the number of studies.
+            for start in range(0, len(refs), self.batch_views):
+                pending: list[_Pending] = []
+                for s, v in refs[start:start + self.batch_views]:
+                    view = studies[s].views[v]
+                    prepared = self._prepare(view.source, view.sop_instance_uid)
+                    if isinstance(prepared, ViewPrediction):
+                        views[s][v] = prepared
+                    else:
+                        pending.append(_Pending(s, v, view.sop_instance_uid, prepared))
+                if pending:
+                    for item, prediction in zip(pending, self._score(pending, texts),
+                                                strict=True):
+                        views[item.study][item.index] = prediction
         return [self._study_prediction(study, [v for v in vs if v is not None])
                 for study, vs in zip(studies, views, strict=True)]
 
@@ -185,8 +190,3 @@ class Pipeline:
                                breasts=breasts, views=views, bundle_digest=self.bundle.digest,
                                history_used=bool(study.history.strip()),
                                threshold=self.bundle.threshold)
-
-
-def _chunks(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
