@@ -6,7 +6,6 @@ against SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import json
 import ssl
 import subprocess
 import time
@@ -25,8 +24,14 @@ from tests.support.node import NodeFactory, RunningNode
 
 
 def orders_listed(node: RunningNode) -> list[dict[str, object]]:
-    result = node.cli("orders", "--json")
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    """The orders in the node's database, as committed (read with a fresh engine)."""
+    engine = make_engine(node.db_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return [{"accession_number": o.accession_number, "placer_number": o.placer_number}
+                    for o in session.execute(select(Order).order_by(Order.id)).scalars()]
+    finally:
+        engine.dispose()
 
 
 def test_mllp_send_delivers_several_messages_on_one_connection(
