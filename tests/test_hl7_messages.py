@@ -66,6 +66,11 @@ def test_site_moves_accession_to_filler_field_by_mapping_only(field_name: str,
     assert mapped.accession == expected
 
 
+def test_line_breaks_around_the_message_are_tolerated() -> None:
+    (order,) = read("\r\n" + order_message().replace("\r", "\r\n") + "\n")
+    assert order.accession == "ACC1"
+
+
 def test_study_uid_from_zds_segment_in_orm() -> None:
     (order,) = read(order_message(study_uid="1.2.3.4.5"))
     assert order.study_uid == "1.2.3.4.5"

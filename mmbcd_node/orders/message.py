@@ -98,6 +98,7 @@ class MessageHeader:
 
 def peek_header(raw: bytes) -> MessageHeader | None:
     """The MSH segment of ``raw`` as well as it can be read; None if there is none."""
+    raw = raw.lstrip(b"\r\n")  # some senders put a line break before MSH
     if len(raw) < 8 or not raw.startswith(b"MSH"):
         return None
     first = re.split(rb"[\r\n]", raw, maxsplit=1)[0].decode("latin-1")
@@ -261,7 +262,7 @@ def parse_order_message(raw: bytes, processing_ids: Sequence[str]) -> ParsedMess
                             "is not supported (empty, ASCII, 8859/1, 8859/15, UNICODE UTF-8)",
                             ErrorLocation("MSH", 18))
     try:
-        text = raw.decode(codec)
+        text = raw.lstrip(b"\r\n").decode(codec)
     except UnicodeDecodeError as exc:
         raise content_error(DATA_TYPE_ERROR, f"byte 0x{raw[exc.start]:02x} at offset "
                             f"{exc.start} is not {codec} text as MSH-18 "
