@@ -12,14 +12,12 @@ push never fails. Both are process-wide pynetdicom settings.
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, _config, dimse_messages, evt
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +29,7 @@ from mmbcd_node.db.session import transaction
 from mmbcd_node.receive.admission import Admission, Rejection
 from mmbcd_node.receive.catalogue import Peer
 from mmbcd_node.receive.header import ReceiveError
+from mmbcd_node.receive.incoming import receive_into
 from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
 from mmbcd_node.send.commitment import bind_commitment_reports
 
@@ -59,7 +58,7 @@ class DicomRole:
         removed = clear_incoming(root)
         if removed:
             log.warning("event=incoming_cleared files=%d", removed)
-        _receive_into(incoming_dir(root))
+        receive_into(incoming_dir(root))
         ae = AE(ae_title=dicom.ae_title)
         # The called AE title is checked (and audited) by Admission.
         ae.require_called_aet = False
@@ -168,20 +167,6 @@ def _peer(event: evt.Event) -> Peer:
     calling = primitive.calling_ae_title if primitive is not None else assoc.requestor.ae_title
     return Peer(calling_ae=str(calling).strip()[:16],
                 called_ae=str(called).strip()[:16], address=str(assoc.requestor.address))
-
-
-def _receive_into(folder: Path) -> None:
-    """Make pynetdicom write incoming C-STORE data sets to files in ``folder``.
-
-    Its temporary files go to the system temp dir by default; in ``folder`` (beside
-    the final places) the store can rename them instead of copying, and a crash
-    leaves partial files only where ``clear_incoming`` looks.
-    """
-    _config.STORE_RECV_CHUNKED_DATASET = True
-    _config.UNRESTRICTED_STORAGE_SERVICE = True
-    folder.mkdir(parents=True, exist_ok=True)
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[attr-defined]
-        tempfile.NamedTemporaryFile, dir=folder, prefix="recv-")
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:

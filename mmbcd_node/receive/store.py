@@ -16,7 +16,6 @@ told is stored; it sends it again and the rename replaces it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -37,11 +36,11 @@ from mmbcd_node.receive.header import (
     read_header,
     require_series_uid,
 )
+from mmbcd_node.receive.incoming import size_and_digest
 
 log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ class InstanceStore:
         if not header.has_pixels:
             raise UnreadableDataset("mammogram without Pixel Data (7FE0,0010): data set "
                                     "truncated before the image")
-        size, digest = _size_and_digest(path)
+        size, digest = size_and_digest(path)
         duplicate = self._duplicate(header, peer, digest)
         if duplicate is not None:
             return duplicate
@@ -193,16 +192,6 @@ def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, str | None]:
             "sop_instance_uid": header.sop_instance_uid,
             "patient_id": (header.text("PatientID") or "")[:64] or None,
             "accession_number": (header.text("AccessionNumber") or "")[:64] or None}
-
-
-def _size_and_digest(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fp:
-        while chunk := fp.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _place(temporary: Path, final: Path) -> None:
