@@ -177,6 +177,11 @@ class SyslogConfig:
     transport: str = "udp"  # udp | tcp | tls
     ca: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.transport not in ("udp", "tcp", "tls"):
+            raise ConfigError(f"audit.syslog.transport must be 'udp', 'tcp' or 'tls', "
+                              f"not {self.transport!r}")
+
 
 @dataclass(frozen=True)
 class AuditConfig:
