@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -11,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from mmbcd_node.config import SyslogConfig
 from mmbcd_node.db.audit import record_event
@@ -29,15 +31,17 @@ IDENTITY = NodeIdentity("MMBCD", "node.example")
 class SyslogCollector:
     """A syslog server for one test: UDP datagrams or TCP with octet counting."""
 
-    def __init__(self, transport: str, port: int | None = None) -> None:
+    def __init__(self, transport: str, port: int | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.transport = transport
+        self.tls = tls
         self.port = port or free_port()
         self.frames: list[bytes] = []
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         self.sock = socket.socket(socket.AF_INET, kind)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", self.port))
-        if transport == "tcp":
+        if transport != "udp":
             self.sock.listen()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -54,6 +58,12 @@ class SyslogCollector:
 
     def _read_stream(self, connection: socket.socket) -> None:
         buffer = b""
+        if self.tls is not None:
+            try:
+                connection = self.tls.wrap_socket(connection, server_side=True)
+            except (ssl.SSLError, OSError):
+                connection.close()  # the client did not trust us: its failure, not ours
+                return
         with connection:
             while chunk := connection.recv(65536):
                 buffer += chunk
@@ -173,4 +183,58 @@ def test_forwarding_waits_for_a_tcp_collector_that_is_down_and_loses_nothing(
         assert cursor is not None and cursor.last_event_id == 4
     time.sleep(0.2)
     assert len(collector.frames) == 3  # nothing sent twice
+    collector.close()
+
+
+@pytest.fixture(scope="module")
+def collector_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (the collector's), made with openssl."""
+    folder = tmp_path_factory.mktemp("syslog-tls")
+    cert, key = folder / "collector.pem", folder / "collector.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
+        db_url: str, collector_certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    from mmbcd_node.config import load_config
+    from mmbcd_node.db.models import AuditEvent
+    from mmbcd_node.ops.audit_forwarder import AuditForwarderRole
+
+    cert, key = collector_certificate
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    collector = SyslogCollector("tls", tls=server)
+    sessions = make_sessionmaker(make_engine(db_url))
+    untrusted = load_config(environ={
+        "MMBCD_NODE__AUDIT__SYSLOG__HOST": "127.0.0.1",
+        "MMBCD_NODE__AUDIT__SYSLOG__PORT": str(collector.port),
+        "MMBCD_NODE__AUDIT__SYSLOG__TRANSPORT": "tls"})
+    role = AuditForwarderRole(untrusted, sessions, interval=0.1)
+    role.start()  # the collector's certificate is not signed by a CA the node trusts
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with sessions() as session:
+                failures = session.execute(select(AuditEvent).where(
+                    AuditEvent.action == "tls_failure")).scalars().all()
+            if failures:
+                break
+            time.sleep(0.1)
+        assert len(failures) == 1 and failures[0].outcome == "failure"
+    finally:
+        role.stop()
+    assert collector.frames == []
+    trusted = SyslogSender(SyslogConfig(host="127.0.0.1", port=collector.port, transport="tls",
+                                        ca=cert))
+    while forward_pending(sessions, trusted, IDENTITY):
+        pass
+    trusted.close()
+    messages = collector.wait_for(lambda ms: len(ms) >= 3)
+    names = [event_name(m) for m in messages]
+    assert names[0] == "Application Activity/Application Start"
+    assert "Security Alert/Node Authentication" in names
+    assert names[-1] == "Application Activity/Application Stop"
     collector.close()
