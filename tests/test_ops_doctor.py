@@ -38,7 +38,7 @@ def test_doctor_passes_on_a_running_node_with_a_reachable_pacs(node_factory, pac
     report = findings(result)
     assert result.returncode == 0, result.stdout
     assert {"config", "database", "storage", "disk", "dicom listener", "hl7 listener",
-            "http /healthz", "model bundle", "destination pacs"} <= set(report)
+            "http /healthz", "model bundle", "destination pacs", "retention"} <= set(report)
     assert all(r["status"] == "ok" for r in report.values())
     assert "digest" in report["model bundle"]["detail"]
 
@@ -46,14 +46,16 @@ def test_doctor_passes_on_a_running_node_with_a_reachable_pacs(node_factory, pac
 def test_doctor_names_each_problem_and_how_to_fix_it(node_factory, tmp_path: Path) -> None:
     node = node_factory(roles=["dicom", "http"], start=False, settings={"destinations": [
         {"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": free_port()}],
-        "audit": {"syslog": {"host": "127.0.0.1", "port": free_port(), "transport": "tcp"}}})
+        "audit": {"syslog": {"host": "127.0.0.1", "port": free_port(), "transport": "tcp"}},
+        "retention": {"schedule": "every night"}})
     node.env["MMBCD_NODE__STORAGE__ROOT"] = str(tmp_path / "missing")
     result = node.cli("doctor", "--json", "--expect", "dicom", "--expect", "http", check=False)
     assert result.returncode == 1
     report = findings(result)
     failed = {name for name, r in report.items() if r["status"] == "FAIL"}
     assert failed == {"storage", "dicom listener", "http /healthz", "destination pacs",
-                      "audit syslog"}, report
+                      "audit syslog", "retention"}, report
+    assert "0 3 * * *" in report["retention"]["fix"]
     assert "mkdir -p" in report["storage"]["fix"]
     assert "mmbcd-node serve" in report["dicom listener"]["fix"]
     assert "PACS@127.0.0.1" in report["destination pacs"]["detail"]

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -165,6 +166,22 @@ def syslog_findings(config: NodeConfig) -> list[Finding]:
                     "accepts connections")]
 
 
+def retention_findings(config: NodeConfig) -> list[Finding]:
+    """The retention schedule is a valid cron expression; when it fires next."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    schedule = config.retention.schedule
+    try:
+        trigger = CronTrigger.from_crontab(schedule)
+    except ValueError as exc:
+        return [Finding("retention", False, f"schedule {schedule!r} is not cron: {exc}",
+                        'write [retention] schedule as cron, e.g. "0 3 * * *"')]
+    upcoming = trigger.get_next_fire_time(None, datetime.now().astimezone())
+    return [Finding("retention", True, f"images kept {config.retention.delivered_days} days "
+                    f"after delivery, {config.retention.undelivered_days} days otherwise; "
+                    f"next scheduled purge {upcoming:%Y-%m-%d %H:%M %Z}")]
+
+
 def run_doctor(config: NodeConfig, engine: Engine,
                expected: Sequence[str] = LISTENERS) -> list[Finding]:
     """Every check, in the order an operator would fix them."""
@@ -178,4 +195,5 @@ def run_doctor(config: NodeConfig, engine: Engine,
         findings.append(_guard(f"destination {destination.name}", "check [[destinations]]",
                                lambda d=destination: _echo(f"destination {d.name}", d, config)))
     findings += syslog_findings(config)
+    findings += retention_findings(config)
     return findings
