@@ -44,9 +44,8 @@ def evaluate(
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = bundle
+            path = bundle or Path(tmp) / "bundle"
             if run is not None:
-                path = Path(tmp) / "bundle"
                 export_run(run, path, name=f"run-{run.name}", version="0",
                            evaluation_dir=Path(tmp) / "none")
             report = evaluate_bundle(path, data, out, ablation=ablation, pictures=pictures,

@@ -35,7 +35,8 @@ class BinaryMetrics:
         return asdict(self)
 
 
-def recall_at_fpr(labels: Sequence[int], scores: Sequence[float], target: float) -> float:
+def recall_at_fpr(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
+                  target: float) -> float:
     """The highest recall among thresholds with false-positive rate <= ``target``."""
     fpr, tpr, _ = roc_curve(np.asarray(labels), np.asarray(scores), drop_intermediate=False)
     allowed = tpr[fpr <= target + 1e-12]

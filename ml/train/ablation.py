@@ -89,10 +89,12 @@ def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run:
 
             with progress_bar() as bar:
                 task = bar.add_task(f"ablation: {name}", total=None)
+
+                def advance(done: int, total: int, t: Any = task, b: Any = bar) -> None:
+                    b.update(t, completed=done, total=total)
+
                 result = train_fusion(row_settings, caches.detector, caches.train, caches.val,
-                                      device, on_epoch=record,
-                                      progress=lambda done, total, t=task: bar.update(
-                                          t, completed=done, total=total))
+                                      device, on_epoch=record, progress=advance)
             rows.append({**test_row(name, result.model, row_settings, caches.test,
                                     result.threshold, device),
                          "best_epoch": result.best_epoch})

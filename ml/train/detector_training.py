@@ -141,8 +141,9 @@ def train_detector(data_yaml: Path, architecture: dict[str, Any], run_dir: Path,
                # grey phantoms: no colour jitter; chest wall stays on the left
                hsv_h=0.0, hsv_s=0.0, hsv_v=0.2, fliplr=0.0, flipud=0.5, mosaic=0.0,
                scale=0.2, translate=0.05, close_mosaic=0)
-    best = Path(yolo.trainer.best)
-    checkpoint = torch.load(best if best.exists() else yolo.trainer.last, weights_only=False)
+    trainer: Any = yolo.trainer
+    best = Path(trainer.best)
+    checkpoint = torch.load(best if best.exists() else trainer.last, weights_only=False)
     trained = (checkpoint.get("ema") or checkpoint["model"]).float()
     detector = build_detector(dict(trained.yaml))
     detector.load_state_dict(trained.state_dict(), strict=True)
@@ -152,7 +153,8 @@ def train_detector(data_yaml: Path, architecture: dict[str, Any], run_dir: Path,
 
 def save_detector(detector: nn.Module, run_dir: Path) -> None:
     """``detector.yaml`` (architecture) and ``detector.safetensors`` (weights) in ``run_dir``."""
-    (run_dir / DETECTOR_CONFIG).write_text(yaml.safe_dump(dict(detector.yaml), sort_keys=False))
+    architecture: dict[str, Any] = dict(detector.yaml)  # type: ignore[arg-type]
+    (run_dir / DETECTOR_CONFIG).write_text(yaml.safe_dump(architecture, sort_keys=False))
     save_file({k: v.detach().contiguous().cpu() for k, v in detector.state_dict().items()},
               str(run_dir / DETECTOR_WEIGHTS))
 

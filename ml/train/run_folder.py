@@ -39,7 +39,8 @@ class RunFolder:
             raise RunFolderError(f"{path} already holds a run (use --force to overwrite)")
         path.mkdir(parents=True, exist_ok=True)
         (path / METRICS).unlink(missing_ok=True)
-        settings = asdict(config) if is_dataclass(config) else dict(config)
+        settings = (asdict(config) if is_dataclass(config) and not isinstance(config, type)
+                    else dict(config))
         document = {"kind": kind, "created": datetime.now(UTC).isoformat(timespec="seconds"),
                     "torch": torch.__version__, "python": platform.python_version(),
                     "settings": settings}
