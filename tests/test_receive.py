@@ -6,6 +6,7 @@ module; each test sends objects with fresh UIDs and looks only at those.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,8 +112,11 @@ def test_cstore_success_only_after_row_committed(node: RunningNode, tmp_path: Pa
     assert (study.study_uid, study.state, study.patient_id, study.accession_number) == (
         ds.StudyInstanceUID, "receiving", "PX9", "ACC9")
     assert series.series_uid == ds.SeriesInstanceUID and series.modality == "MG"
-    stored = pydicom.dcmread(node.storage_root / instance.path)
-    assert stored.SOPInstanceUID == ds.SOPInstanceUID
+    on_disk = node.storage_root / instance.path
+    assert pydicom.dcmread(on_disk).SOPInstanceUID == ds.SOPInstanceUID
+    # Size and digest were taken from the bytes as they arrived; they match the file.
+    assert instance.size_bytes == on_disk.stat().st_size
+    assert instance.sha256 == hashlib.sha256(on_disk.read_bytes()).hexdigest()
     (event,) = audit_of(node, "instance_stored", ds.SOPInstanceUID)
     assert event.study_uid == ds.StudyInstanceUID and event.patient_id == "PX9"
     assert "Test^Patient" not in event.detail

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import queue
 import tempfile
 import threading
 import weakref
@@ -30,7 +31,9 @@ class DigestingFile:
     """A temporary file that keeps the SHA-256 and size of everything written to it.
 
     Offers what pynetdicom uses of a ``NamedTemporaryFile``: ``name``, ``write``,
-    ``file.flush()`` and ``close``.
+    ``file.flush()`` and ``close``. pynetdicom calls ``write`` from the thread that
+    also reads the socket; the digest is computed on a thread of its own (hashlib
+    releases the GIL), so hashing overlaps with receiving instead of slowing it.
     """
 
     def __init__(self, folder: Path, **kwargs: Any) -> None:
@@ -38,21 +41,37 @@ class DigestingFile:
         self._temporary = tempfile.NamedTemporaryFile(**kwargs)  # noqa: SIM115 - closed by pynetdicom
         self.name: str = self._temporary.name
         self.file = self._temporary.file
-        self._digest = hashlib.sha256()
         self.size = 0
+        self._digest = hashlib.sha256()
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._hasher = threading.Thread(target=self._hash, name="recv-digest", daemon=True)
+        self._hasher.start()
         with _lock:
             _open[self.name] = self
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._digest.update(data)
+    def write(self, data: bytes) -> int:
+        written = int(self._temporary.write(data))
         self.size += len(data)
-        return int(self._temporary.write(data))
+        self._chunks.put(bytes(data))
+        return written
 
     def close(self) -> None:
+        self._finish()
         self._temporary.close()
 
     def hexdigest(self) -> str:
+        """The SHA-256 of all bytes written (waits for the digest thread to catch up)."""
+        self._finish()
         return self._digest.hexdigest()
+
+    def _finish(self) -> None:
+        if self._hasher.is_alive():
+            self._chunks.put(None)
+            self._hasher.join()
+
+    def _hash(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._digest.update(chunk)
 
 
 def receive_into(folder: Path) -> None:
