@@ -95,6 +95,10 @@ class Hl7ResultsConfig:
     host: str = "127.0.0.1"
     port: int = 2576
     timeout_seconds: float = 30.0
+    max_attempts: int = 20
+    backoff_seconds: float = 10.0
+    receiving_application: str = "RIS"  # MSH-5
+    receiving_facility: str = ""  # MSH-6
 
 
 @dataclass(frozen=True)

@@ -12,5 +12,6 @@ pytest_plugins = [
     "tests.support.databases",
     "tests.support.node",
     "tests.support.pacs",
+    "tests.support.ris",
     "tests.support.predictions",
 ]

@@ -87,9 +87,10 @@ def active_result(db_url: str, study_uid: str) -> Result:
 
 
 def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either_order(
-        node_factory, storescp_factory, tmp_path: Path, db_url: str) -> None:
+        node_factory, storescp_factory, ris, tmp_path: Path, db_url: str) -> None:
     pacs = storescp_factory()
-    node = node_factory(roles=ALL_ROLES, settings=settings(pacs.port))
+    node = node_factory(roles=ALL_ROLES, settings={
+        **settings(pacs.port), "hl7": {"results": {"host": "127.0.0.1", "port": ris.port}}})
     # Same pixels and history: the result must not depend on which came first.
     images_first = make_study(tmp_path / "in", 1, seed=7)
     order_first = make_study(tmp_path / "in", 2, seed=7)
@@ -141,6 +142,12 @@ def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either
         probabilities[order_first.study_uid], abs=1e-6)
     deliveries = db_rows(db_url, Delivery)
     assert len(deliveries) == 20 and {d.state for d in deliveries} == {DeliveryState.SENT}
+    # The RIS gets one preliminary ORU per study once its objects are at the PACS.
+    wait_until(lambda: len(ris.received) == 2, timeout=60, message="two ORU^R01 at the RIS")
+    for study in (images_first, order_first):
+        (oru,) = [m for m in ris.received if study.study_uid in m]
+        assert f"|{study.accession}|" in oru and "\rOBX|1|NM|111047^" in oru
+        assert "clinical history from OBR-13" in oru
 
 
 def test_worker_killed_mid_job_is_reclaimed_after_its_lease_and_one_result_set_arrives(

@@ -1,4 +1,4 @@
-"""Results: model results, their views and ROIs, output objects and deliveries.
+"""Results: model results, their views and ROIs, output objects, deliveries, HL7 results.
 
 Revision ID: 0003
 Revises: 0002
@@ -23,6 +23,7 @@ def upgrade() -> None:
     sa.Column('study_id', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('predecessor_id', sa.Integer(), nullable=True),
+    sa.Column('order_id', sa.Integer(), nullable=True),
     sa.Column('probability', sa.Float(), nullable=False),
     sa.Column('right_probability', sa.Float(), nullable=True),
     sa.Column('left_probability', sa.Float(), nullable=True),
@@ -35,6 +36,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_results_job_id_jobs'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_results_order_id_orders'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['predecessor_id'], ['results.id'], name=op.f('fk_results_predecessor_id_results')),
     sa.ForeignKeyConstraint(['study_id'], ['studies.id'], name=op.f('fk_results_study_id_studies'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_results')),
@@ -43,6 +45,27 @@ def upgrade() -> None:
     with op.batch_alter_table('results', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_results_state'), ['state'], unique=False)
         batch_op.create_index(batch_op.f('ix_results_study_id'), ['study_id'], unique=False)
+
+    op.create_table('hl7_result_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('result_id', sa.Integer(), nullable=False),
+    sa.Column('control_id', sa.String(length=20), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('ack_code', sa.String(length=2), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_owner', sa.String(length=128), nullable=True),
+    sa.ForeignKeyConstraint(['result_id'], ['results.id'], name=op.f('fk_hl7_result_messages_result_id_results'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_hl7_result_messages')),
+    sa.UniqueConstraint('control_id', name=op.f('uq_hl7_result_messages_control_id'))
+    )
+    with op.batch_alter_table('hl7_result_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_hl7_result_messages_due', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_result_messages_result_id'), ['result_id'], unique=False)
 
     op.create_table('output_objects',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -139,6 +162,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_output_objects_result_id'))
 
     op.drop_table('output_objects')
+    with op.batch_alter_table('hl7_result_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_hl7_result_messages_result_id'))
+        batch_op.drop_index('ix_hl7_result_messages_due')
+
+    op.drop_table('hl7_result_messages')
     with op.batch_alter_table('results', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_results_study_id'))
         batch_op.drop_index(batch_op.f('ix_results_state'))

@@ -64,6 +64,8 @@ class Result(Base):
                                           index=True)
     state: Mapped[str] = mapped_column(String(16), default=ResultState.ACTIVE, index=True)
     predecessor_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"))
+    # The order whose history went in (and whose numbers the outputs echo), if any.
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
     probability: Mapped[float] = mapped_column(Float)  # the study (case) probability
     right_probability: Mapped[float | None] = mapped_column(Float)
     left_probability: Mapped[float | None] = mapped_column(Float)
@@ -175,3 +177,34 @@ class Delivery(Base):
         UniqueConstraint("output_id", "destination", name="uq_deliveries_output_destination"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
     )
+
+
+class Hl7ResultState(enum.StrEnum):
+    PENDING = "pending"  # to be sent (again) at next_attempt_at
+    SENT = "sent"  # the RIS answered AA
+    FAILED = "failed"  # attempts used up
+
+
+class Hl7ResultMessage(Base):
+    """The ORU^R01 of one result for the RIS (``[hl7.results]``), tracked like a delivery.
+
+    The message text is built once, so every retry carries the same MSH-10.
+    """
+
+    __tablename__ = "hl7_result_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"),
+                                           index=True)
+    control_id: Mapped[str] = mapped_column(String(20), unique=True)  # MSH-10
+    message: Mapped[str] = mapped_column(Text)  # ER7, segments separated by CR
+    state: Mapped[str] = mapped_column(String(16), default=Hl7ResultState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ack_code: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_hl7_result_messages_due", "state", "next_attempt_at"),)

@@ -26,6 +26,8 @@ from mmbcd_node.db.result_models import (
     CommitmentState,
     Delivery,
     DeliveryState,
+    Hl7ResultMessage,
+    Hl7ResultState,
     OutputKind,
     OutputObject,
     Result,
@@ -213,6 +215,13 @@ def requeue_deliveries(session: Session, study_id: int,
     query = update(Delivery).where(Delivery.output_id.in_(outputs))
     if destination:
         query = query.where(Delivery.destination == destination)
+    else:  # the HL7 result to the RIS goes again too
+        session.execute(
+            update(Hl7ResultMessage).where(Hl7ResultMessage.result_id.in_(
+                select(Result.id).where(Result.study_id == study_id,
+                                        Result.state == ResultState.ACTIVE)))
+            .values(state=Hl7ResultState.PENDING, next_attempt_at=utcnow(), attempts=0,
+                    lease_owner=None).execution_options(synchronize_session=False))
     return session.execute(
         query.values(state=DeliveryState.PENDING, next_attempt_at=utcnow(), attempts=0,
                      lease_owner=None, commitment_state=None, commitment_transaction_uid=None)

@@ -31,6 +31,7 @@ from mmbcd_node.send.deliveries import (
     mark_sent,
     mark_study_delivered_if_complete,
 )
+from mmbcd_node.send.hl7_result import Hl7ResultSender
 from mmbcd_node.send.store_scu import DestinationUnavailable, OutgoingObject, store_objects
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,13 @@ class Sender:
 
 
 class SenderRole:
-    """``serve --role sender``: a thread that runs a ``Sender`` pass every poll interval."""
+    """``serve --role sender``: DICOM deliveries and HL7 results, a pass every poll interval."""
 
     name = "sender"
 
     def __init__(self, config: NodeConfig, sessions: sessionmaker[Session]) -> None:
         self.sender = Sender(config, sessions)
+        self.hl7_results = Hl7ResultSender(config, sessions, self.sender.owner)
         self.poll_seconds = config.worker.poll_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
@@ -148,7 +150,7 @@ class SenderRole:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.sender.send_due()
+                busy = self.sender.send_due() + self.hl7_results.send_due()
             except Exception:  # keep the role alive; the pass is retried
                 log.exception("event=sender_pass_failed")
                 busy = 0

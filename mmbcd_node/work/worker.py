@@ -27,6 +27,7 @@ from ml.types import StudyInput, StudyPrediction, ViewInput
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
+from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.session import transaction
 from mmbcd_node.orders.history import StudyHistory, history_for_study
 from mmbcd_node.results.outputs import build_outputs
@@ -39,6 +40,7 @@ from mmbcd_node.results.result_set import (
     result_set_for_node,
 )
 from mmbcd_node.send.deliveries import create_deliveries
+from mmbcd_node.send.hl7_result import queue_result_message
 from mmbcd_node.send.sender import process_name
 from mmbcd_node.work.queue import (
     ClaimedJob,
@@ -218,9 +220,13 @@ class Worker:
                                    prediction=prediction,
                                    model_version=f"{bundle.name} {bundle.version}",
                                    history=history, predecessor=previous)
+            result.order_id = item.history.order_id if item.history else None
             outputs = [record_output(session, result.id, obj.kind, obj.dataset, path)
                        for obj, path in written]
             create_deliveries(session, outputs, self.config.destinations)
+            queue_result_message(session, self.config, result, study,
+                                 session.get(Order, result.order_id) if result.order_id
+                                 else None)
             complete_job(session, item.job.id, self.owner, bundle_digest=bundle.digest[:64])
             session.execute(update(Study).where(Study.id == study.id,
                                                 Study.state == StudyState.RUNNING)
