@@ -18,8 +18,9 @@ import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
@@ -79,7 +80,7 @@ def mark_complete(session: Session, study: Study, by: CompletedBy, *,
     )
     if received_before is not None:
         statement = statement.where(Study.last_received_at <= received_before)
-    changed = session.execute(statement).rowcount == 1
+    changed = _changed_one(session.execute(statement))
     if changed:
         record_event(session, "study_completed", actor=actor, study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,
@@ -117,6 +118,11 @@ def complete_due_studies(config: NodeConfig, sessions: sessionmaker[Session]) ->
     return completed
 
 
+def _changed_one(result: Result[Any]) -> bool:
+    # An UPDATE's result is a CursorResult; rowcount says whether the condition held.
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
 def _is_before(stamp: datetime, cutoff: datetime) -> bool:
     # SQLite hands back naive UTC datetimes, PostgreSQL aware ones.
     if stamp.tzinfo is None:
@@ -147,11 +153,12 @@ def reopen_if_finished(session: Session, study: Study, *, sop_instance_uid: str)
         return False
     previous = study.state
     now = utcnow()
-    changed = session.execute(
+    result = session.execute(
         update(Study).where(Study.id == study.id, Study.state == previous)
         .values(state=StudyState.RECEIVING, state_changed_at=now, completed_at=None,
                 completed_by=None, rerun_requested=True, reopen_count=Study.reopen_count + 1)
-    ).rowcount == 1
+    )
+    changed = _changed_one(result)
     if changed:
         record_event(session, "study_reopened", study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,

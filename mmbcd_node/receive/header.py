@@ -99,7 +99,8 @@ def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str) -> Ins
                 # The inflated stream has no file offsets to check against: parse it all.
                 has_pixels = _read_deflated_whole(path)
             else:
-                has_pixels = _check_pixel_element(fp, ds.is_implicit_VR, path.stat().st_size)
+                has_pixels = _check_pixel_element(fp, bool(ds.is_implicit_VR),
+                                                  path.stat().st_size)
     except ReceiveError:
         raise
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, struct.error,

@@ -80,7 +80,7 @@ def receive_into(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.UNRESTRICTED_STORAGE_SERVICE = True
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[attr-defined]
+    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
         DigestingFile, folder)
 
 

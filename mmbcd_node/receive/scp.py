@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +35,7 @@ from mmbcd_node.send.commitment import bind_commitment_reports
 
 log = logging.getLogger(__name__)
 
+VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (C-ECHO)
 _PYNETDICOM_REJECTIONS = {(0x02, 0x03, 0x02): "association limit (max_associations) reached"}
 
 
@@ -67,7 +68,7 @@ class DicomRole:
         ae.acse_timeout = dicom.acse_timeout
         ae.dimse_timeout = dicom.dimse_timeout
         ae.network_timeout = dicom.network_timeout
-        ae.add_supported_context(Verification)
+        ae.add_supported_context(VERIFICATION)
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -114,12 +115,15 @@ class DicomRole:
         # Rejections made by pynetdicom itself (the association cap); ours are audited
         # where they are made.
         primitive = event.assoc.acceptor.primitive
-        triple = (primitive.result, primitive.result_source, primitive.diagnostic)
+        if primitive is None:
+            return
+        triple = (int(primitive.result or 0), int(primitive.result_source or 0),
+                  int(primitive.diagnostic or 0))
         reason = _PYNETDICOM_REJECTIONS.get(triple, f"rejected {triple}")
         self._audit_rejection(_peer(event), Rejection(*triple, reason=reason))
 
     def _on_store(self, event: evt.Event) -> int:
-        request = event.request
+        request = cast(C_STORE, event.request)
         peer = _peer(event)
         try:
             self.store.receive(Path(event.dataset_path),

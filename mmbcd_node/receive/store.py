@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -186,7 +187,7 @@ class InstanceStore:
                  peer.calling_ae)
 
 
-def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, str | None]:
+def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, Any]:
     return {"calling_ae": peer.calling_ae, "called_ae": peer.called_ae,
             "peer_address": peer.address, "study_uid": header.study_uid,
             "sop_instance_uid": header.sop_instance_uid,
