@@ -102,16 +102,16 @@ def register(app: typer.Typer) -> None:
             waiting = bar.add_task("results", total=studies)
             uids = [r.study_uid for r in records]
             deadline = time.monotonic() + timeout
-            finished: dict[str, tuple[Study, Result | None]] = {}
+            finished: dict[str, tuple[Study | None, Result | None]] = {}
             while len(finished) < len(uids) and time.monotonic() < deadline:
                 with cli.sessions() as session:
-                    for study, result in session.execute(
+                    for found, active in session.execute(
                             select(Study, Result).outerjoin(
                                 Result, (Result.study_id == Study.id)
                                 & (Result.state == ResultState.ACTIVE))
                             .where(Study.study_uid.in_(uids))).all():
-                        if result is not None or study.state in FINAL:
-                            finished[study.study_uid] = (study, result)
+                        if active is not None or found.state in FINAL:
+                            finished[found.study_uid] = (found, active)
                 bar.update(waiting, completed=len(finished))
                 time.sleep(0.5)
         table = []

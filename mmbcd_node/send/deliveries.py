@@ -118,7 +118,7 @@ def mark_sent(session: Session, delivery_id: int, owner: str, *,
         update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner,
                                Delivery.state == DeliveryState.PENDING)
         .values(**values).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def mark_attempt_failed(session: Session, delivery_id: int, owner: str, error: str,
@@ -142,7 +142,7 @@ def mark_attempt_failed(session: Session, delivery_id: int, owner: str, error: s
     result = session.execute(
         update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
         .values(**values).execution_options(synchronize_session=False))
-    return str(values["state"]) if result.rowcount == 1 else None
+    return str(values["state"]) if result.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
 def record_commitment_report(session: Session, transaction_uid: str,
@@ -175,7 +175,7 @@ def record_commitment_report(session: Session, transaction_uid: str,
         changed += session.execute(
             update(Delivery).where(Delivery.id == delivery_id,
                                    Delivery.state == DeliveryState.SENT)
-            .values(**values).execution_options(synchronize_session=False)).rowcount
+            .values(**values).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
     return changed
 
 
@@ -199,7 +199,7 @@ def mark_study_delivered_if_complete(session: Session, study_id: int) -> bool:
         update(Study).where(Study.id == study_id, Study.state == StudyState.DONE)
         .values(state=StudyState.DELIVERED, state_changed_at=utcnow())
         .execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def requeue_deliveries(session: Session, study_id: int,
@@ -225,5 +225,5 @@ def requeue_deliveries(session: Session, study_id: int,
     return session.execute(
         query.values(state=DeliveryState.PENDING, next_attempt_at=utcnow(), attempts=0,
                      lease_owner=None, commitment_state=None, commitment_transaction_uid=None)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
 

@@ -107,12 +107,13 @@ def build_result_message(result: Result, study: Study, order: Order | None, *,
     obr.obr_25 = "P"
     threshold = result.operating_threshold
     flag = "" if threshold is None else ("A" if result.probability >= threshold else "N")
-    rows = [("NM", "111047^Probability of cancer^DCM", f"{result.probability:.4f}", flag)]
-    for side, name, value in (("R", "Right", result.right_probability),
-                              ("L", "Left", result.left_probability)):
-        if value is not None:
+    rows: list[tuple[str, str, str, str]] = [
+        ("NM", "111047^Probability of cancer^DCM", f"{result.probability:.4f}", flag)]
+    for side, name, breast in (("R", "Right", result.right_probability),
+                               ("L", "Left", result.left_probability)):
+        if breast is not None:
             rows.append(("NM", f"BREAST-{side}^{name} breast probability^99MMBCD",
-                         f"{value:.4f}", ""))
+                         f"{breast:.4f}", ""))
     if threshold is not None:
         rows.append(("NM", "THRESHOLD^Operating threshold^99MMBCD", f"{threshold:.4f}", ""))
     rows.append(("ST", "111003^Algorithm Version^DCM",

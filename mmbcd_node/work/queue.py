@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, extract, func, literal, select, update
 from sqlalchemy.orm import Session
@@ -86,7 +87,7 @@ def enqueue_job(session: Session, study_id: int, *, priority: Priority = Priorit
     return job
 
 
-def _virtual_start(session: Session, aging_seconds: float) -> ColumnElement[float]:
+def _virtual_start(session: Session, aging_seconds: float) -> ColumnElement[Any]:
     """``not_before + priority x aging`` as a sortable SQL expression of this dialect."""
     if session.get_bind().dialect.name == "postgresql":
         return extract("epoch", Job.not_before) + Job.priority * literal(aging_seconds)
@@ -162,7 +163,7 @@ def heartbeat(session: Session, job_id: int, owner: str, policy: QueuePolicy, *,
                           Job.state == JobState.RUNNING)
         .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=policy.lease_seconds))
         .execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def holds_lease(session: Session, job_id: int, owner: str) -> bool:
@@ -188,7 +189,7 @@ def complete_job(session: Session, job_id: int, owner: str, *, bundle_digest: st
         .values(state=JobState.DONE, finished_at=now, lease_expires_at=None,
                 bundle_digest=bundle_digest, error=None)
         .execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def fail_job(session: Session, job_id: int, owner: str, error: str, policy: QueuePolicy, *,
@@ -215,7 +216,7 @@ def _end_attempt(session: Session, job_id: int, owner: str | None, error: str,
         update(Job).where(Job.id == job_id, Job.lease_owner == owner,
                           Job.state == JobState.RUNNING, Job.attempts == attempts)
         .values(**values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:
+    if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     state = str(values["state"])
     log.warning("event=job_attempt_failed job=%s attempt=%s state=%s error=%r",
