@@ -93,7 +93,7 @@ def test_every_transfer_syntax_is_stored_as_received_with_identical_pixels(
             assert np.array_equal(received.pixel_array, expected), syntax.name
         assert instance.size_bytes == on_disk.stat().st_size
         assert (instance.laterality, instance.view) == ("L", "CC")
-    assert not list((node.storage_root / ".incoming").iterdir())
+    assert [p for p in (node.storage_root / ".incoming").rglob("*") if p.is_file()] == []
 
 
 def test_cstore_success_only_after_row_committed(node: RunningNode, tmp_path: Path) -> None:

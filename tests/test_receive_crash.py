@@ -61,7 +61,7 @@ def test_kill_9_mid_push_loses_no_acknowledged_instance(node_factory,
         assert np.array_equal(stored.pixel_array,
                               np.frombuffer(ds.PixelData, np.uint16).reshape(512, 416))
     # No partial file anywhere: .incoming was cleared, and every file left is whole.
-    assert list((node.storage_root / ".incoming").iterdir()) == []
+    assert [p for p in (node.storage_root / ".incoming").rglob("*") if p.is_file()] == []
     for file in (node.storage_root / study_uid).rglob("*"):
         if file.is_file():
             assert file.suffix == ".dcm"

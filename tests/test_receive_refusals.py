@@ -6,7 +6,6 @@ settings (allow-list, free-space floor, association cap) start their own node on
 
 from __future__ import annotations
 
-import shutil
 import struct
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pydicom.uid import ComprehensiveSRStorage, generate_uid
 from mmbcd_node import MANUFACTURER, MODEL_NAME
 from mmbcd_node.db.models import AuditEvent, Instance, Study
 from mmbcd_node.db.session import make_engine
+from mmbcd_node.receive.scp import receiver_name
 from tests.support.databases import DB_KINDS
 from tests.support.dicom_peers import (
     db_rows,
@@ -225,9 +225,12 @@ def test_association_cap_rejects_the_extra_association(node_factory) -> None:  #
 @SQLITE_ONLY
 def test_incoming_leftovers_are_removed_at_start(node_factory) -> None:  # type: ignore[no-untyped-def]
     node = node_factory(roles=["dicom"], start=False)
-    incoming = node.storage_root / ".incoming"
-    incoming.mkdir(parents=True)
-    (incoming / "recv-partial.dcm").write_bytes(b"\0" * 1000)
+    incoming = node.storage_root / ".incoming" / receiver_name(node.dicom_port)
+    other = node.storage_root / ".incoming" / "other-receiver-11112"
+    for folder in (incoming, other):
+        folder.mkdir(parents=True)
+        (folder / "recv-partial.dcm").write_bytes(b"\0" * 1000)
     node.start()
     assert list(incoming.iterdir()) == []
-    shutil.rmtree(incoming)
+    # Another receiver sharing the storage root may be receiving into its own folder.
+    assert [p.name for p in other.iterdir()] == ["recv-partial.dcm"]

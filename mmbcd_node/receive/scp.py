@@ -13,6 +13,7 @@ push never fails. Both are process-wide pynetdicom settings.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from pathlib import Path
 from typing import Any, cast
@@ -56,10 +57,11 @@ class DicomRole:
         """Clear partial files of an earlier run and start listening (non-blocking)."""
         dicom = self.config.dicom
         root = Path(self.config.storage.root)
-        removed = clear_incoming(root)
+        receiver = receiver_name(dicom.port)
+        removed = clear_incoming(root, receiver)
         if removed:
             log.warning("event=incoming_cleared files=%d", removed)
-        receive_into(incoming_dir(root))
+        receive_into(incoming_dir(root, receiver))
         ae = AE(ae_title=dicom.ae_title)
         # The called AE title is checked (and audited) by Admission.
         ae.require_called_aet = False
@@ -157,6 +159,11 @@ class DicomRole:
                              detail=detail, **fields)
         except SQLAlchemyError:
             log.exception("event=audit_write_failed action=%s", action)
+
+
+def receiver_name(port: int) -> str:
+    """This receiver's name among those sharing a storage root: host and port."""
+    return f"{socket.gethostname()}-{port}"
 
 
 def _on_echo(event: evt.Event) -> int:

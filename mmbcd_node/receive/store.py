@@ -1,7 +1,7 @@
 """Keeping a received object durably: the file, then its row, then (only then) Success.
 
 The network layer has already written the received bytes to a temporary file under
-``<storage root>/.incoming`` (same file system as the final place). ``InstanceStore``
+``<storage root>/.incoming/<receiver>`` (same file system as the final place). ``InstanceStore``
 checks the header, decides whether the object is kept, then
 
 1. fsyncs the temporary file and renames it to ``<study>/<series>/<sop>.dcm``,
@@ -54,18 +54,22 @@ class StoreOutcome:
     path: Path | None = None
 
 
-def incoming_dir(storage_root: Path) -> Path:
-    """Where the network layer writes objects while they arrive (same file system)."""
-    return storage_root / INCOMING
+def incoming_dir(storage_root: Path, receiver: str) -> Path:
+    """Where the receiver named ``receiver`` writes objects while they arrive.
+
+    One folder per receiver (host and port), so that receivers sharing a storage
+    root never clear each other's objects in flight.
+    """
+    return storage_root / INCOMING / receiver
 
 
-def clear_incoming(storage_root: Path) -> int:
+def clear_incoming(storage_root: Path, receiver: str) -> int:
     """Remove partial files left by a crash or an aborted association; return how many.
 
     Called when the receiver starts, before it accepts anything: nothing in there
     was ever acknowledged.
     """
-    folder = incoming_dir(storage_root)
+    folder = incoming_dir(storage_root, receiver)
     folder.mkdir(parents=True, exist_ok=True)
     removed = 0
     for leftover in folder.iterdir():
