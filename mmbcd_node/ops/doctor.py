@@ -9,6 +9,7 @@ a stream syslog collector.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -53,7 +54,7 @@ def database_findings(config: NodeConfig, engine: Engine) -> list[Finding]:
         current = migrate.current_revision(engine)
     except SQLAlchemyError as exc:
         return [Finding("database", False, f"cannot connect to {engine.url.render_as_string()}: "
-                        f"{type(exc.orig or exc).__name__}",
+                        f"{type(getattr(exc, 'orig', None) or exc).__name__}",
                         "start the database server or correct [database] url")]
     head = migrate.head_revision(config.database.url)
     if current != head:
@@ -192,8 +193,9 @@ def run_doctor(config: NodeConfig, engine: Engine,
     findings.append(_guard("model bundle", "reinstall the package or correct [model] bundle",
                            lambda: bundle_findings(config)[0]))
     for destination in config.destinations:
-        findings.append(_guard(f"destination {destination.name}", "check [[destinations]]",
-                               lambda d=destination: _echo(f"destination {d.name}", d, config)))
+        check = f"destination {destination.name}"
+        findings.append(_guard(check, "check [[destinations]]",
+                               functools.partial(_echo, check, destination, config)))
     findings += syslog_findings(config)
     findings += retention_findings(config)
     return findings

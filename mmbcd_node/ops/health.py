@@ -85,7 +85,7 @@ def database_check(engine: Engine) -> Check:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return Check("database", False, f"{engine.dialect.name} unreachable: "
-                     f"{type(exc.orig or exc).__name__}")
+                     f"{type(getattr(exc, 'orig', None) or exc).__name__}")
     return Check("database", True, f"{engine.dialect.name} answers")
 
 

@@ -35,7 +35,8 @@ def beat(session: Session, role: str, status: str | None = None, *,
     changed = session.execute(
         update(NodeHeartbeat)
         .where(NodeHeartbeat.role == role, NodeHeartbeat.host == host, NodeHeartbeat.pid == pid)
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        .values(**values).execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
     if not changed:
         session.add(NodeHeartbeat(role=role, host=host, pid=pid, started_at=now, beat_at=now,
                                   status=status))

@@ -12,6 +12,7 @@ import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -44,8 +45,7 @@ INFERENCE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 TIME_TO_RESULT_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
 
 
-def seconds_between(connection: Connection, start: ColumnElement,  # type: ignore[type-arg]
-                    end: ColumnElement) -> ColumnElement[float]:  # type: ignore[type-arg]
+def seconds_between(connection: Connection, start: Any, end: Any) -> Any:
     """``end - start`` in seconds as an SQL expression of the connection's dialect."""
     if connection.dialect.name == "postgresql":
         return func.extract("epoch", end - start)
@@ -173,7 +173,7 @@ class NodeCollector(Collector):
         return metric
 
 
-def _by_state(connection: Connection, name: str, doc: str, column: ColumnElement,  # type: ignore[type-arg]
+def _by_state(connection: Connection, name: str, doc: str, column: Any,
               known: Sequence[str]) -> Metric:
     """Row counts by state; every known state is reported, with 0 when it has no rows."""
     counts = {state: 0 for state in known}
@@ -184,16 +184,16 @@ def _by_state(connection: Connection, name: str, doc: str, column: ColumnElement
     return metric
 
 
-def _histogram(connection: Connection, name: str, doc: str, duration: ColumnElement[float],
+def _histogram(connection: Connection, name: str, doc: str, duration: Any,
                where: ColumnElement[bool] | None, buckets: Sequence[float],
-               source: object | None = None) -> Metric:
+               source: Any = None) -> Metric:
     """A histogram of ``duration`` over the rows matching ``where``, bucketed in SQL."""
-    columns = [func.count(duration), func.coalesce(func.sum(duration), 0.0)]
+    columns: list[Any] = [func.count(duration), func.coalesce(func.sum(duration), 0.0)]
     columns += [func.coalesce(func.sum(case((duration <= bound, 1), else_=0)), 0)
                 for bound in buckets]
     query = select(*columns)
     if source is not None:
-        query = query.select_from(source)  # type: ignore[arg-type]
+        query = query.select_from(source)
     if where is not None:
         query = query.where(where)
     total, seconds, *cumulative = connection.execute(query).one()

@@ -214,7 +214,8 @@ def run_purge(config: NodeConfig, sessions: sessionmaker[Session], actor: str,
 def _mark_run(session: Session, moment: datetime) -> None:
     changed = session.execute(update(ScheduledRun).where(ScheduledRun.name == RUN_NAME)
                               .values(last_run_at=moment)
-                              .execution_options(synchronize_session=False)).rowcount
+                              .execution_options(synchronize_session=False)
+                              ).rowcount  # type: ignore[attr-defined]
     if not changed:
         session.add(ScheduledRun(name=RUN_NAME, last_run_at=moment))
 
