@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -15,6 +16,7 @@ from mmbcd_node.config import (
     DestinationConfig,
     DicomConfig,
     NodeConfig,
+    ResultsConfig,
     StorageConfig,
     WorkerConfig,
 )
@@ -211,3 +213,22 @@ def test_results_of_a_cancelled_order_are_withdrawn_once(sessions, tmp_path, pip
     with sessions() as session:
         (result,) = session.execute(select(Result).where(Result.study_id == study_id)).scalars()
         assert result.state == ResultState.WITHDRAWN
+
+
+def test_each_destination_gets_the_sr_in_its_own_sr_class(sessions, tmp_path, pipeline) -> None:
+    config = dataclasses.replace(
+        node_config(tmp_path,
+                    DestinationConfig(name="pacs", ae_title="PACS", host="127.0.0.1", port=1,
+                                      kinds=["sr"]),
+                    DestinationConfig(name="research", ae_title="RES", host="127.0.0.1",
+                                      port=2, kinds=["sr"], sr_class="comprehensive3d")),
+        results=ResultsConfig(kinds=["sr"]))
+    study_id, _ = add_study(sessions, config)
+    Worker(config, sessions, pipeline=pipeline).run_once()
+    with sessions() as session:
+        routed = dict(session.execute(
+            select(Delivery.destination, OutputObject.sop_class_uid)
+            .join(OutputObject, Delivery.output_id == OutputObject.id)).all())
+    assert routed == {"pacs": "1.2.840.10008.5.1.4.1.1.88.33",
+                      "research": "1.2.840.10008.5.1.4.1.1.88.34"}
+    assert len({o.sop_instance_uid for o in outputs_of(sessions, study_id)}) == 2

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydicom.uid import Comprehensive3DSRStorage, ComprehensiveSRStorage
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,9 @@ from mmbcd_node.db.result_models import (
 
 # How long a sender may hold claimed deliveries before another may take them.
 CLAIM_SECONDS = 300.0
+# ``sr_class`` names (``[results]`` and ``[[destinations]]``) -> SR SOP Class UID.
+SR_CLASS_UIDS = {"comprehensive": str(ComprehensiveSRStorage),
+                 "comprehensive3d": str(Comprehensive3DSRStorage)}
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,34 @@ class DueDelivery:
     study_id: int
 
 
-def create_deliveries(session: Session, outputs: Iterable[OutputObject],
-                      destinations: Sequence[DestinationConfig]) -> list[Delivery]:
-    """One pending delivery per output and destination that takes its kind.
+def takes(destination: DestinationConfig, output: OutputObject, default_sr_class: str) -> bool:
+    """Whether ``destination`` gets ``output``: its kind, and for SRs its SR class.
 
     Rejection notes (kind ``ko``) go to every destination, whatever its kinds, since
-    they withdraw objects sent there. Existing pairs are left alone.
+    they withdraw objects sent there.
+    """
+    if output.kind == OutputKind.KO:
+        return True
+    if output.kind not in destination.kinds:
+        return False
+    if output.kind == OutputKind.SR:
+        wanted = SR_CLASS_UIDS.get(destination.sr_class or default_sr_class)
+        return wanted is None or output.sop_class_uid == wanted
+    return True
+
+
+def create_deliveries(session: Session, outputs: Iterable[OutputObject],
+                      destinations: Sequence[DestinationConfig], *,
+                      default_sr_class: str = "comprehensive") -> list[Delivery]:
+    """One pending delivery per output and destination that takes it (see ``takes``).
+
+    ``default_sr_class`` is ``[results] sr_class``, for destinations without their own
+    ``sr_class``. Existing pairs are left alone.
     """
     created = []
     for output in outputs:
         for destination in destinations:
-            if output.kind != OutputKind.KO and output.kind not in destination.kinds:
+            if not takes(destination, output, default_sr_class):
                 continue
             exists = session.execute(select(Delivery.id).where(
                 Delivery.output_id == output.id, Delivery.destination == destination.name)

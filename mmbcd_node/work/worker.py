@@ -14,6 +14,7 @@ file), with an error naming the view; the other studies of the batch go on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -204,6 +205,15 @@ class Worker:
             predecessors=predecessors, uid_entropy=f"job-{item.job.id}")
         objects = build_outputs(result_set, self.config.results.kinds,
                                 self.config.results.sr_class)
+        # A destination may want the SR in another class ([[destinations]] sr_class):
+        # the same report is built once per class asked for, each with its own UIDs.
+        if "sr" in self.config.results.kinds:
+            extra = {d.sr_class for d in self.config.destinations
+                     if d.sr_class and "sr" in d.kinds} - {self.config.results.sr_class}
+            for sr_class in sorted(extra):
+                objects += build_outputs(
+                    dataclasses.replace(result_set, uid_entropy=f"job-{item.job.id}-{sr_class}"),
+                    ["sr"], sr_class)
         root = Path(self.config.storage.root)
         written = [(obj, write_object(root, obj.dataset, obj.kind)) for obj in objects]
         with transaction(self.sessions) as session:
@@ -223,7 +233,8 @@ class Worker:
             result.order_id = item.history.order_id if item.history else None
             outputs = [record_output(session, result.id, obj.kind, obj.dataset, path)
                        for obj, path in written]
-            create_deliveries(session, outputs, self.config.destinations)
+            create_deliveries(session, outputs, self.config.destinations,
+                              default_sr_class=self.config.results.sr_class)
             queue_result_message(session, self.config, result, study,
                                  session.get(Order, result.order_id) if result.order_id
                                  else None)
