@@ -4,36 +4,31 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.node import free_port, wait_for_port
+from mmbcd_node.db import migrate
+from tests.support.node import free_port
 
 
 @pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[int]:
-    """A dcmtk storescp answering C-ECHO as AE ``PACS``."""
-    port = free_port()
-    (tmp_path / "pacs").mkdir()
-    process = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(tmp_path / "pacs"),
-                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
+def db_url(tmp_path: Path) -> str:
+    """SQLite only here: the checks talk to peers; the database check is the same on both."""
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url)
+    return url
 
 
 def findings(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
     return {r["check"]: r for r in map(json.loads, result.stdout.splitlines())}
 
 
-def test_doctor_passes_on_a_running_node_with_a_reachable_pacs(node_factory, pacs: int) -> None:
+def test_doctor_passes_on_a_running_node_with_a_reachable_pacs(node_factory,
+                                                              storescp_factory) -> None:
+    pacs = storescp_factory(ae_title="PACS")
     node = node_factory(roles=["dicom", "hl7", "http"], settings={"destinations": [
-        {"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": pacs}]})
+        {"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": pacs.port}]})
     result = node.cli("doctor", "--json", check=False)
     report = findings(result)
     assert result.returncode == 0, result.stdout

@@ -7,8 +7,19 @@ import logging
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from mmbcd_node.db import migrate
 from mmbcd_node.logs import JsonFormatter, KeyValueFormatter, study_context
 from tests.support.mammo import make_mammogram, write_mammogram
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only here: log lines do not depend on the database."""
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url)
+    return url
 
 
 def _record(message: str) -> logging.LogRecord:
