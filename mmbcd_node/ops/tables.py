@@ -7,9 +7,7 @@ so the same code works on a database before and after their migrations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sqlalchemy import Column, Connection, MetaData, Table, inspect
+from sqlalchemy import Connection, MetaData, Table, inspect
 
 
 def reflect_table(connection: Connection, name: str) -> Table | None:
@@ -18,10 +16,3 @@ def reflect_table(connection: Connection, name: str) -> Table | None:
         return None
     return Table(name, MetaData(), autoload_with=connection)
 
-
-def first_column(table: Table, candidates: Iterable[str]) -> Column | None:  # type: ignore[type-arg]
-    """The first of ``candidates`` that ``table`` has, or ``None``."""
-    for name in candidates:
-        if name in table.c:
-            return table.c[name]
-    return None
