@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e
+.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e bench-ops
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-infer: venv system-tools
 # Study complete -> SR at a storescp PACS, p50/p95 (BENCH_ARGS="-n 20 --device cuda").
 bench-e2e: venv system-tools
 	$(PY) -m tests.bench.e2e $(BENCH_ARGS)
+
+bench-ops: venv
+	$(PY) -m tests.bench.ops $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache
