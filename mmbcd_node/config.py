@@ -165,6 +165,8 @@ class DestinationConfig:
     sr_class: str | None = None
     max_attempts: int = 20
     backoff_seconds: float = 10.0
+    # With storage_commitment: objects without a commitment report this long are resent.
+    commitment_timeout_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)

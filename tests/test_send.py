@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def destination(name: str, port: int, ae_title: str = "PACS", **kw) -> Destinati
                              backoff_seconds=0.0, **kw)
 
 
-def stored_outputs(sessions, config: NodeConfig, kinds=("sr", "sc", "gsps")) -> tuple[int, list]:
+def stored_outputs(sessions, config: NodeConfig,
+                   kinds=("cad_sr", "sc", "gsps")) -> tuple[int, list]:
     """A done study with one result whose output files lie under the storage root."""
     with transaction(sessions) as session:
         study = Study(study_uid=generate_uid(), correlation_id=uuid.uuid4().hex,
@@ -112,11 +114,11 @@ def test_destination_kinds_choose_which_outputs_it_gets(sessions, tmp_path,
                                                          storescp_factory) -> None:
     pacs, workstation = storescp_factory(), storescp_factory("WS")
     config = node_config(tmp_path, destination("pacs", pacs.port),
-                         destination("ws", workstation.port, ae_title="WS", kinds=["sr"]))
+                         destination("ws", workstation.port, ae_title="WS", kinds=["cad_sr"]))
     _, uids = stored_outputs(sessions, config)
     Sender(config, sessions).send_due()
     assert sorted(pacs.received_uids()) == sorted(uids)
-    assert workstation.received_uids() == [uids[0]], "only the SR goes to the workstation"
+    assert workstation.received_uids() == [uids[0]], "only the CAD SR goes to the workstation"
 
 
 def test_pacs_down_then_up_gets_every_object_exactly_once(sessions, tmp_path,
@@ -141,7 +143,7 @@ def test_pacs_down_then_up_gets_every_object_exactly_once(sessions, tmp_path,
 def test_delivery_fails_for_good_after_its_attempts_with_the_error_kept(
         sessions, tmp_path) -> None:
     config = node_config(tmp_path, destination("pacs", free_port(), max_attempts=2))
-    stored_outputs(sessions, config, kinds=("sr",))
+    stored_outputs(sessions, config, kinds=("cad_sr",))
     sender = Sender(config, sessions)
     sender.send_due()
     sender.send_due()
@@ -201,14 +203,23 @@ def test_storage_commitment_with_orthanc_keeps_state_until_committed(
     assert study_state(sessions, study_id) == StudyState.DELIVERED
 
 
-def test_study_is_not_delivered_while_a_commitment_is_outstanding(
+def test_without_a_commitment_report_the_study_waits_and_the_object_is_sent_again(
         sessions, tmp_path, orthanc_factory) -> None:
-    # No listener: Orthanc's report cannot reach the node, so nothing is committed yet.
+    # No listener: Orthanc's report cannot reach the node, so nothing is committed.
     pacs = orthanc_factory(node_ae=NODE_AE, node_port=free_port())
     config = node_config(tmp_path, destination("pacs", pacs.port, ae_title="ORTHANC",
-                                               storage_commitment=True))
-    study_id, _ = stored_outputs(sessions, config, kinds=("sr",))
-    Sender(config, sessions).send_due()
+                                               storage_commitment=True,
+                                               commitment_timeout_seconds=1.0))
+    study_id, _ = stored_outputs(sessions, config, kinds=("cad_sr",))
+    sender = Sender(config, sessions)
+    sender.send_due()
     (row,) = deliveries(sessions)
     assert (row.state, row.commitment_state) == (DeliveryState.SENT, CommitmentState.REQUESTED)
     assert study_state(sessions, study_id) == StudyState.DONE
+    assert sender.send_due() == 0, "not before the commitment timeout"
+    time.sleep(1.2)
+    assert sender.send_due() == 1, "sent again, with a new commitment request"
+    (again,) = deliveries(sessions)
+    assert (again.state, again.attempts) == (DeliveryState.SENT, 2)
+    assert again.commitment_state == CommitmentState.REQUESTED
+    assert again.commitment_transaction_uid != row.commitment_transaction_uid

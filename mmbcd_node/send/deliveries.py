@@ -200,6 +200,34 @@ def record_commitment_report(session: Session, transaction_uid: str,
     return changed
 
 
+def resend_uncommitted(session: Session, destination: DestinationConfig, *,
+                       now: datetime | None = None) -> int:
+    """Deliveries to ``destination`` whose commitment report never came: send them again.
+
+    After ``commitment_timeout_seconds`` without an N-EVENT-REPORT the delivery is
+    ``pending`` again (the next send asks for commitment anew), or ``failed`` once its
+    attempts are used up. Returns how many were reopened or failed.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=destination.commitment_timeout_seconds)
+    error = (f"no storage commitment report within "
+             f"{destination.commitment_timeout_seconds:.0f}s")
+    waiting = and_(Delivery.destination == destination.name,
+                   Delivery.state == DeliveryState.SENT,
+                   Delivery.commitment_state == CommitmentState.REQUESTED,
+                   Delivery.sent_at < cutoff)
+    failed = session.execute(
+        update(Delivery).where(waiting, Delivery.attempts >= destination.max_attempts)
+        .values(state=DeliveryState.FAILED, commitment_state=CommitmentState.FAILED,
+                last_error=error).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+    reopened = session.execute(
+        update(Delivery).where(waiting)
+        .values(state=DeliveryState.PENDING, next_attempt_at=now, lease_owner=None,
+                commitment_state=CommitmentState.FAILED, last_error=error)
+        .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+    return int(failed) + int(reopened)
+
+
 def mark_study_delivered_if_complete(session: Session, study_id: int) -> bool:
     """Move a ``done`` study to ``delivered`` once none of its active outputs is outstanding.
 

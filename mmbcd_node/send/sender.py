@@ -30,6 +30,7 @@ from mmbcd_node.send.deliveries import (
     mark_attempt_failed,
     mark_sent,
     mark_study_delivered_if_complete,
+    resend_uncommitted,
 )
 from mmbcd_node.send.hl7_result import Hl7ResultSender
 from mmbcd_node.send.store_scu import DestinationUnavailable, OutgoingObject, store_objects
@@ -54,6 +55,9 @@ class Sender:
     def send_due(self) -> int:
         """Send what is due now; return how many deliveries were attempted."""
         with transaction(self.sessions) as session:
+            for destination in self.config.destinations:
+                if destination.storage_commitment:
+                    resend_uncommitted(session, destination)
             due = claim_due_deliveries(session, self.owner)
         by_destination: dict[str, list[DueDelivery]] = defaultdict(list)
         for item in due:
