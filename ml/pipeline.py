@@ -11,6 +11,7 @@ unknown laterality counts for the study only).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -18,13 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ml.bundle import Bundle, load_bundle
 from ml.crops import crop_rois
 from ml.detector import Rois, detect
 from ml.encoders import tokenize
-from ml.preprocess import PreparedView, prepare_view, read_dataset
+from ml.preprocess import PreparedView, ViewPlan, plan_view, prepare_view, read_dataset
 from ml.types import RoiPrediction, StudyInput, StudyPrediction, ViewPrediction
 from ml.views import laterality_of, view_of
 
@@ -49,7 +51,7 @@ class _Pending:
     study: int  # index into the studies of this call
     index: int  # index of the view within its study
     uid: str
-    prepared: PreparedView
+    prepared: PreparedView | ViewPlan  # a plan when the display gather runs on the device
 
 
 class Pipeline:
@@ -74,6 +76,9 @@ class Pipeline:
         nhwc = channels_last if channels_last is not None else self.device.type == "cuda"
         self.detector = self.detector.to(
             memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        # On a GPU the stored pixels travel (2 bytes/pixel, not 4) and the display LUT is
+        # applied there; on the CPU the same gather runs in numpy.
+        self.display_on_device = self.device.type == "cuda"
         self._image_encoder: torch.nn.Module = self.model.image_encoder
         if compile and self.device.type == "cuda":  # a wrapper: the bundle's module is untouched
             self._image_encoder = torch.compile(  # type: ignore[assignment]
@@ -117,7 +122,8 @@ class Pipeline:
         return [self._study_prediction(study, [v for v in vs if v is not None])
                 for study, vs in zip(studies, views, strict=True)]
 
-    def _prepare(self, source: object, uid: str) -> PreparedView | ViewPrediction:
+    def _prepare(self, source: object,
+                 uid: str) -> PreparedView | ViewPlan | ViewPrediction:
         laterality = view = None
         try:
             with self._stage("decode"):
@@ -125,6 +131,8 @@ class Pipeline:
                 laterality, view = laterality_of(ds), view_of(ds)
                 ds.pixel_array  # noqa: B018 - decoded once here, cached by pydicom
             with self._stage("preprocess"):
+                if self.display_on_device:
+                    return plan_view(ds, self.bundle.preprocess)
                 return prepare_view(ds, self.bundle.preprocess)
         except Exception as exc:  # one bad view must not stop the study: reported per view
             log.warning("event=view_not_scored sop_instance_uid=%s error=%s", uid,
@@ -141,7 +149,8 @@ class Pipeline:
 
     def _score(self, chunk: list[_Pending], texts: torch.Tensor) -> Iterator[ViewPrediction]:
         with self._stage("upload"):
-            images = [self._upload(item.prepared.image) for item in chunk]
+            ready = [self._upload(item.prepared) for item in chunk]
+            images = [view.image for view in ready]
         with self._stage("detector"):
             rois: list[Rois] = detect(self.detector, images, self.bundle.detector_params)
         crop = self.bundle.crop
@@ -161,20 +170,41 @@ class Pipeline:
         for b, item in enumerate(chunk):
             r = rois[b]
             boxes, scores = r.boxes.float().cpu(), r.scores.float().cpu()
-            roi_list = [RoiPrediction(box=item.prepared.to_stored(tuple(boxes[j].tolist())),
+            roi_list = [RoiPrediction(box=ready[b].to_stored(tuple(boxes[j].tolist())),
                                       detector_score=float(scores[j]),
                                       attention=float(attention[b, j]),
                                       whole_breast=r.whole_breast)
                         for j in range(int(r.mask.sum()))]
-            yield ViewPrediction(sop_instance_uid=item.uid, laterality=item.prepared.laterality,
-                                 view=item.prepared.view, probability=probabilities[b],
+            yield ViewPrediction(sop_instance_uid=item.uid, laterality=ready[b].laterality,
+                                 view=ready[b].view, probability=probabilities[b],
                                  rois=roi_list)
 
-    def _upload(self, image: object) -> torch.Tensor:
-        tensor = torch.from_numpy(image)  # type: ignore[arg-type]
+    def _upload(self, prepared: PreparedView | ViewPlan) -> PreparedView:
+        """The view with its image as a tensor on the device."""
+        if isinstance(prepared, PreparedView):
+            return dataclasses.replace(prepared, image=self._to_device(
+                torch.from_numpy(prepared.image)))
+        stored = np.ascontiguousarray(prepared.stored)
+        unsigned16 = stored.dtype == np.uint16
+        if unsigned16:  # same bytes as int16 (torch's uint16 has few kernels); unmasked below
+            stored = stored.view(np.int16)
+        elif stored.dtype not in (np.int16, np.uint8, np.int8):
+            stored = stored.astype(np.int32)
+        values = self._to_device(torch.from_numpy(stored)).to(torch.int32)
+        if unsigned16:
+            values = values & 0xFFFF
+        lut = self._to_device(torch.from_numpy(prepared.lut))
+        index = (values - prepared.low).clamp_(0, lut.numel() - 1)  # stray high bits clip
+        image = lut[index]  # (H, W) float32 in [0, 1]
+        if prepared.flipped:
+            image = image.flip(1)
+        return PreparedView(image=image, region=prepared.region, flipped=prepared.flipped,
+                            laterality=prepared.laterality, view=prepared.view)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":  # page-locked memory lets the copy run asynchronously
             return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
+        return tensor.to(self.device)
 
     def _study_prediction(self, study: StudyInput,
                           views: list[ViewPrediction]) -> StudyPrediction:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
@@ -45,7 +45,7 @@ class PreprocessParams:
 class PreparedView:
     """A view ready for the detector: ``image`` (H, W) float32 in [0, 1], breast-cropped."""
 
-    image: np.ndarray
+    image: Any  # np.ndarray, or a torch tensor when the pipeline prepared it on a GPU
     region: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the crop in the stored grid
     flipped: bool  # mirrored left-right after cropping
     laterality: str | None
@@ -55,7 +55,7 @@ class PreparedView:
         """Map a box (x0, y0, x1, y1) on ``image`` to the stored pixel grid of the file."""
         x0, y0, x1, y1 = box
         if self.flipped:  # column c <-> W - 1 - c, so continuous x <-> W - x
-            width = self.image.shape[1]
+            width = self.region[2] - self.region[0]
             x0, x1 = width - x1, width - x0
         return (x0 + self.region[0], y0 + self.region[1],
                 x1 + self.region[0], y1 + self.region[1])
@@ -116,19 +116,17 @@ def display_lut(ds: pydicom.Dataset, voi: str) -> tuple[np.ndarray, int]:
     return lut.astype(np.float32), low
 
 
-def breast_region(image: np.ndarray, threshold: float, margin: int) -> tuple[int, int, int, int]:
-    """Bounding box (x0, y0, x1, y1) of the largest bright component, plus a margin.
-
-    Found on a copy reduced to about 512 px so it costs little on a 4096 x 3328 image; the
-    whole image when nothing is above the threshold.
-    """
-    height, width = image.shape
-    step = max(1, max(height, width) // 512)
-    small = image[::step, ::step] > threshold
-    labels, count = ndimage.label(small)
+def breast_region(sample: np.ndarray, step: int, shape: tuple[int, int], threshold: float,
+                  margin: int) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1) in the full grid of ``shape`` of the largest component
+    above ``threshold`` in ``sample`` (every ``step``-th pixel), plus a margin; the whole
+    image when nothing is above the threshold."""
+    height, width = shape
+    bright = sample > threshold
+    labels, count = ndimage.label(bright)
     if count == 0:
         return 0, 0, width, height
-    sizes = ndimage.sum_labels(small, labels, index=np.arange(1, count + 1))
+    sizes = ndimage.sum_labels(bright, labels, index=np.arange(1, count + 1))
     rows, cols = ndimage.find_objects(labels)[int(np.argmax(sizes))]
     x0 = max(0, cols.start * step - margin)
     y0 = max(0, rows.start * step - margin)
@@ -137,8 +135,25 @@ def breast_region(image: np.ndarray, threshold: float, margin: int) -> tuple[int
     return x0, y0, x1, y1
 
 
-def prepare_view(source: Path | str | pydicom.Dataset, params: PreprocessParams) -> PreparedView:
-    """Read, transform, crop and orient one mammogram.
+@dataclass(frozen=True)
+class ViewPlan:
+    """Everything about a view except its full-resolution display image.
+
+    ``display(stored, lut, low)`` (on the CPU here, or the same gather on a GPU) turns
+    ``stored`` into the image; ``region`` and ``flipped`` were decided on a sample.
+    """
+
+    stored: np.ndarray  # (h, w) stored values inside the breast region (not flipped)
+    lut: np.ndarray  # stored value - low -> display value in [0, 1]
+    low: int  # smallest stored value Bits Stored / Pixel Representation allow
+    region: tuple[int, int, int, int]
+    flipped: bool
+    laterality: str | None
+    view: str | None
+
+
+def plan_view(source: Path | str | pydicom.Dataset, params: PreprocessParams) -> ViewPlan:
+    """Read one mammogram, check it, and find its breast region and orientation.
 
     Raises ``PreprocessError`` (FOR PROCESSING refused, unsupported photometric
     interpretation or bit depth, multi-frame image) or pydicom's errors for unreadable
@@ -155,16 +170,31 @@ def prepare_view(source: Path | str | pydicom.Dataset, params: PreprocessParams)
     stored = ds.pixel_array
     if stored.ndim != 2:
         raise PreprocessError(f"pixel data has shape {stored.shape}, expected rows x columns")
-    index = stored if low == 0 else stored.astype(np.int32) - low
-    image = np.take(lut, index, mode="clip")  # (H, W) float32 in [0, 1]; stray high bits clip
-    x0, y0, x1, y1 = breast_region(image, params.breast_threshold, params.region_margin)
-    image = image[y0:y1, x0:x1]
+    # Geometry from a sample about 512 px across: cheap even on a 4096 x 3328 image.
+    step = max(1, max(stored.shape) // 512)
+    sample = display(stored[::step, ::step], lut, low)
+    x0, y0, x1, y1 = breast_region(sample, step, stored.shape, params.breast_threshold,
+                                   params.region_margin)
     flipped = False
-    if params.orient == "chest_wall_left":
-        small = image[::4, ::4]  # the brighter half holds the chest wall; a sample decides
-        half = small.shape[1] // 2
-        flipped = bool(small[:, half:].sum() > small[:, :half].sum())
-        if flipped:
-            image = image[:, ::-1]
-    return PreparedView(image=np.ascontiguousarray(image), region=(x0, y0, x1, y1),
-                        flipped=flipped, laterality=laterality_of(ds), view=view_of(ds))
+    if params.orient == "chest_wall_left":  # the brighter half holds the chest wall
+        inside = sample[y0 // step:-(-y1 // step), x0 // step:-(-x1 // step)]
+        half = inside.shape[1] // 2
+        flipped = bool(inside[:, half:].sum() > inside[:, :half].sum())
+    return ViewPlan(stored=stored[y0:y1, x0:x1], lut=lut, low=low, region=(x0, y0, x1, y1),
+                    flipped=flipped, laterality=laterality_of(ds), view=view_of(ds))
+
+
+def display(stored: np.ndarray, lut: np.ndarray, low: int) -> np.ndarray:
+    """Stored values -> display values in [0, 1] through ``lut``; stray high bits clip."""
+    index = stored if low == 0 else stored.astype(np.int32) - low
+    return np.take(lut, index, mode="clip")
+
+
+def prepare_view(source: Path | str | pydicom.Dataset, params: PreprocessParams) -> PreparedView:
+    """Read, transform, crop and orient one mammogram on the CPU (errors: ``plan_view``)."""
+    plan = plan_view(source, params)
+    image = display(plan.stored, plan.lut, plan.low)  # (H, W) float32 in [0, 1]
+    if plan.flipped:
+        image = image[:, ::-1]
+    return PreparedView(image=np.ascontiguousarray(image), region=plan.region,
+                        flipped=plan.flipped, laterality=plan.laterality, view=plan.view)

@@ -112,3 +112,22 @@ def test_device_auto_uses_the_cpu_without_cuda_and_cuda_is_refused_when_absent()
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_display_lut_applied_on_the_device_gives_the_same_result_as_on_the_cpu(pipeline):
+    from tests.support.mammo import mammo_pixels
+
+    mirrored = np.fliplr(mammo_pixels(ROWS, COLS, 16, seed=8)).copy()  # chest wall on the right
+    views = [make_mammogram(rows=ROWS, cols=COLS, photometric="MONOCHROME1", seed=7),
+             make_mammogram(rows=ROWS, cols=COLS, bits_stored=16, PixelData=mirrored.tobytes())]
+    study = StudyInput(generate_uid(), [ViewInput(ds, ds.SOPInstanceUID) for ds in views], "x")
+    [on_cpu] = pipeline.predict([study])
+    pipeline.display_on_device = True  # the GPU path's gather, run here on the CPU
+    try:
+        [on_device] = pipeline.predict([study])
+    finally:
+        pipeline.display_on_device = False
+    for a, b in zip(on_cpu.views, on_device.views, strict=True):
+        assert a.error is None and b.error is None
+        assert a.probability == pytest.approx(b.probability, abs=1e-6)
+        assert [r.box for r in a.rois] == [r.box for r in b.rois]
