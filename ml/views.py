@@ -7,6 +7,7 @@ both read the header the same way.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydicom import Dataset
 
@@ -46,8 +47,9 @@ def view_of(ds: Dataset) -> str | None:
         if match:
             return match.group(1)
     for keyword in ("PatientOrientation", "SeriesDescription"):
-        raw = getattr(ds, keyword, None)
-        text = "\\".join(raw) if isinstance(raw, list | tuple) or hasattr(raw, "__iter__") and \
+        raw: Any = getattr(ds, keyword, None)
+        # multi-valued elements (MultiValue) join like their DICOM encoding
+        text = "\\".join(str(v) for v in raw) if hasattr(raw, "__iter__") and \
             not isinstance(raw, str) else str(raw or "")
         match = _TOKEN.search(text.upper())
         if match:
