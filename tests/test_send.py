@@ -22,10 +22,12 @@ from mmbcd_node.db.result_models import (
     Result,
 )
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
+from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.send.commitment import bind_commitment_reports
-from mmbcd_node.send.deliveries import create_deliveries
+from mmbcd_node.send.deliveries import claim_due_deliveries, create_deliveries
 from mmbcd_node.send.sender import Sender
 from mmbcd_node.send.store_scu import DestinationUnavailable, echo
+from mmbcd_node.work.withdrawal import withdraw_result
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import free_port
 from tests.support.pacs import wait_until
@@ -223,3 +225,30 @@ def test_without_a_commitment_report_the_study_waits_and_the_object_is_sent_agai
     assert (again.state, again.attempts) == (DeliveryState.SENT, 2)
     assert again.commitment_state == CommitmentState.REQUESTED
     assert again.commitment_transaction_uid != row.commitment_transaction_uid
+
+
+def test_withdrawal_names_objects_in_flight_and_never_sends_the_unsent_ones(
+        sessions, tmp_path) -> None:
+    config = node_config(tmp_path, destination("pacs", free_port()))
+    study_id, uids = stored_outputs(sessions, config)
+    with transaction(sessions) as session:
+        (in_flight,) = claim_due_deliveries(session, "sender-1", limit=1)
+    with transaction(sessions) as session:
+        result = session.execute(select(Result)).scalar_one()
+        note = withdraw_result(session, config, result, session.get(Study, study_id),
+                               RejectionReason.SUPERSEDED)
+        assert note is not None
+    rejected = [item.ReferencedSOPInstanceUID
+                for series in dcmread(config.storage.root / note.path)
+                .CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+                for item in series.ReferencedSOPSequence]
+    assert rejected == [in_flight.sop_instance_uid] == [uids[0]]
+    states = {d.output_id: (d.state, d.last_error) for d in deliveries(sessions)}
+    assert sorted(states.values(), key=str) == sorted(
+        [(DeliveryState.PENDING, None), (DeliveryState.PENDING, None),
+         (DeliveryState.FAILED, "withdrawn before it was sent"),
+         (DeliveryState.FAILED, "withdrawn before it was sent")], key=str)
+    with transaction(sessions) as session:
+        due = claim_due_deliveries(session, "sender-2")
+    assert [d.sop_instance_uid for d in due] == [note.sop_instance_uid], \
+        "only the rejection note is due; the withdrawn objects never go out"

@@ -37,6 +37,7 @@ from mmbcd_node.db.result_models import (
 
 # How long a sender may hold claimed deliveries before another may take them.
 CLAIM_SECONDS = 300.0
+WITHDRAWN_UNSENT = "withdrawn before it was sent"
 # ``sr_class`` names (``[results]`` and ``[[destinations]]``) -> SR SOP Class UID.
 SR_CLASS_UIDS = {"comprehensive": str(ComprehensiveSRStorage),
                  "comprehensive3d": str(Comprehensive3DSRStorage)}
@@ -102,6 +103,13 @@ def claim_due_deliveries(session: Session, owner: str, *, limit: int = 100,
     """Claim pending deliveries whose time has come, oldest first; commit right after."""
     now = now or utcnow()
     due = and_(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
+    # Objects withdrawn while they waited (a re-run superseded them) are never sent.
+    withdrawn = select(OutputObject.id).where(OutputObject.withdrawn_at.is_not(None),
+                                              OutputObject.kind != OutputKind.KO)
+    session.execute(
+        update(Delivery).where(due, Delivery.output_id.in_(withdrawn))
+        .values(state=DeliveryState.FAILED, last_error=WITHDRAWN_UNSENT, lease_owner=None)
+        .execution_options(synchronize_session=False))
     ids_query = select(Delivery.id).where(due).order_by(Delivery.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         ids = session.execute(ids_query.with_for_update(skip_locked=True)).scalars().all()

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import pydicom
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
@@ -27,7 +27,7 @@ from mmbcd_node.db.result_models import (
 )
 from mmbcd_node.db.session import transaction
 from mmbcd_node.results.rejection_note import RejectionReason, build_rejection_note
-from mmbcd_node.send.deliveries import create_deliveries
+from mmbcd_node.send.deliveries import WITHDRAWN_UNSENT, create_deliveries
 from mmbcd_node.work.result_records import object_references, record_output, write_object
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,20 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
         OutputObject.result_id == result.id, OutputObject.kind != "ko",
         OutputObject.withdrawn_at.is_(None)).order_by(OutputObject.id)).scalars().all()
     output_ids = [o.id for o in outputs]
-    reached = set(session.execute(select(Delivery.destination).distinct().where(
-        Delivery.output_id.in_(output_ids),
-        Delivery.state.in_([DeliveryState.SENT, DeliveryState.COMMITTED]))).scalars())
-    session.execute(update(Delivery).where(
-        Delivery.output_id.in_(output_ids), Delivery.state == DeliveryState.PENDING)
-        .values(state=DeliveryState.FAILED, last_error="withdrawn before it was sent",
-                lease_owner=None).execution_options(synchronize_session=False))
     now = utcnow()
+    # A delivery a sender holds right now may reach the destination: it counts as
+    # delivered here (the note names it; naming an object never received is harmless).
+    reached_states = or_(
+        Delivery.state.in_([DeliveryState.SENT, DeliveryState.COMMITTED]),
+        (Delivery.state == DeliveryState.PENDING) & Delivery.lease_owner.is_not(None)
+        & (Delivery.next_attempt_at > now))
+    reached = set(session.execute(select(Delivery.destination).distinct().where(
+        Delivery.output_id.in_(output_ids), reached_states)).scalars())
+    session.execute(update(Delivery).where(
+        Delivery.output_id.in_(output_ids), Delivery.state == DeliveryState.PENDING,
+        ~reached_states)
+        .values(state=DeliveryState.FAILED, last_error=WITHDRAWN_UNSENT,
+                lease_owner=None).execution_options(synchronize_session=False))
     session.execute(update(OutputObject).where(OutputObject.id.in_(output_ids))
                     .values(withdrawn_at=now).execution_options(synchronize_session=False))
     result.state = (ResultState.SUPERSEDED if reason is RejectionReason.SUPERSEDED
@@ -64,8 +70,7 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
     note = None
     delivered = [r for r, o in zip(references, outputs, strict=True)
                  if session.execute(select(Delivery.id).where(
-                     Delivery.output_id == o.id,
-                     Delivery.state.in_([DeliveryState.SENT, DeliveryState.COMMITTED]))).first()]
+                     Delivery.output_id == o.id, reached_states)).first()]
     if delivered and reached:
         root = Path(config.storage.root)
         header = pydicom.dcmread(root / outputs[0].path, stop_before_pixels=True)
