@@ -51,6 +51,7 @@ class DicomRole:
         root = Path(config.storage.root)
         self.admission = Admission(config.dicom, root)
         self.store = InstanceStore(root, config.dicom.uid_root, sessions)
+        self.ae: AE | None = None
         self.server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
@@ -80,6 +81,7 @@ class DicomRole:
         ]
         # Storage commitment reports (N-EVENT-REPORT) answering the sender's requests.
         handlers += bind_commitment_reports(ae, self.sessions)
+        self.ae = ae
         self.server = ae.start_server(
             (dicom.host, dicom.port), block=False, evt_handlers=handlers,
             ssl_context=tls_context(dicom.tls) if dicom.tls.enabled else None)
@@ -87,8 +89,14 @@ class DicomRole:
                  dicom.host, dicom.port, dicom.tls.enabled)
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
+        """Abort associations in flight and close the listener.
+
+        A peer loses only objects not yet answered, which it sends again; waiting
+        for idle associations instead could hold a restart for ``network_timeout``.
+        """
+        if self.ae is not None:
+            self.ae.shutdown()
+            self.ae = None
             self.server = None
 
     # -- handlers -------------------------------------------------------------------------
