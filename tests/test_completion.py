@@ -196,3 +196,28 @@ def test_cancelled_study_is_not_reopened(
                         .values(state=StudyState.CANCELLED))
     receive(store, tmp_path, study_uid=uid, view="MLO")
     assert study(sessions, uid).state == StudyState.CANCELLED
+
+
+def test_scheduler_runs_every_check_and_survives_a_failing_one() -> None:
+    from mmbcd_node.match.scheduler import PeriodicCheck, SchedulerRole, periodic_checks
+
+    assert "study_completion" in [c.name for c in periodic_checks(NodeConfig())]
+    calls = {"failing": 0, "counting": 0}
+    enough = threading.Event()
+
+    def failing(_config: NodeConfig, _sessions: object) -> None:
+        calls["failing"] += 1
+        raise RuntimeError("database briefly away")
+
+    def counting(_config: NodeConfig, _sessions: object) -> None:
+        calls["counting"] += 1
+        if calls["counting"] >= 3 and calls["failing"] >= 3:
+            enough.set()
+
+    role = SchedulerRole(NodeConfig(), sessionmaker(), checks=[
+        PeriodicCheck("failing", 0.05, failing), PeriodicCheck("counting", 0.05, counting)])
+    role.start()
+    try:
+        assert enough.wait(timeout=30), calls
+    finally:
+        role.stop()
