@@ -17,10 +17,11 @@ line is ``speedup optimised/eager: X.XX`` (stating whether it was measured on CP
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import statistics
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,24 +97,32 @@ def decode_seconds(rows: int, cols: int) -> float:
         return time.perf_counter() - start
 
 
-def measure(pipeline: Pipeline, studies: list[StudyInput], batches: list[int], repeats: int,
-            device: str, path: str, stages: dict[str, float]) -> list[Row]:
-    pipeline.predict(studies[:1])  # warm-up: allocator, kernels, compilation
-    pipeline.stage_seconds.clear()
-    rows = []
+def measure(pipelines: dict[str, Pipeline], studies: list[StudyInput], batches: list[int],
+            repeats: int, device: str) -> dict[str, list[Row]]:
+    """Median batch time per path; the paths alternate run by run so that both see the
+    same machine load (a shared CPU's load drifts over minutes)."""
+    for pipeline in pipelines.values():
+        pipeline.predict(studies[:1])  # warm-up: allocator, kernels, compilation
+        pipeline.stage_seconds.clear()
+    rows: dict[str, list[Row]] = {name: [] for name in pipelines}
     for batch in batches:
-        times = []
+        times: dict[str, list[float]] = {name: [] for name in pipelines}
         for _ in range(repeats):
-            start = time.perf_counter()
-            pipeline.predict(studies[:batch])
-            times.append(time.perf_counter() - start)
-        row = Row(device, path, batch, statistics.median(times))
-        rows.append(row)
-        print(f"{device:4} {path:9} batch {batch:3}: {row.per_study * 1000:9.1f} ms/study "
-              f"{row.studies_per_second:8.2f} studies/s", flush=True)
-    for stage, seconds in pipeline.stage_seconds.items():
-        stages[stage] += seconds
+            for name, pipeline in pipelines.items():
+                start = time.perf_counter()
+                pipeline.predict(studies[:batch])
+                times[name].append(time.perf_counter() - start)
+        for name in pipelines:
+            row = Row(device, name, batch, statistics.median(times[name]))
+            rows[name].append(row)
+            print(f"{device:4} {name:9} batch {batch:3}: {row.per_study * 1000:9.1f} ms/study "
+                  f"{row.studies_per_second:8.2f} studies/s", flush=True)
     return rows
+
+
+def own_detector(bundle: Bundle) -> Bundle:
+    """The bundle with a private copy of the detector: each path sets its memory format."""
+    return dataclasses.replace(bundle, detector=copy.deepcopy(bundle.detector))
 
 
 def print_stages(title: str, stages: dict[str, float]) -> None:
@@ -146,25 +155,25 @@ def main(argv: list[str] | None = None) -> None:
     studies = make_studies(max(cpu_batches + (gpu_batches if cuda else [])), args.rows,
                            args.cols)
 
-    results: dict[str, list[Row]] = {}
-    for path, batch_views, channels_last in (("eager", 1, False), ("optimised", 8, True)):
-        stages: dict[str, float] = defaultdict(float)
-        pipeline = Pipeline(bundle, device="cpu", batch_views=batch_views,
-                            channels_last=channels_last)
-        results[f"cpu {path}"] = measure(pipeline, studies, cpu_batches, args.repeats, "cpu",
-                                         path, stages)
-        print_stages(f"cpu {path}", stages)
+    cpu = {"eager": Pipeline(own_detector(bundle), device="cpu", batch_views=1,
+                             channels_last=False),
+           "optimised": Pipeline(own_detector(bundle), device="cpu", batch_views=8,
+                                 channels_last=True)}
+    results = {f"cpu {name}": rows for name, rows in
+               measure(cpu, studies, cpu_batches, args.repeats, "cpu").items()}
+    for name, pipeline in cpu.items():
+        print_stages(f"cpu {name}", pipeline.stage_seconds)
 
     if cuda:
-        for path in ("eager", "optimised"):
-            stages = defaultdict(float)
-            optimised = path == "optimised"
-            pipeline = Pipeline(bundle, device="cuda", batch_views=4 * max(gpu_batches)
-                                if optimised else 1, compile=optimised,
-                                channels_last=optimised)
-            results[f"cuda {path}"] = measure(pipeline, studies, gpu_batches, args.repeats,
-                                              "cuda", path, stages)
-            print_stages(f"cuda {path} bf16", stages)
+        gpu = {"eager": Pipeline(own_detector(bundle), device="cuda", batch_views=1,
+                                 channels_last=False),
+               "optimised": Pipeline(own_detector(bundle), device="cuda",
+                                     batch_views=4 * max(gpu_batches), compile=True,
+                                     channels_last=True)}
+        results.update({f"cuda {name}": rows for name, rows in
+                        measure(gpu, studies, gpu_batches, args.repeats, "cuda").items()})
+        for name, pipeline in gpu.items():
+            print_stages(f"cuda {name} bf16", pipeline.stage_seconds)
         eager, best = results["cuda eager"], results["cuda optimised"]
         ratio = max(r.studies_per_second for r in best) / max(
             r.studies_per_second for r in eager)
