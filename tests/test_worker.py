@@ -232,3 +232,42 @@ def test_each_destination_gets_the_sr_in_its_own_sr_class(sessions, tmp_path, pi
     assert routed == {"pacs": "1.2.840.10008.5.1.4.1.1.88.33",
                       "research": "1.2.840.10008.5.1.4.1.1.88.34"}
     assert len({o.sop_instance_uid for o in outputs_of(sessions, study_id)}) == 2
+
+
+class OrderCancelledMidRun:
+    """The real pipeline, with the RIS cancelling the order while the model runs."""
+
+    def __init__(self, pipeline, sessions, study_uid: str) -> None:
+        self.real, self.sessions, self.study_uid = pipeline, sessions, study_uid
+        self.bundle = pipeline.bundle
+
+    def predict(self, studies):
+        with transaction(self.sessions) as session:
+            record_event(session, "results_withdrawal_requested", study_uid=self.study_uid,
+                         detail={"reason": "order cancelled"})
+        return self.real.predict(studies)
+
+
+def test_order_cancelled_while_the_model_runs_leaves_no_result(sessions, tmp_path,
+                                                              pipeline) -> None:
+    config = node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
+                                                     host="127.0.0.1", port=1))
+    study_id, study_uid = add_study(sessions, config)
+    worker = Worker(config, sessions, pipeline=OrderCancelledMidRun(pipeline, sessions,
+                                                                     study_uid))
+    assert worker.run_once() == 1
+    assert job_of(sessions, study_id).state == JobState.CANCELLED
+    assert outputs_of(sessions, study_id) == []
+    with sessions() as session:
+        assert session.get(Study, study_id).state == StudyState.CANCELLED
+        assert session.execute(select(Result)).first() is None
+
+
+def test_job_of_a_study_cancelled_while_it_waited_is_cancelled_unrun(sessions, tmp_path,
+                                                                     pipeline) -> None:
+    config = node_config(tmp_path)
+    study_id, _ = add_study(sessions, config)
+    with transaction(sessions) as session:
+        session.get(Study, study_id).state = StudyState.CANCELLED
+    assert Worker(config, sessions, pipeline=pipeline).run_once() == 1
+    assert job_of(sessions, study_id).state == JobState.CANCELLED

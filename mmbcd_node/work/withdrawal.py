@@ -9,6 +9,7 @@ delivered to those destinations like any other output.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 import pydicom
@@ -89,6 +90,13 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
     log.info("event=results_withdrawn study_uid=%s result=%s reason=%s delivered=%d",
              study.study_uid, result.id, reason.name.lower(), len(delivered))
     return note
+
+
+def order_cancelled_since(session: Session, study_uid: str, since: datetime) -> bool:
+    """Whether the study's order was cancelled (withdrawal requested) after ``since``."""
+    return session.execute(select(AuditEvent.id).where(
+        AuditEvent.study_uid == study_uid, AuditEvent.action == WITHDRAWAL_REQUESTED,
+        AuditEvent.occurred_at >= since).limit(1)).first() is not None
 
 
 def withdraw_cancelled_results(config: NodeConfig, sessions: sessionmaker[Session]) -> int:

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pydicom
@@ -46,6 +47,7 @@ from mmbcd_node.send.sender import process_name
 from mmbcd_node.work.queue import (
     ClaimedJob,
     QueuePolicy,
+    cancel_pending_jobs,
     claim_jobs,
     complete_job,
     fail_job,
@@ -59,7 +61,11 @@ from mmbcd_node.work.result_records import (
     record_result,
     write_object,
 )
-from mmbcd_node.work.withdrawal import withdraw_cancelled_results, withdraw_result
+from mmbcd_node.work.withdrawal import (
+    order_cancelled_since,
+    withdraw_cancelled_results,
+    withdraw_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +82,9 @@ class _Work:
     study_uid: str
     views: list[pydicom.Dataset]
     history: StudyHistory | None
+    started_at: datetime
     error: str | None = None
+    cancelled: bool = False  # the study was cancelled while the job waited
 
 
 class Worker:
@@ -139,7 +147,10 @@ class Worker:
             predictions = []
             runnable = []
         for item in work:
-            if item.error is not None:
+            if item.cancelled:
+                with transaction(self.sessions) as session:
+                    cancel_pending_jobs(session, item.job.study_id, str(item.error))
+            elif item.error is not None:
                 self._fail(item, item.error, retry=False)
         for item, prediction in zip(runnable, predictions, strict=True):
             try:
@@ -151,6 +162,7 @@ class Worker:
                 self._fail(item, f"{type(exc).__name__}: {exc}", retry=True)
 
     def _start(self, job: ClaimedJob) -> _Work:
+        started_at = utcnow()
         with transaction(self.sessions) as session:
             study = session.get(Study, job.study_id)
             assert study is not None
@@ -167,8 +179,12 @@ class Worker:
                             if (i.presentation_intent or "").upper() != "FOR PROCESSING"]
         chosen = for_presentation or list(instances)
         root = Path(self.config.storage.root)
-        work = _Work(job=job, study_uid=study.study_uid, views=[], history=history)
-        if not chosen:
+        work = _Work(job=job, study_uid=study.study_uid, views=[], history=history,
+                     started_at=started_at)
+        if study.state == StudyState.CANCELLED:
+            work.cancelled = True
+            work.error = f"study {study.study_uid} was cancelled"
+        elif not chosen:
             work.error = f"study {study.study_uid} has no stored mammograms to process"
         for instance in chosen:
             try:
@@ -222,6 +238,15 @@ class Worker:
                 return
             study = session.get(Study, item.job.study_id)
             assert study is not None
+            if order_cancelled_since(session, study.study_uid, item.started_at):
+                # The order went away while the model ran: nothing goes to the PACS.
+                cancel_pending_jobs(session, study.id, "order cancelled while the job ran")
+                session.execute(update(Study).where(Study.id == study.id,
+                                                    Study.state == StudyState.RUNNING)
+                                .values(state=StudyState.CANCELLED, state_changed_at=utcnow())
+                                .execution_options(synchronize_session=False))
+                log.info("event=result_dropped job=%s reason=order_cancelled", item.job.id)
+                return
             previous = active_result(session, study.id)
             if previous is not None:
                 withdraw_result(session, self.config, previous, study,
