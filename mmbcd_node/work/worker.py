@@ -102,7 +102,7 @@ class Worker:
     def pipeline(self):  # type: ignore[no-untyped-def]
         """The model (``ml.pipeline.Pipeline``) on the configured device, loaded once.
 
-        Raises ``ml.bundle.BundleError`` for a missing or altered bundle.
+        Raises ``ml.manifest.BundleError`` for a missing or altered bundle.
         """
         if self._pipeline is None:
             from ml.pipeline import Pipeline
