@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.ops.health import check_health
-from mmbcd_node.ops.metrics import exposition
+from mmbcd_node.ops.metrics import NodeCollector, exposition
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class HttpRole:
 
             roles = running_roles
         self.roles = roles
+        self.collector = NodeCollector(self.engine, config.storage.root)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -79,7 +80,7 @@ class HttpRole:
                         log.warning("event=unhealthy failed=%s", ",".join(failed))
                 elif path == "/metrics":
                     self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST,
-                               exposition(role.engine, role.config.storage.root))
+                               exposition(role.engine, collector=role.collector))
                 else:
                     self._send(HTTPStatus.NOT_FOUND, "text/plain", b"try /healthz or /metrics\n")
 

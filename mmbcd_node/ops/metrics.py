@@ -22,7 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from mmbcd_node.db.models import (
@@ -58,6 +58,13 @@ class NodeCollector(Collector):
     def __init__(self, engine: Engine, storage_root: Path | None = None) -> None:
         self.engine = engine
         self.storage_root = storage_root
+        # Reflected once per collector: a serving node's schema is at head and stays there.
+        self._tables: dict[str, Table | None] = {}
+
+    def _table(self, connection: Connection, name: str) -> Table | None:
+        if name not in self._tables:
+            self._tables[name] = reflect_table(connection, name)
+        return self._tables[name]
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("mmbcd_database_up", "1 when the database answered this scrape.")
@@ -112,7 +119,7 @@ class NodeCollector(Collector):
         return metric
 
     def _hl7_messages(self, connection: Connection) -> Iterator[Metric]:
-        table = reflect_table(connection, "hl7_messages")
+        table = self._table(connection, "hl7_messages")
         if table is None or "ack_code" not in table.c:
             return
         metric = CounterMetricFamily("mmbcd_hl7_messages", "HL7 messages by the ACK code sent.",
@@ -123,7 +130,7 @@ class NodeCollector(Collector):
         yield metric
 
     def _deliveries(self, connection: Connection) -> Iterator[Metric]:
-        table = reflect_table(connection, "deliveries")
+        table = self._table(connection, "deliveries")
         if table is None:
             return
         metric = GaugeMetricFamily("mmbcd_deliveries", "Deliveries by destination and state.",
@@ -137,7 +144,7 @@ class NodeCollector(Collector):
     def _time_to_result(self, connection: Connection) -> Metric:
         name = "mmbcd_time_to_result_seconds"
         doc = "Time from a study's last received image to its result (model output stored)."
-        results = reflect_table(connection, "results")
+        results = self._table(connection, "results")
         if results is not None and "created_at" in results.c:
             joined = results.join(Study.__table__, results.c.study_id == Study.id)
             return _histogram(connection, name, doc,
@@ -202,8 +209,9 @@ def _histogram(connection: Connection, name: str, doc: str, duration: Any,
     return HistogramMetricFamily(name, doc, buckets=pairs, sum_value=float(seconds))
 
 
-def exposition(engine: Engine, storage_root: Path | None = None) -> bytes:
-    """The metrics page in the Prometheus text format."""
+def exposition(engine: Engine, storage_root: Path | None = None,
+               collector: NodeCollector | None = None) -> bytes:
+    """The metrics page in the Prometheus text format (pass ``collector`` to reuse one)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(engine, storage_root))
+    registry.register(collector or NodeCollector(engine, storage_root))
     return generate_latest(registry)

@@ -30,7 +30,7 @@ from mmbcd_node.db import migrate
 from mmbcd_node.db.models import StudyState, utcnow
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.ops.audit_queries import AuditFilter, find_events, study_story
-from mmbcd_node.ops.metrics import exposition
+from mmbcd_node.ops.metrics import NodeCollector, exposition
 from mmbcd_node.ops.retention import find_candidates
 from tests.support.operations import seed_study
 
@@ -92,7 +92,8 @@ def main() -> None:
             console = Console()
             console.print(f"{engine.dialect.name}, {args.n} studies, "
                           f"{args.n * 4} instances, median of {args.runs} runs:")
-            for name, fn in (("/metrics scrape", lambda: exposition(engine, root)),
+            collector = NodeCollector(engine, root)  # as the http role keeps one
+            for name, fn in (("/metrics scrape", lambda: exposition(engine, collector=collector)),
                              ("audit --patient-id", patient), ("audit study", story),
                              ("purge --dry-run", candidates)):
                 console.print(f"  {name:20s} {_median_ms(fn, args.runs):8.1f} ms")
