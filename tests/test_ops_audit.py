@@ -111,3 +111,31 @@ def test_editing_an_audit_row_in_sql_breaks_audit_verify_at_that_row(
     broken = node.cli("audit", "verify", check=False)
     assert broken.returncode == 1
     assert "broken at row 7" in broken.stderr and "6 rows before it verified" in broken.stderr
+
+
+def test_study_story_shows_this_studys_order_match_but_no_clinical_text(
+        db_url: str, tmp_path: Path) -> None:
+    from mmbcd_node.db.order_models import Order, StudyOrder
+
+    sessions = make_sessionmaker(make_engine(db_url))
+    with transaction(sessions) as session:
+        mine = seed_study(session, tmp_path, patient_id="P7", accession="A7")
+        other = seed_study(session, tmp_path, patient_id="P7", accession="A8")
+        order = Order(control="NW", accession_number="A7", patient_id="P7",
+                      reason="R1^Palpable lump^L", history_text="lump since march",
+                      history_sources='["OBR-13"]')
+        session.add(order)
+        session.flush()
+        session.add_all([
+            StudyOrder(study_id=mine.id, order_id=order.id, rule="accession", state="linked",
+                       decided_by="matcher"),
+            StudyOrder(study_id=other.id, order_id=order.id, rule="patient_date",
+                       state="candidate", decided_by="matcher", note="same patient, 2 days")])
+    with sessions() as session:
+        story = study_story(session, mine.study_uid)
+    told = json.dumps(story, default=str)
+    matches = [e for e in story if e["what"] == "study_order decided"]
+    assert [m["detail"]["rule"] for m in matches] == ["accession"]
+    created = next(e for e in story if e["what"] == "order created")
+    assert created["detail"]["history_sources"] == '["OBR-13"]'
+    assert "Palpable" not in told and "lump since" not in told and "2 days" not in told

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, Select, Table, inspect, or_, select
+from sqlalchemy import Connection, MetaData, Select, Table, Text, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from mmbcd_node.db.models import AuditEvent, Study
@@ -33,6 +33,8 @@ _NOT_IN_STORY = {"audit_events", "alembic_version", "node_heartbeats", "audit_fo
 _TICKING = ("lease", "heartbeat", "not_before", "next_", "expires", "state_changed")
 # Column names that may hold identifying free text (raw HL7, history, names); never printed.
 _PRIVATE = ("raw", "indication", "patient_name", "comment", "hl7", "history_text", "note")
+# Long-text columns that hold no clinical free text; every other one is left out.
+_TEXT_KEPT = {"error", "last_error", "history_sources"}
 
 
 class UnknownStudy(LookupError):
@@ -167,12 +169,16 @@ def _related_rows(connection: Connection, tables: Mapping[str, Table],
             if name == "studies" or "id" not in table.c:
                 continue
             known = related.setdefault(name, {})
+            # A row that names a study must name this one (an order matched to two studies
+            # brings only this study's match into the story).
+            own = [fk.parent == study_id for fk in table.foreign_keys
+                   if fk.column.table.name == "studies"]
             for fk in table.foreign_keys:
                 parent_ids = list(related.get(fk.column.table.name, {}))
                 if not parent_ids:
                     continue
                 rows = connection.execute(
-                    select(table).where(fk.parent.in_(parent_ids))).mappings().all()
+                    select(table).where(fk.parent.in_(parent_ids), *own)).mappings().all()
                 for row in rows:
                     if row["id"] not in known:
                         known[row["id"]] = dict(row)
@@ -204,7 +210,8 @@ def _summary(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         if column.name == "id" or column.name.endswith("_id") and column.foreign_keys:
             continue
         if (any(p in column.name for p in _PRIVATE) or column.name.endswith("text")
-                or isinstance(value, bytes)):
+                or isinstance(value, bytes)
+                or (isinstance(column.type, Text) and column.name not in _TEXT_KEPT)):
             continue
         if isinstance(value, str) and len(value) > 300:
             value = value[:300] + "..."
