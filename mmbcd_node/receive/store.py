@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class InstanceStore:
         self.storage_root = storage_root
         self.uid_root = uid_root
         self.sessions = sessions
+        self._placer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-place")
 
     def receive(self, path: Path, *, sop_class_uid: str, sop_instance_uid: str,
                 peer: Peer) -> StoreOutcome:
@@ -124,11 +126,10 @@ class InstanceStore:
             return duplicate
         relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
         final = self.storage_root / relative
-        try:
-            _place(path, final)
-        except OSError as exc:
-            raise StorageFailure(f"cannot write {relative}: {exc}") from exc
         stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, sha256=digest)
+        # The file's fsync and rename run while the rows are written; the commit waits
+        # for them, so a committed row always names a durable file.
+        placing = self._placer.submit(_place, path, final)
         try:
             with transaction(self.sessions) as session:
                 outcome = record_instance(session, header, series_uid, stored, peer, utcnow())
@@ -139,12 +140,21 @@ class InstanceStore:
                                          "size_bytes": size, "sha256": digest,
                                          "laterality": header.laterality,
                                          "view": header.view})
+                _placed(placing, final, relative)
         except SQLAlchemyError as exc:
+            _placed(placing, final, relative)
             if self._committed_by_other(header):
                 return StoreOutcome(kind, "duplicate", header.study_uid, final)
             _remove(final)
             raise StorageFailure(f"database error, {relative} not kept: "
                                  f"{type(exc).__name__}") from exc
+        except StorageFailure:
+            raise
+        except Exception:
+            # Whatever went wrong, no file may stay without its row.
+            placing.exception()
+            _remove(final)
+            raise
         if not outcome.created:
             # A concurrent association committed the same instance first; its row
             # describes the file now in place.
@@ -199,6 +209,16 @@ def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, Any]:
             "accession_number": (header.text("AccessionNumber") or "")[:64] or None}
 
 
+def _placed(placing: Future[None], final: Path, relative: Path) -> None:
+    """Wait for the file to be in place; ``StorageFailure`` (file removed) if it failed."""
+    try:
+        placing.result()
+    except OSError as exc:
+        if final.exists():
+            _remove(final)
+        raise StorageFailure(f"cannot write {relative}: {exc}") from exc
+
+
 def _place(temporary: Path, final: Path) -> None:
     """fsync ``temporary``, rename it to ``final`` and fsync every directory touched."""
     fd = os.open(temporary, os.O_RDONLY)
@@ -236,6 +256,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _remove(final: Path) -> None:
+    if not final.exists():
+        return
     try:
         final.unlink()
         _fsync_dir(final.parent)
