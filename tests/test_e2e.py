@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from mmbcd_node.db import migrate
 from mmbcd_node.db.models import Job, JobState, Study
+from mmbcd_node.db.ops_models import NodeHeartbeat
 from mmbcd_node.db.result_models import (
     CommitmentState,
     Delivery,
@@ -142,6 +143,8 @@ def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either
         probabilities[order_first.study_uid], abs=1e-6)
     deliveries = db_rows(db_url, Delivery)
     assert len(deliveries) == 20 and {d.state for d in deliveries} == {DeliveryState.SENT}
+    (worker_beat,) = db_rows(db_url, NodeHeartbeat, NodeHeartbeat.role == "worker")
+    assert worker_beat.status.startswith("model_loaded digest="), "what /healthz reads"
     # The RIS gets one preliminary ORU per study once its objects are at the PACS.
     wait_until(lambda: len(ris.received) == 2, timeout=60, message="two ORU^R01 at the RIS")
     for study in (images_first, order_first):

@@ -31,6 +31,7 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.session import transaction
+from mmbcd_node.ops.heartbeat import MODEL_LOADED, beat
 from mmbcd_node.orders.history import StudyHistory, history_for_study
 from mmbcd_node.results.outputs import build_outputs
 from mmbcd_node.results.rejection_note import RejectionReason
@@ -319,7 +320,9 @@ def _order_context(history: StudyHistory | None) -> OrderContext | None:
 class WorkerRole:
     """``serve --role worker``: loads the bundle at start, then runs passes until stopped.
 
-    Each idle poll also withdraws results whose order was cancelled.
+    Each idle poll also withdraws results whose order was cancelled. A second thread
+    publishes the role's heartbeat with the model status every ``heartbeat_seconds``
+    (what ``/healthz`` and ``status`` read), also while a long batch runs.
     """
 
     name = "worker"
@@ -330,14 +333,28 @@ class WorkerRole:
         self.worker = Worker(config, sessions)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+        self._beater = threading.Thread(target=self._beat, name="worker-beat", daemon=True)
 
     def start(self) -> None:
-        _ = self.worker.pipeline  # load the bundle once, before the first job
+        pipeline = self.worker.pipeline  # load the bundle once, before the first job
+        self._status = f"{MODEL_LOADED} digest={pipeline.bundle.digest} device={pipeline.device}"
+        self._beater.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=120)
+        self._beater.join(timeout=10)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                with transaction(self.sessions) as session:
+                    beat(session, self.name, self._status)
+            except Exception:  # the database may be briefly away; the next beat retries
+                log.exception("event=worker_beat_failed")
+            if self._stop.wait(self.config.worker.heartbeat_seconds):
+                return
 
     def _run(self) -> None:
         while not self._stop.is_set():
