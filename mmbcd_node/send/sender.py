@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mmbcd_node.config import NodeConfig
+from mmbcd_node.config import DestinationConfig, NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Study
 from mmbcd_node.db.result_models import CommitmentState, Delivery, DeliveryState
@@ -119,7 +119,9 @@ class Sender:
                                      "commitment": outcome.commitment_transaction_uid})
 
     def _fail(self, items: list[DueDelivery], error: str, *, retry: bool = True,
-              destination=None) -> None:  # type: ignore[no-untyped-def]
+              destination: DestinationConfig | None = None) -> None:
+        """Record a failed attempt for ``items``; without a destination (no longer
+        configured) they fail for good."""
         if not items:
             return
         with transaction(self.sessions) as session:

@@ -23,6 +23,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from mmbcd_node.config import DestinationConfig, DicomConfig
+from mmbcd_node.send.commitment import new_transaction_uid, request_commitment
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,6 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
     instances. Raises ``DestinationUnavailable`` when no association can be made
     (nothing was sent then).
     """
-    from mmbcd_node.send.commitment import new_transaction_uid, request_commitment
-
     outcome = StoreOutcome()
     ae = _application_entity(dicom)
     assoc = _associate(ae, destination, _contexts(objects, destination.storage_commitment))
@@ -124,8 +123,10 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
                 comment = getattr(status, "ErrorComment", "") or ""
                 outcome.errors[obj.sop_instance_uid] = (
                     f"C-STORE refused with status 0x{code:04X} {comment}".strip())
-        for uid in set(objects_uids(objects)) - set(outcome.stored) - set(outcome.errors):
-            outcome.errors[uid] = "not sent: association ended before this object"
+        answered = set(outcome.stored) | set(outcome.errors)
+        for obj in objects:
+            if obj.sop_instance_uid not in answered:
+                outcome.errors[obj.sop_instance_uid] = "not sent: association ended before it"
         commit = destination.storage_commitment and bool(outcome.stored)
         if commit:
             outcome.commitment_transaction_uid = new_transaction_uid()
@@ -146,10 +147,6 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
              destination.name, len(outcome.stored), len(outcome.errors),
              outcome.commitment_transaction_uid or "-")
     return outcome
-
-
-def objects_uids(objects: Sequence[OutgoingObject]) -> list[str]:
-    return [o.sop_instance_uid for o in objects]
 
 
 def echo(destination: DestinationConfig, dicom: DicomConfig) -> int:
