@@ -238,3 +238,41 @@ def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
     assert "Security Alert/Node Authentication" in names
     assert names[-1] == "Application Activity/Application Stop"
     collector.close()
+
+
+def test_one_forwarder_at_a_time_holds_the_lease_and_another_takes_over_when_it_ends(
+        db_url: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from mmbcd_node.db.models import utcnow
+    from mmbcd_node.ops.audit_forwarder import release_lease
+
+    sessions = make_sessionmaker(make_engine(db_url))
+    collector = SyslogCollector("tcp")
+    sender = SyslogSender(SyslogConfig(host="127.0.0.1", port=collector.port, transport="tcp"))
+
+    def add_order(n: int) -> None:
+        with transaction(sessions) as session:
+            record_event(session, "order_received", accession_number=f"A{n}",
+                         detail={"new_order": True})
+
+    add_order(1)
+    assert forward_pending(sessions, sender, IDENTITY, owner="audit@a:1") == 1
+    add_order(2)
+    assert forward_pending(sessions, sender, IDENTITY, owner="audit@b:2") == 0  # a holds it
+    assert forward_pending(sessions, sender, IDENTITY, owner="audit@a:1") == 1
+    add_order(3)
+    with transaction(sessions) as session:  # a dies: its lease runs out
+        session.execute(update(AuditForwardCursor).values(
+            lease_expires_at=utcnow() - timedelta(seconds=1)))
+    assert forward_pending(sessions, sender, IDENTITY, owner="audit@b:2") == 1
+    add_order(4)
+    release_lease(sessions, "audit@b:2")  # b stops cleanly: a may go on at once
+    assert forward_pending(sessions, sender, IDENTITY, owner="audit@a:1") == 1
+    messages = collector.wait_for(lambda ms: len(ms) == 4)
+    sender.close()
+    accessions = [objects(m) for m in messages]
+    assert len(accessions) == 4 and len(collector.frames) == 4  # each event sent once
+    collector.close()

@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column('name', sa.String(length=64), nullable=False),
         sa.Column('last_event_id', sa.Integer(), nullable=False),
         sa.Column('forwarded_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('lease_owner', sa.String(length=128), nullable=True),
+        sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_audit_forward_cursors')),
     )
     op.create_table(

@@ -36,6 +36,9 @@ class AuditForwardCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)
     forwarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # One forwarder at a time: the process holding the lease sends, the others wait.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ScheduledRun(Base):

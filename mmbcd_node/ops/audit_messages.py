@@ -163,7 +163,8 @@ def _peer(event: AuditEvent, role: Code, requestor: bool) -> Participant:
                        event.peer_address, f"AETITLES={ae}" if ae else None)
 
 
-def _group_key(event: AuditEvent) -> tuple[Any, ...]:
+def group_key(event: AuditEvent) -> tuple[Any, ...]:
+    """Received images with the same key go into one DICOM Instances Transferred message."""
     return (event.calling_ae, event.called_ae, event.peer_address, event.study_uid,
             event.patient_id, event.outcome)
 
@@ -174,7 +175,7 @@ def messages_for(events: Iterable[AuditEvent], identity: NodeIdentity) -> list[b
     received: dict[tuple[Any, ...], list[AuditEvent]] = {}
     for event in events:
         if event.action == "instance_stored":
-            received.setdefault(_group_key(event), []).append(event)
+            received.setdefault(group_key(event), []).append(event)
             continue
         message = _message_for(event, identity)
         if message is not None:
