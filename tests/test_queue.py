@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mmbcd_node.config import WorkerConfig
 from mmbcd_node.db.models import Job, JobState, Priority, Study, utcnow
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.work.queue import (
-    QueuePolicy,
     cancel_pending_jobs,
     claim_jobs,
     complete_job,
@@ -24,7 +24,7 @@ from mmbcd_node.work.queue import (
     holds_lease,
 )
 
-POLICY = QueuePolicy(lease_seconds=60, max_attempts=3, backoff_seconds=10,
+POLICY = WorkerConfig(lease_seconds=60, max_attempts=3, backoff_seconds=10,
                      priority_aging_seconds=300)
 
 
@@ -52,7 +52,7 @@ def add_job(sessions: sessionmaker[Session], priority: Priority = Priority.NORMA
 
 
 def claim(sessions: sessionmaker[Session], owner: str = "w1", limit: int = 1,
-          policy: QueuePolicy = POLICY, now=None) -> list[int]:
+          policy: WorkerConfig = POLICY, now=None) -> list[int]:
     with transaction(sessions) as session:
         return [j.id for j in claim_jobs(session, owner, policy, limit=limit, now=now)]
 
@@ -133,7 +133,7 @@ def test_expired_lease_hands_the_job_to_another_worker(sessions) -> None:
     job_id = add_job(sessions)
     assert claim(sessions, "dead-worker") == [job_id]
     later = utcnow() + timedelta(seconds=POLICY.lease_seconds + 1)
-    quick = QueuePolicy(lease_seconds=60, max_attempts=3, backoff_seconds=0)
+    quick = WorkerConfig(lease_seconds=60, max_attempts=3, backoff_seconds=0)
     assert claim(sessions, "live-worker", policy=quick, now=later) == [job_id]
     row = job(sessions, job_id)
     assert row.lease_owner == "live-worker"
@@ -180,10 +180,11 @@ def test_enqueue_keeps_one_pending_job_per_study_and_raises_its_priority(session
 CLAIMER = """
 import sys
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
-from mmbcd_node.work.queue import QueuePolicy, claim_jobs, complete_job
+from mmbcd_node.config import WorkerConfig
+from mmbcd_node.work.queue import claim_jobs, complete_job
 url, owner = sys.argv[1], sys.argv[2]
 sessions = make_sessionmaker(make_engine(url))
-policy = QueuePolicy(lease_seconds=300)
+policy = WorkerConfig(lease_seconds=300)
 misses = 0
 while misses < 3:
     with transaction(sessions) as s:

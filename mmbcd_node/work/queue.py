@@ -32,25 +32,9 @@ from mmbcd_node.db.models import Job, JobState, Priority, utcnow
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class QueuePolicy:
-    """How long a lease lasts, how often a job is tried and how priorities age."""
-
-    lease_seconds: float = 120.0
-    max_attempts: int = 3
-    backoff_seconds: float = 30.0
-    priority_aging_seconds: float = 300.0
-
-    @classmethod
-    def from_config(cls, config: WorkerConfig) -> QueuePolicy:
-        """The policy of the ``[worker]`` section."""
-        return cls(lease_seconds=config.lease_seconds, max_attempts=config.max_attempts,
-                   backoff_seconds=config.backoff_seconds,
-                   priority_aging_seconds=config.priority_aging_seconds)
-
-    def backoff_after(self, attempts: int) -> timedelta:
-        """Exponential backoff after ``attempts`` failed tries: b, 2b, 4b, ..."""
-        return timedelta(seconds=self.backoff_seconds * 2 ** max(0, attempts - 1))
+def backoff_after(policy: WorkerConfig, attempts: int) -> timedelta:
+    """Exponential backoff after ``attempts`` failed tries: b, 2b, 4b, ..."""
+    return timedelta(seconds=policy.backoff_seconds * 2 ** max(0, attempts - 1))
 
 
 @dataclass(frozen=True)
@@ -94,7 +78,7 @@ def _virtual_start(session: Session, aging_seconds: float) -> ColumnElement[Any]
     return func.julianday(Job.not_before) * 86400.0 + Job.priority * literal(aging_seconds)
 
 
-def claim_jobs(session: Session, owner: str, policy: QueuePolicy, *, limit: int = 1,
+def claim_jobs(session: Session, owner: str, policy: WorkerConfig, *, limit: int = 1,
                now: datetime | None = None) -> list[ClaimedJob]:
     """Claim up to ``limit`` runnable jobs for ``owner``; commit right after.
 
@@ -133,7 +117,7 @@ def claim_jobs(session: Session, owner: str, policy: QueuePolicy, *, limit: int 
     return claimed
 
 
-def release_expired_leases(session: Session, policy: QueuePolicy, *,
+def release_expired_leases(session: Session, policy: WorkerConfig, *,
                            now: datetime | None = None) -> int:
     """Requeue (with backoff) or fail every running job whose lease has run out.
 
@@ -151,7 +135,7 @@ def release_expired_leases(session: Session, policy: QueuePolicy, *,
     return len(expired)
 
 
-def heartbeat(session: Session, job_id: int, owner: str, policy: QueuePolicy, *,
+def heartbeat(session: Session, job_id: int, owner: str, policy: WorkerConfig, *,
               now: datetime | None = None) -> bool:
     """Extend ``owner``'s lease on the job; ``False`` means the lease is lost.
 
@@ -192,7 +176,7 @@ def complete_job(session: Session, job_id: int, owner: str, *, bundle_digest: st
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def fail_job(session: Session, job_id: int, owner: str, error: str, policy: QueuePolicy, *,
+def fail_job(session: Session, job_id: int, owner: str, error: str, policy: WorkerConfig, *,
              retry: bool = True, now: datetime | None = None) -> str | None:
     """End ``owner``'s attempt with ``error``: queued again with backoff, or ``failed``.
 
@@ -203,7 +187,7 @@ def fail_job(session: Session, job_id: int, owner: str, error: str, policy: Queu
 
 
 def _end_attempt(session: Session, job_id: int, owner: str | None, error: str,
-                 policy: QueuePolicy, *, now: datetime, retry: bool) -> str | None:
+                 policy: WorkerConfig, *, now: datetime, retry: bool) -> str | None:
     attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
     give_up = not retry or attempts >= policy.max_attempts
     values: dict[str, object] = {"error": error[:4000], "lease_owner": None,
@@ -211,7 +195,7 @@ def _end_attempt(session: Session, job_id: int, owner: str | None, error: str,
     if give_up:
         values.update(state=JobState.FAILED, finished_at=now)
     else:
-        values.update(state=JobState.QUEUED, not_before=now + policy.backoff_after(attempts))
+        values.update(state=JobState.QUEUED, not_before=now + backoff_after(policy, attempts))
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner,
                           Job.state == JobState.RUNNING, Job.attempts == attempts)

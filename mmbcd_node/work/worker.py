@@ -47,7 +47,6 @@ from mmbcd_node.send.hl7_result import queue_result_message
 from mmbcd_node.send.sender import process_name
 from mmbcd_node.work.queue import (
     ClaimedJob,
-    QueuePolicy,
     cancel_pending_jobs,
     claim_jobs,
     complete_job,
@@ -96,7 +95,7 @@ class Worker:
         self.config = config
         self.sessions = sessions
         self.owner = owner or process_name("worker")
-        self.policy = QueuePolicy.from_config(config.worker)
+        self.policy = config.worker
         self._pipeline = pipeline
 
     @property
