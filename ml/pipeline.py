@@ -60,16 +60,22 @@ class Pipeline:
     ``batch_views``: views per detector/encoder batch (1 runs each view alone).
     ``compile``: ``torch.compile`` the image encoder (CUDA only; pays off for long runs).
     ``channels_last``: NHWC convolutions for the detector (faster with CUDA tensor cores).
+    ``bf16``: bfloat16 autocast; default on CUDA only. On a CPU with native bf16 (AVX512-BF16,
+    AMX) it roughly halves the ViT's time at bf16 precision; refused without support.
     ``stage_seconds`` accumulates wall time per stage (decode, preprocess, upload,
     detector, crops, text encoder, image encoder, fusion) for benchmarks.
     """
 
     def __init__(self, bundle: Bundle | Path | str | None = None, device: str = "auto",
                  batch_views: int = 16, compile: bool = False,
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, bf16: bool | None = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.device = resolve_device(device)
         self.batch_views = max(1, batch_views)
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bf16
+        if self.bf16 and self.device.type == "cpu" and \
+                not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise ValueError("bf16 requested on a CPU without native bfloat16 support")
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.model = self.bundle.model.to(self.device).eval()
         self.detector = self.bundle.detector.to(self.device).eval()
@@ -93,8 +99,8 @@ class Pipeline:
         self.stage_seconds[name] += time.perf_counter() - start
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def predict(self, studies: list[StudyInput]) -> list[StudyPrediction]:

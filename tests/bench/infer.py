@@ -6,8 +6,9 @@ detector size of the packaged bundle (``--imgsz`` to change it), K = 8 ROIs per 
 Studies are 4 views of ``--rows`` x ``--cols`` 14-bit mammograms, already decoded (the
 decode of a compressed file is timed separately, once).
 
-CPU: batches of 1 and 2 studies, median of 3 runs, a plain path (one view at a time)
-against the optimised path (views batched across studies, channels-last detector).
+CPU: batches of 1 and 2 studies, median of 3 runs, a plain float32 path (one view at a
+time) against the optimised path (views batched across studies, channels-last detector,
+bf16 autocast where the CPU has native bf16).
 CUDA, when present: batches 1..32, plain eager bf16 (one view at a time) against the
 optimised path (views batched across studies, channels-last detector, compiled image
 encoder, pinned asynchronous uploads). Prints where the time goes per stage. The last
@@ -155,10 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     studies = make_studies(max(cpu_batches + (gpu_batches if cuda else [])), args.rows,
                            args.cols)
 
+    cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    print(f"cpu paths: eager = one view at a time, float32; optimised = views batched, "
+          f"channels-last detector, {'bf16 autocast' if cpu_bf16 else 'float32 (no native bf16)'}")
     cpu = {"eager": Pipeline(own_detector(bundle), device="cpu", batch_views=1,
-                             channels_last=False),
+                             channels_last=False, bf16=False),
            "optimised": Pipeline(own_detector(bundle), device="cpu", batch_views=8,
-                                 channels_last=True)}
+                                 channels_last=True, bf16=cpu_bf16)}
     results = {f"cpu {name}": rows for name, rows in
                measure(cpu, studies, cpu_batches, args.repeats, "cpu").items()}
     for name, pipeline in cpu.items():

@@ -131,3 +131,19 @@ def test_display_lut_applied_on_the_device_gives_the_same_result_as_on_the_cpu(p
         assert a.error is None and b.error is None
         assert a.probability == pytest.approx(b.probability, abs=1e-6)
         assert [r.box for r in a.rois] == [r.box for r in b.rois]
+
+
+def test_bf16_autocast_on_a_capable_cpu_stays_close_to_float32(pipeline):
+    import torch
+
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        with pytest.raises(ValueError, match="bfloat16"):
+            Pipeline(pipeline.bundle, device="cpu", bf16=True)
+        return
+    study = _study(9)
+    [exact] = pipeline.predict([study])
+    [fast] = Pipeline(pipeline.bundle, device="cpu", bf16=True).predict([study])
+    for a, b in zip(exact.views, fast.views, strict=True):
+        assert b.error is None and 0.0 <= b.probability <= 1.0
+        assert b.probability == pytest.approx(a.probability, abs=0.05)
+        assert sum(r.attention for r in b.rois) == pytest.approx(1.0, abs=1e-3)
