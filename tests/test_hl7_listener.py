@@ -14,11 +14,18 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from mmbcd_node.db.models import Job, Priority, Study, StudyState
+from mmbcd_node.db.models import AuditEvent, Job, Priority, Study, StudyState
 from mmbcd_node.db.order_models import Hl7Message, Order
 from mmbcd_node.db.session import make_engine, make_sessionmaker
 from tests.support.dicom_peers import storescu
-from tests.support.hl7_client import MllpConnection, mllp_send_file, order_message, send_one
+from tests.support.hl7_client import (
+    EB,
+    SB,
+    MllpConnection,
+    mllp_send_file,
+    order_message,
+    send_one,
+)
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import NodeFactory, RunningNode
 
@@ -105,6 +112,44 @@ def test_tls_listener_accepts_orders(node_factory: NodeFactory, tmp_path: Path) 
         assert connection.send(order_message("TLS-1")).code == "AA"
         assert connection.send(order_message("TLS-2", placer="PL2")).code == "AA"
     assert len(orders_listed(node)) == 2
+
+
+def test_plain_client_on_tls_listener_is_refused_and_audited_as_tls_failure(
+        node_factory: NodeFactory, tmp_path: Path) -> None:
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    node = node_factory(roles=["hl7"], settings={"hl7": {"tls": {"cert": str(cert),
+                                                                 "key": str(key)}}})
+    with MllpConnection(node.hl7_port) as plain:
+        plain.send_raw(SB + order_message("PLAIN-1").encode("ascii") + EB)
+        try:
+            ack = plain.receive()
+        except OSError:
+            ack = None
+    assert ack is None
+    assert orders_listed(node) == []
+    failures = tls_failures(node)
+    assert len(failures) == 1, [f.detail for f in failures]
+    assert failures[0].outcome == "failure" and failures[0].peer_address == "127.0.0.1"
+    assert '"service": "hl7"' in failures[0].detail
+
+
+def tls_failures(node: RunningNode, timeout: float = 15.0) -> list[AuditEvent]:
+    """The ``tls_failure`` audit rows, waiting briefly for the first to be committed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        engine = make_engine(node.db_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                rows = list(session.execute(select(AuditEvent).where(
+                    AuditEvent.action == "tls_failure")).scalars())
+        finally:
+            engine.dispose()
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def test_stat_order_then_four_views_over_dicom_queue_an_urgent_job(

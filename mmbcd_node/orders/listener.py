@@ -6,7 +6,9 @@ acknowledged before the next one on that connection is read, so the sender's ord
 is kept. Connections are independent. A frame longer than ``[hl7] max_message_bytes``
 is skipped to its end and answered AE; bytes outside frames are discarded; a
 connection idle for ``read_timeout_seconds`` is closed. TLS is on when ``[hl7.tls]
-cert`` is set. hl7apy's own MLLP server is not used: it closed the connection after
+cert`` is set; the handshake runs on each accepted connection (not inside asyncio's
+accept, which drops a failed handshake silently), so a failure is audited as
+``tls_failure``. hl7apy's own MLLP server is not used: it closed the connection after
 the first message and dropped the second.
 """
 
@@ -22,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig, TlsConfig
+from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.session import transaction
 from mmbcd_node.orders.intake import OrderIntake
 
 log = logging.getLogger(__name__)
@@ -82,12 +86,12 @@ class MllpServer:
         self.intake = intake
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
         self._server: asyncio.base_events.Server | None = None
+        self._tls = server_tls_context(config.hl7.tls)
 
     async def start(self) -> None:
         hl7 = self.config.hl7
         self._server = await asyncio.start_server(
-            self._serve_connection, hl7.host, hl7.port, ssl=server_tls_context(hl7.tls),
-            limit=hl7.max_message_bytes + 1024)
+            self._serve_connection, hl7.host, hl7.port, limit=hl7.max_message_bytes + 1024)
         log.info("event=hl7_listening host=%s port=%s tls=%s", hl7.host, hl7.port,
                  hl7.tls.enabled)
 
@@ -104,6 +108,8 @@ class MllpServer:
         frames = FrameReader(reader, self.config.hl7.max_message_bytes)
         loop = asyncio.get_running_loop()
         log.info("event=hl7_connection_opened peer=%s", address)
+        if self._tls is not None and not await self._handshake(writer, address):
+            return
         try:
             while True:
                 try:
@@ -133,6 +139,36 @@ class MllpServer:
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
             log.info("event=hl7_connection_closed peer=%s", address)
+
+    async def _handshake(self, writer: asyncio.StreamWriter, address: str | None) -> bool:
+        """Upgrade the connection to TLS; on failure audit it, close, and return False."""
+        assert self._tls is not None
+        try:
+            await writer.start_tls(self._tls, ssl_handshake_timeout=float(
+                self.config.hl7.read_timeout_seconds))
+        except (ssl.SSLEOFError, ConnectionResetError):
+            # Closed before any TLS bytes: a port probe, not a failed authentication.
+            log.info("event=hl7_connection_closed_before_tls peer=%s", address)
+            writer.transport.abort()
+            return False
+        except OSError as exc:  # ssl.SSLError and handshake timeouts are OSErrors
+            reason = str(getattr(exc, "reason", None) or exc or type(exc).__name__)
+            log.warning("event=tls_failure peer=%s reason=%r", address, reason)
+            await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._audit_tls_failure, address, reason)
+            writer.transport.abort()
+            return False
+        return True
+
+    def _audit_tls_failure(self, address: str | None, reason: str) -> None:
+        host = address.rsplit(":", 1)[0] if address else None
+        try:
+            with transaction(self.intake.sessions) as session:
+                record_event(session, "tls_failure", outcome="failure", peer_address=host,
+                             detail={"service": "hl7", "peer": address,
+                                     "port": self.config.hl7.port, "error": reason[:300]})
+        except Exception:  # noqa: BLE001 - the connection is refused either way
+            log.exception("event=audit_write_failed action=tls_failure")
 
 
 def server_tls_context(tls: TlsConfig) -> ssl.SSLContext | None:

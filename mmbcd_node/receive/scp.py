@@ -20,7 +20,6 @@ from typing import Any, cast
 
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +31,7 @@ from mmbcd_node.receive.catalogue import Peer
 from mmbcd_node.receive.header import ReceiveError
 from mmbcd_node.receive.incoming import receive_into
 from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
+from mmbcd_node.receive.transport import ReceiverServer, start_receiver_server
 from mmbcd_node.send.commitment import bind_commitment_reports
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class DicomRole:
         self.admission = Admission(config.dicom, root)
         self.store = InstanceStore(root, config.dicom.uid_root, sessions)
         self.ae: AE | None = None
-        self.server: ThreadedAssociationServer | None = None
+        self.server: ReceiverServer | None = None
 
     def start(self) -> None:
         """Clear partial files of an earlier run and start listening (non-blocking)."""
@@ -82,9 +82,10 @@ class DicomRole:
         # Storage commitment reports (N-EVENT-REPORT) answering the sender's requests.
         handlers += bind_commitment_reports(ae, self.sessions)
         self.ae = ae
-        self.server = ae.start_server(
-            (dicom.host, dicom.port), block=False, evt_handlers=handlers,
-            ssl_context=tls_context(dicom.tls) if dicom.tls.enabled else None)
+        self.server = start_receiver_server(
+            ae, (dicom.host, dicom.port), evt_handlers=handlers,
+            tls=tls_context(dicom.tls) if dicom.tls.enabled else None,
+            on_tls_failure=self._on_tls_failure)
         log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s", dicom.ae_title,
                  dicom.host, dicom.port, dicom.tls.enabled)
 
@@ -132,6 +133,12 @@ class DicomRole:
         reason = _PYNETDICOM_REJECTIONS.get(triple, f"rejected {triple}")
         self._audit_rejection(_peer(event), Rejection(*triple, reason=reason))
 
+    def _on_tls_failure(self, address: str, reason: str) -> None:
+        # No association exists yet: the peer is known by its address alone.
+        peer = Peer(calling_ae="", called_ae="", address=address)
+        self._audit("tls_failure", peer, outcome="failure", detail={
+            "service": "dicom", "port": self.config.dicom.port, "error": reason[:300]})
+
     def _on_store(self, event: evt.Event) -> int:
         request = cast(C_STORE, event.request)
         peer = _peer(event)
@@ -162,8 +169,8 @@ class DicomRole:
                detail: dict[str, Any], **fields: Any) -> None:
         try:
             with transaction(self.sessions) as session:
-                record_event(session, action, outcome=outcome, calling_ae=peer.calling_ae,
-                             called_ae=peer.called_ae, peer_address=peer.address,
+                record_event(session, action, outcome=outcome, calling_ae=peer.calling_ae or None,
+                             called_ae=peer.called_ae or None, peer_address=peer.address,
                              detail=detail, **fields)
         except SQLAlchemyError:
             log.exception("event=audit_write_failed action=%s", action)

@@ -166,6 +166,10 @@ class InstanceStore:
 
     def _duplicate(self, header: InstanceHeader, peer: Peer,
                    digest: str) -> StoreOutcome | None:
+        # Almost every object is new: look first without taking the write lock.
+        with self.sessions() as session:
+            if find_instance(session, header.sop_instance_uid) is None:
+                return None
         with transaction(self.sessions) as session:
             existing = find_instance(session, header.sop_instance_uid)
             if existing is None:

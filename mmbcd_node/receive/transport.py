@@ -1,0 +1,171 @@
+"""The receiver's listening socket: pynetdicom's association server, read faster and
+with the TLS handshake off the accept loop.
+
+pynetdicom reads a PDU in 4 KiB ``recv`` calls and, whenever the socket is momentarily
+empty, sleeps a millisecond before looking again; at mammography sizes (27 MB for a
+4096 x 3328 16-bit image, 128 KiB PDUs) those costs bound the throughput. ``ReceiverSocket``
+reads each PDU with one ``recv_into`` and waits for data in ``select`` instead of
+sleeping, so it wakes as soon as bytes arrive.
+
+pynetdicom also performs the TLS handshake inside the accept loop, where a failure is
+dropped without a trace and a silent client holds up every other connection.
+``ReceiverServer`` only wraps the socket there and completes the handshake on the
+connection's own thread, bounded by ``acse_timeout``; a failed handshake is reported to
+``on_tls_failure`` (the role audits it) and the connection closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.transport import (
+    AssociationSocket,
+    RequestHandler,
+    ThreadedAssociationServer,
+)
+from pynetdicom.utils import make_target
+
+log = logging.getLogger(__name__)
+
+# How long the reactor blocks waiting for data before it checks for outgoing
+# primitives again (a C-STORE response waits at most this long to be sent).
+READY_WAIT = 0.0005
+# Room in the kernel for data that arrives while the reactor writes to disk.
+RECEIVE_BUFFER = 4 << 20
+
+TlsFailureHandler = Callable[[str, str], None]
+
+
+class ReceiverSocket(AssociationSocket):
+    """An ``AssociationSocket`` that reads whole PDUs in one call and waits in ``select``."""
+
+    @property
+    def ready(self) -> bool:
+        """True when data can be read; blocks up to ``READY_WAIT`` for it to arrive."""
+        sock = self.socket
+        if sock is None or self._is_connected is False:
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], READY_WAIT)
+        except (OSError, ValueError):
+            self.event_queue.put("Evt17")  # transport connection closed
+            return False
+        return bool(readable)
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes`` (fewer only when the peer closes the connection)."""
+        sock = self.socket
+        assert sock is not None
+        data = bytearray(nr_bytes)
+        view = memoryview(data)
+        received = 0
+        # MSG_WAITALL lets the kernel gather a whole PDU; TLS sockets take no flags.
+        flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
+        while received < nr_bytes:
+            count = sock.recv_into(view[received:], nr_bytes - received, flags)
+            if not count:
+                del data[received:]
+                break
+            received += count
+        return data
+
+
+class ReceiverRequestHandler(RequestHandler):
+    """Creates each acceptor association with a ``ReceiverSocket``."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        # pynetdicom builds the socket inside _create_association; the subclass only
+        # changes how it reads, so the instance is switched over rather than rebuilt
+        # (a second socket would announce the connection to the state machine twice).
+        assoc.dul.socket.__class__ = ReceiverSocket
+        raw = self.request
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            log.debug("event=rcvbuf_not_set")
+        return assoc
+
+
+class ReceiverServer(ThreadedAssociationServer):
+    """A threaded association server whose TLS handshakes run per connection."""
+
+    def __init__(self, *args: Any, tls: ssl.SSLContext | None = None,
+                 on_tls_failure: TlsFailureHandler | None = None,
+                 handshake_timeout: float | None = 30.0, **kwargs: Any) -> None:
+        kwargs["request_handler"] = ReceiverRequestHandler
+        super().__init__(*args, **kwargs)
+        self.tls = tls
+        self.on_tls_failure = on_tls_failure
+        self.handshake_timeout = handshake_timeout
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        sock, address = self.socket.accept()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False)
+        return sock, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket) and not self._handshake(request, client_address):
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
+
+    def _handshake(self, sock: ssl.SSLSocket, client_address: Any) -> bool:
+        previous = sock.gettimeout()
+        sock.settimeout(self.handshake_timeout)
+        address = str(client_address[0]) if client_address else ""
+        try:
+            sock.do_handshake()
+        except (ssl.SSLEOFError, ConnectionResetError):
+            # Closed before any TLS bytes: a port probe, not a failed authentication.
+            log.info("event=connection_closed_before_tls address=%s", address)
+            return False
+        except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
+            reason = _tls_reason(exc)
+            log.warning("event=tls_failure address=%s reason=%r", address, reason)
+            if self.on_tls_failure is not None:
+                self.on_tls_failure(address, reason)
+            return False
+        sock.settimeout(previous)
+        return True
+
+
+def start_receiver_server(ae: AE, address: tuple[str, int], *, evt_handlers: list[Any],
+                          tls: ssl.SSLContext | None,
+                          on_tls_failure: TlsFailureHandler | None) -> ReceiverServer:
+    """Start a ``ReceiverServer`` for ``ae`` on ``address`` in a background thread.
+
+    Does what ``AE.start_server(block=False)`` does, with our server class; the
+    server is registered with the AE, so ``ae.shutdown()`` stops it.
+    """
+    server = ae.make_server(address, evt_handlers=evt_handlers, server_class=ReceiverServer,
+                            tls=tls, on_tls_failure=on_tls_failure,
+                            handshake_timeout=ae.acse_timeout)
+    assert isinstance(server, ReceiverServer)
+    thread = threading.Thread(target=make_target(server.serve_forever),
+                              name="AcceptorServer@receiver", daemon=True)
+    thread.start()
+    ae._servers.append(server)  # what start_server does; shutdown() removes it again
+    return server
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"{exc.reason or type(exc).__name__}: {exc.verify_message}" \
+            if isinstance(exc, ssl.SSLCertVerificationError) else str(exc.reason or exc)
+    if isinstance(exc, TimeoutError):
+        return "handshake timed out"
+    return f"{type(exc).__name__}: {exc}"
