@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e bench-ops
+.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -57,6 +57,22 @@ bench-e2e: venv system-tools
 
 bench-ops: venv
 	$(PY) -m tests.bench.ops $(BENCH_ARGS)
+
+# The demo bundle (ml/bundles/demo) from a seed: synthetic train/val and test sets (another
+# seed), detector, fusion, ablation, evaluation, export. About an hour on 2 CPU cores.
+DEMO_DIR ?= var/demo
+DEMO_SEED ?= 1
+DEMO_TEST_SEED ?= 2
+DEMO_SYNTH := --size 640x512 --jobs 2 --force
+TRAIN := $(VENV)/bin/mmbcd-train
+demo-model: venv
+	$(TRAIN) synth --out $(DEMO_DIR)/train --studies 480 --seed $(DEMO_SEED) --split train=0.8,val=0.2 $(DEMO_SYNTH)
+	$(TRAIN) synth --out $(DEMO_DIR)/test --studies 160 --seed $(DEMO_TEST_SEED) --split test $(DEMO_SYNTH)
+	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 320 --epochs 10 --force
+	$(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion --seed $(DEMO_SEED) --force
+	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation --seed $(DEMO_SEED) --force
+	$(TRAIN) evaluate --run $(DEMO_DIR)/fusion --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation
+	$(TRAIN) export --run $(DEMO_DIR)/fusion --out ml/bundles/demo --name mmbcd-demo --version 1.0.0 --force
 
 clean:
 	rm -rf var .pytest_cache

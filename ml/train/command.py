@@ -33,6 +33,7 @@ def detector(
     batch: int = typer.Option(16, "--batch", min=2),
     lr0: float = typer.Option(0.002, "--lr", help="AdamW learning rate."),
     patience: int = typer.Option(10, "--patience", min=1),
+    warmup: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     background: float = typer.Option(1.0, "--background-per-lesion-view", min=0.0,
                                      help="Benign views kept as background per view with a box."),
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
@@ -58,7 +59,8 @@ def detector(
     if imgsz % 32:
         _fail(f"--imgsz {imgsz} is not a multiple of 32 (the detector's stride)")
     settings = DetectorTraining(imgsz=imgsz, epochs=epochs, batch=batch, lr0=lr0,
-                                patience=patience, background_per_lesion_view=background,
+                                patience=patience, warmup_epochs=warmup,
+                                background_per_lesion_view=background,
                                 seed=seed, device="cpu" if device == "auto" else device)
     try:
         splits = training_splits(load_manifest(data), val_fraction, seed)
@@ -102,12 +104,12 @@ def fusion(
                                      "overlap with the validation split, never used."),
     variant: str = typer.Option("attention", "--variant",
                                 help="attention (full MMBCD), concat, vision or text."),
-    epochs: int = typer.Option(20, "--epochs", min=1),
+    epochs: int = typer.Option(12, "--epochs", min=1),
     batch: int = typer.Option(32, "--batch", min=2),
     lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate (paper: 5e-6 with "
                              "pretrained encoders)."),
     beta1: float = typer.Option(0.9, "--beta1"), beta2: float = typer.Option(0.98, "--beta2"),
-    patience: int = typer.Option(5, "--patience", min=1),
+    patience: int = typer.Option(4, "--patience", min=1),
     keyword_count: int = typer.Option(100, "--keywords", min=0),
     keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0,
                                     help="Drop probability of each keyword (0: no masking)."),
@@ -151,7 +153,7 @@ def export(
                                                 "(default: RUN/evaluation)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
 ) -> None:
-    """Write the bundle of a fusion run (loadable by the node's [model] bundle)."""
+    """Write the bundle of a fusion run, ready for the node's model.bundle setting."""
     from ml.manifest import BundleError
     from ml.train.export import export_run
     from ml.train.run_folder import RunFolderError
@@ -173,11 +175,11 @@ def ablate(
     reuse: Path | None = typer.Option(None, "--reuse", help="Fusion run (full model, with "
                                       "masking) to use as the last row instead of training "
                                       "it again."),
-    epochs: int = typer.Option(20, "--epochs", min=1),
+    epochs: int = typer.Option(12, "--epochs", min=1),
     batch: int = typer.Option(32, "--batch", min=2),
     lr: float = typer.Option(3e-4, "--lr"),
     beta1: float = typer.Option(0.9, "--beta1"), beta2: float = typer.Option(0.98, "--beta2"),
-    patience: int = typer.Option(5, "--patience", min=1),
+    patience: int = typer.Option(4, "--patience", min=1),
     keyword_count: int = typer.Option(100, "--keywords", min=0),
     keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0),
     k: int = typer.Option(8, "--k", min=1),

@@ -40,6 +40,7 @@ class DetectorTraining:
     epochs: int = 12
     batch: int = 16
     lr0: float = 0.002  # AdamW
+    warmup_epochs: float = 3.0
     background_per_lesion_view: float = 1.0  # benign views kept per view with a box
     patience: int = 10
     seed: int = 0
@@ -134,6 +135,7 @@ def train_detector(data_yaml: Path, architecture: dict[str, Any], run_dir: Path,
     gpu = settings.device != "cpu" and torch.cuda.is_available()
     yolo.train(data=str(data_yaml), epochs=settings.epochs, imgsz=settings.imgsz,
                batch=settings.batch, lr0=settings.lr0, patience=settings.patience,
+               warmup_epochs=settings.warmup_epochs,
                seed=settings.seed, deterministic=True, device=settings.device if gpu else "cpu",
                workers=settings.workers, amp="bf16" if gpu else False, pretrained=False,
                project=str((run_dir / "ultralytics").resolve()), name="train", exist_ok=True,

@@ -47,7 +47,7 @@ class FusionTraining:
     crop_size: int = 48  # ROI crop side fed to the image encoder
     image_arch: str = "vit_small_patch8_224.dino"  # timm name; shape from image_overrides
     image_overrides: dict[str, Any] = field(default_factory=lambda: {
-        "embed_dim": 64, "depth": 3, "num_heads": 2, "patch_size": 8})
+        "embed_dim": 64, "depth": 3, "num_heads": 2, "patch_size": 12})
     frozen_blocks: int = 0
     text_location: str = MINILM  # folder or package:NAME/SUBDIR of a Hugging Face encoder
     text_id: str = "sentence-transformers/all-MiniLM-L6-v2"
@@ -58,8 +58,8 @@ class FusionTraining:
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
-    epochs: int = 20
-    patience: int = 5  # epochs without a better validation AUC before stopping
+    epochs: int = 12
+    patience: int = 4  # epochs without a better validation AUC before stopping
     batch: int = 32
     keyword_count: int = 100
     keyword_p: float = 0.2  # 0 turns masking off
