@@ -168,3 +168,20 @@ def test_private_sop_class_gets_success_and_is_not_stored(node: RunningNode,
     assert db_rows(node.db_url, Study, Study.study_uid == private.StudyInstanceUID) == []
     assert not (node.storage_root / private.StudyInstanceUID).exists()
     assert len(audit_of(node, "non_mammography_acknowledged", private.SOPInstanceUID)) == 1
+
+
+def test_receive_log_lines_carry_the_study_correlation_id(node: RunningNode,
+                                                          tmp_path: Path) -> None:
+    first = make_mammogram()
+    second = make_mammogram(study_uid=first.StudyInstanceUID, view="MLO")
+    paths = [write_mammogram(tmp_path / "a.dcm", first),
+             write_mammogram(tmp_path / "b.dcm", second)]
+    assert storescu(node.dicom_port, paths).returncode == 0
+    assert storescu(node.dicom_port, paths[:1]).returncode == 0  # a resend: duplicate
+    (study,) = db_rows(node.db_url, Study, Study.study_uid == first.StudyInstanceUID)
+    lines = node.log_path.read_text().splitlines()
+    ours = [line for line in lines
+            if ("event=instance_stored" in line or "event=instance_duplicate" in line)
+            and (first.SOPInstanceUID in line or second.SOPInstanceUID in line)]
+    assert len(ours) == 3, ours
+    assert all(f"correlation_id={study.correlation_id}" in line for line in ours), ours

@@ -37,6 +37,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_events_accession_number'), ['accession_number'], unique=False)
         batch_op.create_index('ix_audit_events_occurred_at', ['occurred_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_study_uid'), ['study_uid'], unique=False)
 
@@ -158,5 +159,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_events_study_uid'))
         batch_op.drop_index('ix_audit_events_occurred_at')
         batch_op.drop_index(batch_op.f('ix_audit_events_action'))
+        batch_op.drop_index(batch_op.f('ix_audit_events_accession_number'))
 
     op.drop_table('audit_events')

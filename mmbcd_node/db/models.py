@@ -145,7 +145,8 @@ class AuditEvent(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64))
     study_uid: Mapped[str | None] = mapped_column(UID, index=True)
     sop_instance_uid: Mapped[str | None] = mapped_column(UID)
-    accession_number: Mapped[str | None] = mapped_column(String(64))
+    # Indexed: audit queries filter by accession number.
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))

@@ -31,6 +31,7 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Priority, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import MatchState, Order, StudyOrder, is_stat
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import study_context
 from mmbcd_node.work.queue import enqueue_job
 
 log = logging.getLogger(__name__)
@@ -110,16 +111,19 @@ def match_order(session: Session, order: Order, config: NodeConfig) -> list[Stud
     studies = session.execute(select(Study).where(or_(*clauses))).scalars().all()
     changed = []
     for study in studies:
-        match = compare(study, order, window_days=config.orders.date_window_days,
-                        study_has_link=_has_live_link(session, study.id))
-        if match is not None and match.rule == PATIENT_DATE and study.state not in AWAITING:
-            match = None  # a study already processed needs no candidate order any more
-        if match is not None:
-            row = record_match(session, study, order, match)
-            if row is not None:
-                changed.append(row)
-        if study.state in (StudyState.COMPLETE, StudyState.HELD, StudyState.QUEUED):
-            advance_study(session, study, config)
+        # Log lines about this study's match carry its correlation id.
+        with study_context(study.correlation_id):
+            match = compare(study, order, window_days=config.orders.date_window_days,
+                            study_has_link=_has_live_link(session, study.id))
+            if (match is not None and match.rule == PATIENT_DATE
+                    and study.state not in AWAITING):
+                match = None  # a study already processed needs no candidate order any more
+            if match is not None:
+                row = record_match(session, study, order, match)
+                if row is not None:
+                    changed.append(row)
+            if study.state in (StudyState.COMPLETE, StudyState.HELD, StudyState.QUEUED):
+                advance_study(session, study, config)
     return changed
 
 

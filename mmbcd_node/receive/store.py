@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.db.audit import record_event
-from mmbcd_node.db.models import utcnow
+from mmbcd_node.db.models import Study, utcnow
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import study_context
 from mmbcd_node.receive.catalogue import Peer, StoredFile, find_instance, record_instance
 from mmbcd_node.receive.classify import ObjectKind, classify
 from mmbcd_node.receive.header import (
@@ -121,9 +123,17 @@ class InstanceStore:
             raise UnreadableDataset("mammogram without Pixel Data (7FE0,0010): data set "
                                     "truncated before the image")
         size, digest = size_and_digest(path)
-        duplicate = self._duplicate(header, peer, digest)
-        if duplicate is not None:
-            return duplicate
+        correlation_id, exists = self._lookup(header)
+        # Log lines about a study already known carry its correlation id from here on.
+        with study_context(correlation_id):
+            if exists:
+                duplicate = self._duplicate(header, peer, digest)
+                if duplicate is not None:
+                    return duplicate
+            return self._store(path, header, series_uid, kind, peer, size, digest)
+
+    def _store(self, path: Path, header: InstanceHeader, series_uid: str, kind: ObjectKind,
+               peer: Peer, size: int, digest: str) -> StoreOutcome:
         relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
         final = self.storage_root / relative
         stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, sha256=digest)
@@ -133,6 +143,7 @@ class InstanceStore:
         try:
             with transaction(self.sessions) as session:
                 outcome = record_instance(session, header, series_uid, stored, peer, utcnow())
+                correlation_id = outcome.study.correlation_id
                 if outcome.created:
                     record_event(session, "instance_stored", **_audit_fields(header, peer),
                                  detail={"sop_class_uid": header.sop_class_uid,
@@ -159,17 +170,24 @@ class InstanceStore:
             # A concurrent association committed the same instance first; its row
             # describes the file now in place.
             return StoreOutcome(kind, "duplicate", header.study_uid, final)
-        log.info("event=instance_stored study_uid=%s sop_instance_uid=%s calling_ae=%s "
-                 "laterality=%s view=%s bytes=%d", header.study_uid, header.sop_instance_uid,
-                 peer.calling_ae, header.laterality, header.view, size)
+        with study_context(correlation_id):
+            log.info("event=instance_stored study_uid=%s sop_instance_uid=%s calling_ae=%s "
+                     "laterality=%s view=%s bytes=%d", header.study_uid,
+                     header.sop_instance_uid, peer.calling_ae, header.laterality, header.view,
+                     size)
         return StoreOutcome(kind, "stored", header.study_uid, final)
+
+    def _lookup(self, header: InstanceHeader) -> tuple[str | None, bool]:
+        """The correlation id of the object's study (None for a new study) and whether
+        the instance is stored already, in one short read."""
+        with self.sessions() as session:
+            correlation_id = session.execute(select(Study.correlation_id).where(
+                Study.study_uid == (header.study_uid or ""))).scalar_one_or_none()
+            exists = find_instance(session, header.sop_instance_uid) is not None
+        return correlation_id, exists
 
     def _duplicate(self, header: InstanceHeader, peer: Peer,
                    digest: str) -> StoreOutcome | None:
-        # Almost every object is new: look first without taking the write lock.
-        with self.sessions() as session:
-            if find_instance(session, header.sop_instance_uid) is None:
-                return None
         with transaction(self.sessions) as session:
             existing = find_instance(session, header.sop_instance_uid)
             if existing is None:
