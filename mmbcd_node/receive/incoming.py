@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import queue
 import tempfile
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pynetdicom import _config, dimse_messages
+
+log = logging.getLogger(__name__)
 
 PREFIX = "recv-"
 SYNC_EVERY = 4 << 20
@@ -36,8 +39,9 @@ class DigestingFile:
     ``file.flush()`` and ``close``. pynetdicom calls ``write`` from the thread that
     also reads the socket; the digest is computed on a thread of its own (hashlib
     releases the GIL), so hashing overlaps with receiving instead of slowing it. The
-    same thread starts the kernel's writeback every ``SYNC_EVERY`` bytes, so the
-    fsync that must precede the Success answer finds little left to write.
+    same thread starts the kernel's writeback every ``SYNC_EVERY`` bytes and fsyncs the
+    file once it is closed, so the fsync that must precede the Success answer finds
+    little or nothing left to write.
     """
 
     def __init__(self, folder: Path, **kwargs: Any) -> None:
@@ -47,7 +51,10 @@ class DigestingFile:
         self.file = self._temporary.file
         self.size = 0
         self._digest = hashlib.sha256()
+        # The digest thread's own descriptor: it syncs the file after pynetdicom closed it.
+        self._fd = os.dup(self.file.fileno())
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._closing = False
         self._hasher = threading.Thread(target=self._hash, name="recv-digest", daemon=True)
         self._hasher.start()
         with _lock:
@@ -60,27 +67,38 @@ class DigestingFile:
         return written
 
     def close(self) -> None:
-        self._finish()
-        self._temporary.close()
+        """Close the file; the digest thread finishes and fsyncs it in the background,
+        while pynetdicom hands the data set to the C-STORE handler."""
+        self._temporary.close()  # flushes what is buffered before the final fsync
+        self._end()
 
     def hexdigest(self) -> str:
-        """The SHA-256 of all bytes written (waits for the digest thread to catch up)."""
-        self._finish()
+        """The SHA-256 of all bytes written (waits for the digest thread to finish)."""
+        self._end()
+        self._hasher.join()
         return self._digest.hexdigest()
 
-    def _finish(self) -> None:
-        if self._hasher.is_alive():
+    def _end(self) -> None:
+        if not self._closing:
+            self._closing = True
             self._chunks.put(None)
-            self._hasher.join()
 
     def _hash(self) -> None:
-        unsynced = 0
-        while (chunk := self._chunks.get()) is not None:
-            self._digest.update(chunk)
-            unsynced += len(chunk)
-            if unsynced >= SYNC_EVERY:
-                _start_writeback(self.file.fileno())
-                unsynced = 0
+        try:
+            unsynced = 0
+            while (chunk := self._chunks.get()) is not None:
+                self._digest.update(chunk)
+                unsynced += len(chunk)
+                if unsynced >= SYNC_EVERY:
+                    _start_writeback(self._fd)
+                    unsynced = 0
+            # Early, so the store's own fsync before Success finds nothing left to do.
+            os.fsync(self._fd)
+        except OSError as exc:
+            # The store fsyncs the file again before answering and fails there.
+            log.warning("event=incoming_sync_failed path=%s error=%r", self.name, str(exc))
+        finally:
+            os.close(self._fd)
 
 
 def _start_writeback(fd: int) -> None:
