@@ -185,3 +185,31 @@ def test_receive_log_lines_carry_the_study_correlation_id(node: RunningNode,
             and (first.SOPInstanceUID in line or second.SOPInstanceUID in line)]
     assert len(ours) == 3, ours
     assert all(f"correlation_id={study.correlation_id}" in line for line in ours), ours
+
+
+def test_image_spanning_many_pdus_is_stored_byte_for_byte_with_its_digest(
+        node: RunningNode, tmp_path: Path) -> None:
+    # 2 MB of pixels: storescu sends them in many P-DATA-TF PDUs (at most 128 KiB each),
+    # most of which the receiver writes straight into the file.
+    pixels = np.random.default_rng(7).integers(0, 4096, (1024, 1024), dtype=np.uint16)
+    first = make_mammogram(rows=8, cols=8, Rows=1024, Columns=1024,
+                           PixelData=pixels.tobytes())
+    second = make_mammogram(study_uid=first.StudyInstanceUID, view="MLO", rows=8, cols=8,
+                            Rows=1024, Columns=1024, PixelData=pixels[::-1].tobytes())
+    paths = [write_mammogram(tmp_path / "a.dcm", first),
+             write_mammogram(tmp_path / "b.dcm", second)]
+    for options in ([], ["--max-send-pdu", "16384"]):
+        result = storescu(node.dicom_port, paths, options=options)
+        assert result.returncode == 0 and result.stderr.count("(Success)") == 2
+    for ds, path, expected in ((first, paths[0], pixels), (second, paths[1], pixels[::-1])):
+        (instance,) = db_rows(node.db_url, Instance,
+                              Instance.sop_instance_uid == ds.SOPInstanceUID)
+        on_disk = node.storage_root / instance.path
+        stored = on_disk.read_bytes()
+        assert instance.sha256 == hashlib.sha256(stored).hexdigest()
+        assert instance.size_bytes == len(stored)
+        received = pydicom.dcmread(on_disk)
+        assert received.PixelData == pydicom.dcmread(path).PixelData
+        assert np.array_equal(received.pixel_array, expected)
+    duplicates = audit_of(node, "instance_duplicate", first.SOPInstanceUID)
+    assert len(duplicates) == 1 and '"identical": true' in duplicates[0].detail

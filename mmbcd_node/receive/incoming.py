@@ -53,7 +53,7 @@ class DigestingFile:
         self._digest = hashlib.sha256()
         # The digest thread's own descriptor: it syncs the file after pynetdicom closed it.
         self._fd = os.dup(self.file.fileno())
-        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._chunks: queue.SimpleQueue[bytes | memoryview | None] = queue.SimpleQueue()
         self._closing = False
         self._hasher = threading.Thread(target=self._hash, name="recv-digest", daemon=True)
         self._hasher.start()
@@ -65,6 +65,13 @@ class DigestingFile:
         self.size += len(data)
         self._chunks.put(bytes(data))
         return written
+
+    def write_fragment(self, data: memoryview) -> None:
+        """Append ``data``, a view of a buffer that is never written again, so the digest
+        thread may read it without a copy."""
+        self._temporary.write(data)
+        self.size += len(data)
+        self._chunks.put(data)
 
     def close(self) -> None:
         """Close the file; the digest thread finishes and fsyncs it in the background,

@@ -5,7 +5,11 @@ pynetdicom reads a PDU in 4 KiB ``recv`` calls and, whenever the socket is momen
 empty, sleeps a millisecond before looking again; at mammography sizes (27 MB for a
 4096 x 3328 16-bit image, 128 KiB PDUs) those costs bound the throughput. ``ReceiverSocket``
 reads each PDU with one ``recv_into`` and waits for data in ``select`` instead of
-sleeping, so it wakes as soon as bytes arrive.
+sleeping, so it wakes as soon as bytes arrive. ``ReceiverDUL`` writes the P-DATA-TF
+PDUs that only continue the data set of a C-STORE being received straight into its
+file, skipping the per-PDU objects, events and queues that pynetdicom builds for them
+(about 200 such PDUs make one mammogram); every other PDU, and the one that ends the
+data set, takes pynetdicom's own path.
 
 pynetdicom also performs the TLS handshake inside the accept loop, where a failure is
 dropped without a trace and a silent client holds up every other connection.
@@ -20,18 +24,23 @@ import logging
 import select
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import (
     AssociationSocket,
     RequestHandler,
     ThreadedAssociationServer,
 )
 from pynetdicom.utils import make_target
+
+from mmbcd_node.receive.incoming import DigestingFile
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,10 @@ READY_WAIT = 0.0005
 RECEIVE_BUFFER = 4 << 20
 
 TlsFailureHandler = Callable[[str, str], None]
+
+P_DATA_TF = 0x04
+PDU_TYPES = range(0x01, 0x08)
+DATA_SET_FRAGMENT = 0x00  # PS3.8 E.2 message control header: data set, not the last
 
 
 class ReceiverSocket(AssociationSocket):
@@ -80,15 +93,93 @@ class ReceiverSocket(AssociationSocket):
         return data
 
 
+class ReceiverDUL(DULServiceProvider):
+    """pynetdicom's DUL provider with a direct path for data set fragments."""
+
+    def _read_pdu_data(self) -> None:
+        # Fragments written directly create no event, and the reactor sleeps after a
+        # loop without one: keep reading while fragments follow and nothing waits to
+        # be sent (an A-ABORT, say) or stops the provider.
+        while (self._read_one_pdu() and not self._kill_thread
+               and self.to_provider_queue.empty() and self.socket is not None
+               and self.socket.ready):
+            pass
+
+    def _read_one_pdu(self) -> bool:
+        """Read one PDU; True when it was data set fragments written directly."""
+        # As DULServiceProvider._read_pdu_data (PS3.8 9.3.1: type, reserved, length),
+        # with the fragment path in between.
+        sock = self.socket
+        assert sock is not None
+        try:
+            header = sock.recv(6)
+            if len(header) < 6:
+                raise ConnectionError("connection closed within a PDU header")
+            pdu_type, _, length = struct.unpack(">BBL", header)
+            if pdu_type not in PDU_TYPES:
+                log.error("event=unknown_pdu type=0x%02X", pdu_type)
+                self.event_queue.put("Evt19")  # unrecognised or invalid PDU
+                return False
+            body = sock.recv(length)
+            if len(body) != length:
+                raise ConnectionError("connection closed within a PDU")
+        except (OSError, TimeoutError) as exc:
+            log.info("event=association_connection_lost error=%r", str(exc))
+            self.event_queue.put("Evt17")  # transport connection closed
+            return False
+        if pdu_type == P_DATA_TF and self._write_fragments(body):
+            return True
+        try:
+            pdu, event = self._decode_pdu(header + body)
+        except Exception:
+            log.exception("event=pdu_decode_failed")
+            self.event_queue.put("Evt19")
+            return False
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+        return False
+
+    def _write_fragments(self, body: bytearray) -> bool:
+        """Write the PDU's PDVs into the C-STORE's file when every one is a data set
+        fragment that is not the last, on the message's presentation context, and
+        nothing else is waiting in the state machine; False (nothing written) if not."""
+        if (self.state_machine.current_state != "Sta6" or not self.event_queue.empty()
+                or not self._recv_pdu.empty()):
+            return False
+        message = self.assoc.dimse.message
+        target = getattr(message, "_data_set_file", None)
+        if not isinstance(message, C_STORE_RQ) or not isinstance(target, DigestingFile):
+            return False
+        view = memoryview(body)
+        fragments = []
+        offset, end = 0, len(body)
+        while offset < end:
+            if end - offset < 6:
+                return False
+            (item_length,) = struct.unpack_from(">L", body, offset)
+            item_end = offset + 4 + item_length
+            if item_length < 2 or item_end > end:
+                return False
+            if body[offset + 4] != message.context_id or body[offset + 5] != DATA_SET_FRAGMENT:
+                return False
+            fragments.append(view[offset + 6:item_end])
+            offset = item_end
+        for fragment in fragments:
+            target.write_fragment(fragment)
+        return True
+
+
 class ReceiverRequestHandler(RequestHandler):
     """Creates each acceptor association with a ``ReceiverSocket``."""
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()
-        # pynetdicom builds the socket inside _create_association; the subclass only
-        # changes how it reads, so the instance is switched over rather than rebuilt
-        # (a second socket would announce the connection to the state machine twice).
+        # pynetdicom builds the socket and the DUL provider inside the association; the
+        # subclasses only change how they read, so the instances are switched over
+        # rather than rebuilt (a second socket would announce the connection to the
+        # state machine twice).
         assoc.dul.socket.__class__ = ReceiverSocket
+        assoc.dul.__class__ = ReceiverDUL
         raw = self.request
         try:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
