@@ -7,10 +7,12 @@ run in separate processes or on separate machines against the same database.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,56 +33,31 @@ class Role(Protocol):
 
 
 RoleFactory = Callable[[NodeConfig, sessionmaker[Session]], Role]
-ROLE_ORDER = ("dicom", "hl7", "scheduler", "worker", "sender", "http", "audit")
+
+# Role name -> the class that implements it, in start order. Classes are imported
+# only when their role runs, so one role never loads another's stack (a receiver
+# host needs no torch).
+ROLE_CLASSES = {
+    "dicom": "mmbcd_node.receive.scp:DicomRole",
+    "hl7": "mmbcd_node.orders.listener:Hl7Role",
+    "scheduler": "mmbcd_node.match.scheduler:SchedulerRole",
+    "worker": "mmbcd_node.work.worker:WorkerRole",
+    "sender": "mmbcd_node.send.sender:SenderRole",
+    "http": "mmbcd_node.ops.http:HttpRole",
+    "audit": "mmbcd_node.ops.audit_forwarder:AuditForwarderRole",
+}
+ROLE_ORDER = tuple(ROLE_CLASSES)
 
 
 def role_factories() -> dict[str, RoleFactory]:
-    """Role name -> factory; imported lazily so one role never loads another's stack."""
-    factories: dict[str, RoleFactory] = {}
+    """Role name -> factory ``(config, sessions) -> Role``; the import happens on call."""
+    return {name: partial(_construct, target) for name, target in ROLE_CLASSES.items()}
 
-    def dicom(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.receive.scp import DicomRole
 
-        return DicomRole(config, sessions)
-
-    def scheduler(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.match.scheduler import SchedulerRole
-
-        return SchedulerRole(config, sessions)
-
-    def hl7(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.orders.listener import Hl7Role
-
-        return Hl7Role(config, sessions)
-
-    def http(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.ops.http import HttpRole
-
-        return HttpRole(config, sessions)
-
-    def worker(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.work.worker import WorkerRole
-
-        return WorkerRole(config, sessions)
-
-    def sender(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.send.sender import SenderRole
-
-        return SenderRole(config, sessions)
-
-    def audit(config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
-        from mmbcd_node.ops.audit_forwarder import AuditForwarderRole
-
-        return AuditForwarderRole(config, sessions)
-
-    factories["http"] = http
-    factories["audit"] = audit
-    factories["dicom"] = dicom
-    factories["worker"] = worker
-    factories["sender"] = sender
-    factories["scheduler"] = scheduler
-    factories["hl7"] = hl7
-    return factories
+def _construct(target: str, config: NodeConfig, sessions: sessionmaker[Session]) -> Role:
+    module_name, _, class_name = target.partition(":")
+    role_class = getattr(importlib.import_module(module_name), class_name)
+    return role_class(config, sessions)  # type: ignore[no-any-return]
 
 
 _running: list[str] = []
