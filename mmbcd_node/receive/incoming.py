@@ -18,6 +18,7 @@ import queue
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,17 +132,22 @@ def receive_into(folder: Path) -> None:
         DigestingFile, folder)
 
 
-def size_and_digest(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of the received file at ``path``: from the bytes seen while it
-    was written when it is a ``DigestingFile``, else by reading it."""
+def digest_of(path: Path) -> Callable[[], tuple[int, str]]:
+    """How to get the size and SHA-256 of the received file now at ``path``.
+
+    For a ``DigestingFile`` the answer comes from the bytes seen while it was written,
+    and calling it waits for the digest thread; the file may be renamed meanwhile.
+    Any other file is read now, so the answer is ready before it moves.
+    """
     with _lock:
         received = _open.pop(str(path), None)
     if received is not None and received.size == path.stat().st_size:
-        return received.size, received.hexdigest()
+        return lambda: (received.size, received.hexdigest())
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as fp:
         while chunk := fp.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
-    return size, digest.hexdigest()
+    result = (size, digest.hexdigest())
+    return lambda: result
