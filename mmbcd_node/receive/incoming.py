@@ -14,11 +14,10 @@ import functools
 import hashlib
 import logging
 import os
-import queue
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ PREFIX = "recv-"
 SYNC_EVERY = 4 << 20
 
 _lock = threading.Lock()
+# Early fsyncs of received files, off the thread that reads the socket.
+_syncer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="recv-sync")
 _open: weakref.WeakValueDictionary[str, DigestingFile] = weakref.WeakValueDictionary()
 
 
@@ -37,12 +38,12 @@ class DigestingFile:
     """A temporary file that keeps the SHA-256 and size of everything written to it.
 
     Offers what pynetdicom uses of a ``NamedTemporaryFile``: ``name``, ``write``,
-    ``file.flush()`` and ``close``. pynetdicom calls ``write`` from the thread that
-    also reads the socket; the digest is computed on a thread of its own (hashlib
-    releases the GIL), so hashing overlaps with receiving instead of slowing it. The
-    same thread starts the kernel's writeback every ``SYNC_EVERY`` bytes and fsyncs the
-    file once it is closed, so the fsync that must precede the Success answer finds
-    little or nothing left to write.
+    ``file.flush()`` and ``close``. The digest is updated as the bytes are written, on
+    the thread that reads the socket (hashlib releases the GIL; a thread of its own
+    measured slower, its hand-offs costing more than they saved). Every ``SYNC_EVERY``
+    bytes the kernel is asked to start writing the file out, and once the file is
+    closed a background fsync begins, so the fsync that must precede the Success
+    answer finds little or nothing left to write.
     """
 
     def __init__(self, folder: Path, **kwargs: Any) -> None:
@@ -52,61 +53,47 @@ class DigestingFile:
         self.file = self._temporary.file
         self.size = 0
         self._digest = hashlib.sha256()
-        # The digest thread's own descriptor: it syncs the file after pynetdicom closed it.
-        self._fd = os.dup(self.file.fileno())
-        self._chunks: queue.SimpleQueue[bytes | memoryview | None] = queue.SimpleQueue()
-        self._closing = False
-        self._hasher = threading.Thread(target=self._hash, name="recv-digest", daemon=True)
-        self._hasher.start()
+        self._unsynced = 0
         with _lock:
             _open[self.name] = self
 
     def write(self, data: bytes) -> int:
         written = int(self._temporary.write(data))
-        self.size += len(data)
-        self._chunks.put(bytes(data))
+        self._add(data)
         return written
 
     def write_fragment(self, data: memoryview) -> None:
-        """Append ``data``, a view of a buffer that is never written again, so the digest
-        thread may read it without a copy."""
+        """Append ``data`` (a data set fragment, as a view of the received PDU)."""
         self._temporary.write(data)
-        self.size += len(data)
-        self._chunks.put(data)
+        self._add(data)
 
     def close(self) -> None:
-        """Close the file; the digest thread finishes and fsyncs it in the background,
-        while pynetdicom hands the data set to the C-STORE handler."""
-        self._temporary.close()  # flushes what is buffered before the final fsync
-        self._end()
+        """Close the file and start its fsync in the background."""
+        self._temporary.flush()  # what is buffered must reach the kernel before the fsync
+        _syncer.submit(_sync_and_close, os.dup(self.file.fileno()), self.name)
+        self._temporary.close()
 
     def hexdigest(self) -> str:
-        """The SHA-256 of all bytes written (waits for the digest thread to finish)."""
-        self._end()
-        self._hasher.join()
+        """The SHA-256 of all bytes written."""
         return self._digest.hexdigest()
 
-    def _end(self) -> None:
-        if not self._closing:
-            self._closing = True
-            self._chunks.put(None)
+    def _add(self, data: bytes | memoryview) -> None:
+        self._digest.update(data)
+        self.size += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_EVERY:
+            _start_writeback(self.file.fileno())
+            self._unsynced = 0
 
-    def _hash(self) -> None:
-        try:
-            unsynced = 0
-            while (chunk := self._chunks.get()) is not None:
-                self._digest.update(chunk)
-                unsynced += len(chunk)
-                if unsynced >= SYNC_EVERY:
-                    _start_writeback(self._fd)
-                    unsynced = 0
-            # Early, so the store's own fsync before Success finds nothing left to do.
-            os.fsync(self._fd)
-        except OSError as exc:
-            # The store fsyncs the file again before answering and fails there.
-            log.warning("event=incoming_sync_failed path=%s error=%r", self.name, str(exc))
-        finally:
-            os.close(self._fd)
+
+def _sync_and_close(fd: int, name: str) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # The store fsyncs the file again before answering and fails there.
+        log.warning("event=incoming_sync_failed path=%s error=%r", name, str(exc))
+    finally:
+        os.close(fd)
 
 
 def _start_writeback(fd: int) -> None:
@@ -132,22 +119,17 @@ def receive_into(folder: Path) -> None:
         DigestingFile, folder)
 
 
-def digest_of(path: Path) -> Callable[[], tuple[int, str]]:
-    """How to get the size and SHA-256 of the received file now at ``path``.
-
-    For a ``DigestingFile`` the answer comes from the bytes seen while it was written,
-    and calling it waits for the digest thread; the file may be renamed meanwhile.
-    Any other file is read now, so the answer is ready before it moves.
-    """
+def size_and_digest(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of the received file at ``path``: from the bytes seen while it
+    was written when it is a ``DigestingFile``, else by reading it."""
     with _lock:
         received = _open.pop(str(path), None)
     if received is not None and received.size == path.stat().st_size:
-        return lambda: (received.size, received.hexdigest())
+        return received.size, received.hexdigest()
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as fp:
         while chunk := fp.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
-    result = (size, digest.hexdigest())
-    return lambda: result
+    return size, digest.hexdigest()

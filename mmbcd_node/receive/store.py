@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from mmbcd_node.receive.header import (
     read_header,
     require_series_uid,
 )
-from mmbcd_node.receive.incoming import digest_of
+from mmbcd_node.receive.incoming import size_and_digest
 
 log = logging.getLogger(__name__)
 
@@ -123,28 +122,25 @@ class InstanceStore:
         if not header.has_pixels:
             raise UnreadableDataset("mammogram without Pixel Data (7FE0,0010): data set "
                                     "truncated before the image")
-        digest_ready = digest_of(path)
+        size, digest = size_and_digest(path)
         correlation_id, exists = self._lookup(header)
         # Log lines about a study already known carry its correlation id from here on.
         with study_context(correlation_id):
             if exists:
-                duplicate = self._duplicate(header, peer, digest_ready()[1])
+                duplicate = self._duplicate(header, peer, digest)
                 if duplicate is not None:
                     return duplicate
-            return self._store(path, header, series_uid, kind, peer, digest_ready)
+            return self._store(path, header, series_uid, kind, peer, size, digest)
 
     def _store(self, path: Path, header: InstanceHeader, series_uid: str, kind: ObjectKind,
-               peer: Peer, digest_ready: Callable[[], tuple[int, str]]) -> StoreOutcome:
+               peer: Peer, size: int, digest: str) -> StoreOutcome:
         relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
         final = self.storage_root / relative
-        # The file's fsync and rename run while the digest is finished and the rows are
-        # written; the commit waits for them, so a committed row always names a
-        # durable file.
+        stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, sha256=digest)
+        # The file's fsync and rename run while the rows are written; the commit waits
+        # for them, so a committed row always names a durable file.
         placing = self._placer.submit(_place, path, final)
         try:
-            size, digest = digest_ready()
-            stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size,
-                                sha256=digest)
             with transaction(self.sessions) as session:
                 outcome = record_instance(session, header, series_uid, stored, peer, utcnow())
                 correlation_id = outcome.study.correlation_id
