@@ -46,7 +46,7 @@ def evaluate(
         with tempfile.TemporaryDirectory() as tmp:
             path = bundle or Path(tmp) / "bundle"
             if run is not None:
-                export_run(run, path, name=f"run-{run.name}", version="0",
+                export_run(run, path, name=f"fusion run {run.resolve().name}", version="",
                            evaluation_dir=Path(tmp) / "none")
             report = evaluate_bundle(path, data, out, ablation=ablation, pictures=pictures,
                                      device=device)

@@ -38,7 +38,7 @@ def ablation_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def evaluation_markdown(report: dict[str, Any]) -> str:
     """The human-readable evaluation report."""
     bundle = report["bundle"]
-    parts = [f"# Evaluation of {bundle['name']} {bundle['version']}", "",
+    parts = [f"# Evaluation of {bundle['name']} {bundle['version']}".rstrip(), "",
              f"Test data: `{report['data']['name']}` ({report['data']['studies']} studies, "
              f"{report['data']['views']} views, seed {report['data'].get('seed')}), never "
              "used for training, early stopping or the threshold.",
