@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
               dry_run: bool = typer.Option(False, "--dry-run",
                                            help="List what would be deleted; delete nothing."),
               json_lines: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
-        """Delete received images that [retention] lets go (results and audit stay)."""
+        """Delete received images that the retention policy lets go (results and audit stay)."""
         cli = cli_context(ctx)
         if dry_run:
             now = datetime.now(UTC)
