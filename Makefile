@@ -34,11 +34,12 @@ serve: venv
 	$(NODE) db upgrade
 	$(NODE) serve
 
-test: venv system-tools
+test: venv system-tools lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check mmbcd_node ml tests migrations
+	$(VENV)/bin/mypy mmbcd_node ml
 
 bench-receive: venv system-tools
 	$(PY) -m tests.bench.receive $(BENCH_ARGS)

@@ -305,7 +305,7 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return _convert(options[0], value, key, source)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{key}.", source)
     if origin is list:
         if not isinstance(value, list):
