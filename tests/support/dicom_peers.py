@@ -30,9 +30,8 @@ from sqlalchemy import select
 from mmbcd_node.db import migrate
 from mmbcd_node.db.session import make_engine, make_sessionmaker
 from tests.support.databases import create_pg_database, drop_pg_database
-from tests.support.node import RunningNode, deep_merge, free_port
+from tests.support.node import NODE_AE, RunningNode, deep_merge, loopback_settings
 
-NODE_AE = "MMBCD"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 # storescu options proposing exactly the file's transfer syntax.
@@ -105,15 +104,7 @@ def module_node(kind: str, folder: Path, roles: Sequence[str] = ("dicom",),
     url = f"sqlite:///{folder / 'node.db'}" if kind == "sqlite" else create_pg_database()
     try:
         migrate.upgrade(url)
-        base: dict[str, Any] = {
-            "database": {"url": url},
-            "storage": {"root": str(folder / "storage")},
-            "dicom": {"ae_title": NODE_AE, "host": "127.0.0.1", "port": free_port(),
-                      "min_free_bytes": 0},
-            "hl7": {"host": "127.0.0.1", "port": free_port()},
-            "http": {"host": "127.0.0.1", "port": free_port()},
-        }
-        merged = deep_merge(base, settings or {})
+        merged = deep_merge(loopback_settings(url, folder / "storage"), settings or {})
         config_path = folder / "node.toml"
         config_path.write_text(tomli_w.dumps(merged))
         node = RunningNode(config_path=config_path, settings=merged, roles=list(roles),

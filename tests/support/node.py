@@ -54,6 +54,19 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def loopback_settings(db_url: str, storage_root: Path) -> dict[str, Any]:
+    """Node settings for a test: this database and storage root, free loopback ports,
+    our AE title and no free-space floor."""
+    return {
+        "database": {"url": db_url},
+        "storage": {"root": str(storage_root)},
+        "dicom": {"ae_title": NODE_AE, "host": "127.0.0.1", "port": free_port(),
+                  "min_free_bytes": 0},
+        "hl7": {"host": "127.0.0.1", "port": free_port()},
+        "http": {"host": "127.0.0.1", "port": free_port()},
+    }
+
+
 @dataclass
 class RunningNode:
     config_path: Path
@@ -146,16 +159,10 @@ def node_factory(tmp_path: Path, db_url: str) -> Iterator[NodeFactory]:
 
     def make(roles: list[str] | None = None, settings: dict[str, Any] | None = None,
              start: bool = True, env: dict[str, str] | None = None) -> RunningNode:
-        base: dict[str, Any] = {
-            "database": {"url": db_url},
-            "storage": {"root": str(tmp_path / "storage")},
-            "dicom": {"ae_title": NODE_AE, "host": "127.0.0.1", "port": free_port(),
-                      "min_free_bytes": 0},
-            "hl7": {"host": "127.0.0.1", "port": free_port()},
-            "http": {"host": "127.0.0.1", "port": free_port()},
+        base = deep_merge(loopback_settings(db_url, tmp_path / "storage"), {
             "completion": {"expected_views_quiet_seconds": 1.0, "quiet_seconds": 30.0,
                            "check_interval_seconds": 0.2},
-        }
+        })
         merged = deep_merge(base, settings or {})
         index = len(nodes)
         config_path = tmp_path / f"node{index}.toml"
