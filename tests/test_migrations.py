@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from mmbcd_node.db import migrate
 from mmbcd_node.db.schema import Base
@@ -26,3 +28,26 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"studies", "series", "instances", "audit_events"} <= tables
     engine.dispose()
+
+
+def test_instance_digests_stored_before_0005_keep_their_sha256(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "0004")
+    engine = make_engine(empty_db_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO studies (id, study_uid, state, state_changed_at, first_received_at,"
+            " last_received_at, rerun_requested, reopen_count, correlation_id)"
+            " VALUES (1, '1.2.3', 'receiving', :now, :now, :now, false, 0, 'c')"),
+            {"now": datetime.now(UTC)})
+        connection.execute(text(
+            "INSERT INTO series (id, study_id, series_uid) VALUES (1, 1, '1.2.3.4')"))
+        connection.execute(text(
+            "INSERT INTO instances (study_id, series_id, sop_instance_uid, sop_class_uid,"
+            " transfer_syntax_uid, path, size_bytes, sha256, received_at)"
+            " VALUES (1, 1, '1.2.3.4.5', '1.2.840.10008.5.1.4.1.1.1.2', '1.2.840.10008.1.2.1',"
+            " 'a.dcm', 10, :sha, :now)"), {"sha": "ab" * 32, "now": datetime.now(UTC)})
+    migrate.upgrade(empty_db_url)
+    with engine.connect() as connection:
+        digest = connection.execute(text("SELECT digest FROM instances")).scalar_one()
+    engine.dispose()
+    assert digest == "sha256:" + "ab" * 32

@@ -10,12 +10,15 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import HTJ2KLossless, generate_uid
+from sqlalchemy import update
 
 from mmbcd_node.db.models import AuditEvent, Instance, Series, Study
+from mmbcd_node.db.session import make_engine
 from tests.support.databases import DB_KINDS
 from tests.support.dicom_peers import (
     STORESCU_SYNTAX_OPTIONS,
@@ -116,7 +119,7 @@ def test_cstore_success_only_after_row_committed(node: RunningNode, tmp_path: Pa
     assert pydicom.dcmread(on_disk).SOPInstanceUID == ds.SOPInstanceUID
     # Size and digest were taken from the bytes as they arrived; they match the file.
     assert instance.size_bytes == on_disk.stat().st_size
-    assert instance.sha256 == hashlib.sha256(on_disk.read_bytes()).hexdigest()
+    assert instance.digest == "blake3:" + blake3.blake3(on_disk.read_bytes()).hexdigest()
     (event,) = audit_of(node, "instance_stored", ds.SOPInstanceUID)
     assert event.study_uid == ds.StudyInstanceUID and event.patient_id == "PX9"
     assert "Test^Patient" not in event.detail
@@ -134,6 +137,32 @@ def test_resent_identical_instance_is_a_noop_success(node: RunningNode, tmp_path
     assert files_of_study(node.storage_root, ds.StudyInstanceUID) == first
     duplicates = audit_of(node, "instance_duplicate", ds.SOPInstanceUID)
     assert len(duplicates) == 2 and all('"identical": true' in e.detail for e in duplicates)
+
+
+def test_resend_is_compared_with_the_digest_algorithm_of_the_stored_row(
+        node: RunningNode, tmp_path: Path) -> None:
+    ds = make_mammogram()
+    path = write_mammogram(tmp_path / "a.dcm", ds)
+    assert storescu(node.dicom_port, [path]).returncode == 0
+    (instance,) = db_rows(node.db_url, Instance, Instance.sop_instance_uid == ds.SOPInstanceUID)
+    # A row stored before instances were digested with BLAKE3 carries a SHA-256.
+    on_disk = (node.storage_root / instance.path).read_bytes()
+    engine = make_engine(node.db_url)
+    with engine.begin() as connection:
+        connection.execute(update(Instance).where(Instance.id == instance.id).values(
+            digest="sha256:" + hashlib.sha256(on_disk).hexdigest()))
+    engine.dispose()
+    changed = make_mammogram(study_uid=ds.StudyInstanceUID, seed=99,
+                             SeriesInstanceUID=ds.SeriesInstanceUID,
+                             SOPInstanceUID=ds.SOPInstanceUID)
+    changed_path = write_mammogram(tmp_path / "b.dcm", changed)
+    result = storescu(node.dicom_port, [path, changed_path])
+    assert result.returncode == 0 and result.stderr.count("Store Response (Success)") == 2
+    same, different = audit_of(node, "instance_duplicate", ds.SOPInstanceUID)
+    assert '"identical": true' in same.detail and same.outcome == "success"
+    assert '"identical": false' in different.detail and different.outcome == "warning"
+    # The first copy stays.
+    assert (node.storage_root / instance.path).read_bytes() == on_disk
 
 
 def test_mg_secondary_capture_is_stored_as_a_mammogram(node: RunningNode, tmp_path: Path) -> None:
@@ -189,13 +218,14 @@ def test_receive_log_lines_carry_the_study_correlation_id(node: RunningNode,
 
 def test_image_spanning_many_pdus_is_stored_byte_for_byte_with_its_digest(
         node: RunningNode, tmp_path: Path) -> None:
-    # 2 MB of pixels: storescu sends them in many P-DATA-TF PDUs (at most 128 KiB each),
-    # most of which the receiver writes straight into the file.
-    pixels = np.random.default_rng(7).integers(0, 4096, (1024, 1024), dtype=np.uint16)
-    first = make_mammogram(rows=8, cols=8, Rows=1024, Columns=1024,
+    # 9.4 MB of pixels: storescu sends them in many P-DATA-TF PDUs (at most 128 KiB
+    # each), most of which the receiver writes straight into the file; on disk they
+    # make two whole 4 MiB blocks and a tail that is not a multiple of 4 KiB.
+    pixels = np.random.default_rng(7).integers(0, 4096, (2049, 2300), dtype=np.uint16)
+    first = make_mammogram(rows=8, cols=8, Rows=2049, Columns=2300,
                            PixelData=pixels.tobytes())
     second = make_mammogram(study_uid=first.StudyInstanceUID, view="MLO", rows=8, cols=8,
-                            Rows=1024, Columns=1024, PixelData=pixels[::-1].tobytes())
+                            Rows=2049, Columns=2300, PixelData=pixels[::-1].tobytes())
     paths = [write_mammogram(tmp_path / "a.dcm", first),
              write_mammogram(tmp_path / "b.dcm", second)]
     for options in ([], ["--max-send-pdu", "16384"]):
@@ -206,7 +236,7 @@ def test_image_spanning_many_pdus_is_stored_byte_for_byte_with_its_digest(
                               Instance.sop_instance_uid == ds.SOPInstanceUID)
         on_disk = node.storage_root / instance.path
         stored = on_disk.read_bytes()
-        assert instance.sha256 == hashlib.sha256(stored).hexdigest()
+        assert instance.digest == "blake3:" + blake3.blake3(stored).hexdigest()
         assert instance.size_bytes == len(stored)
         received = pydicom.dcmread(on_disk)
         assert received.PixelData == pydicom.dcmread(path).PixelData

@@ -89,7 +89,7 @@ def add_study(sessions, config: NodeConfig, *, corrupt: str | None = None) -> tu
                                  sop_instance_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID,
                                  transfer_syntax_uid=ds.file_meta.TransferSyntaxUID,
                                  laterality=laterality, view=view, path=str(relative),
-                                 size_bytes=1, sha256="0" * 64,
+                                 size_bytes=1, digest="blake3:" + "0" * 64,
                                  presentation_intent="FOR PRESENTATION"))
         enqueue_job(session, study.id, priority=Priority.URGENT)
         return study.id, study_uid

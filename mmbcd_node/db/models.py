@@ -117,7 +117,7 @@ class Instance(Base):
     columns: Mapped[int | None] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(512))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(80))  # <algorithm>:<hex>, see receive.digest
     calling_ae: Mapped[str | None] = mapped_column(AE)
     called_ae: Mapped[str | None] = mapped_column(AE)
     peer_address: Mapped[str | None] = mapped_column(String(64))

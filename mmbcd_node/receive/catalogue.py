@@ -34,7 +34,7 @@ class StoredFile:
 
     relative_path: str
     size_bytes: int
-    sha256: str
+    digest: str  # <algorithm>:<hex>
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def record_instance(session: Session, header: InstanceHeader, series_uid: str,
         laterality=header.laterality, view=header.view,
         presentation_intent=_intent(header),
         rows=_integer(header.text("Rows")), columns=_integer(header.text("Columns")),
-        path=stored.relative_path, size_bytes=stored.size_bytes, sha256=stored.sha256,
+        path=stored.relative_path, size_bytes=stored.size_bytes, digest=stored.digest,
         calling_ae=peer.calling_ae, called_ae=peer.called_ae, peer_address=peer.address,
         received_at=now,
     ).on_conflict_do_nothing(index_elements=["sop_instance_uid"])

@@ -33,6 +33,7 @@ from mmbcd_node.db.session import transaction
 from mmbcd_node.logs import study_context
 from mmbcd_node.receive.catalogue import Peer, StoredFile, find_instance, record_instance
 from mmbcd_node.receive.classify import ObjectKind, classify
+from mmbcd_node.receive.digest import algorithm_of, digest_file
 from mmbcd_node.receive.header import (
     InstanceHeader,
     StorageFailure,
@@ -45,6 +46,8 @@ from mmbcd_node.receive.incoming import size_and_digest
 log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
+# fsyncs of the directories a stored file entered, issued together.
+_SYNCS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-sync")
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class InstanceStore:
 
     def _receive(self, path: Path, sop_class_uid: str, sop_instance_uid: str,
                  peer: Peer) -> StoreOutcome:
+        # The received bytes are completely on disk (not yet fsynced) from here on.
+        size, digest = size_and_digest(path)
         header = read_header(path, sop_class_uid=sop_class_uid,
                              sop_instance_uid=sop_instance_uid)
         kind = classify(header, self.uid_root)
@@ -122,12 +127,11 @@ class InstanceStore:
         if not header.has_pixels:
             raise UnreadableDataset("mammogram without Pixel Data (7FE0,0010): data set "
                                     "truncated before the image")
-        size, digest = size_and_digest(path)
         correlation_id, exists = self._lookup(header)
         # Log lines about a study already known carry its correlation id from here on.
         with study_context(correlation_id):
             if exists:
-                duplicate = self._duplicate(header, peer, digest)
+                duplicate = self._duplicate(path, header, peer, digest)
                 if duplicate is not None:
                     return duplicate
             return self._store(path, header, series_uid, kind, peer, size, digest)
@@ -136,7 +140,7 @@ class InstanceStore:
                peer: Peer, size: int, digest: str) -> StoreOutcome:
         relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
         final = self.storage_root / relative
-        stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, sha256=digest)
+        stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, digest=digest)
         # The file's fsync and rename run while the rows are written; the commit waits
         # for them, so a committed row always names a durable file.
         placing = self._placer.submit(_place, path, final)
@@ -148,7 +152,7 @@ class InstanceStore:
                     record_event(session, "instance_stored", **_audit_fields(header, peer),
                                  detail={"sop_class_uid": header.sop_class_uid,
                                          "transfer_syntax_uid": header.transfer_syntax_uid,
-                                         "size_bytes": size, "sha256": digest,
+                                         "size_bytes": size, "digest": digest,
                                          "laterality": header.laterality,
                                          "view": header.view})
                 _placed(placing, final, relative)
@@ -186,13 +190,13 @@ class InstanceStore:
             exists = find_instance(session, header.sop_instance_uid) is not None
         return correlation_id, exists
 
-    def _duplicate(self, header: InstanceHeader, peer: Peer,
+    def _duplicate(self, path: Path, header: InstanceHeader, peer: Peer,
                    digest: str) -> StoreOutcome | None:
         with transaction(self.sessions) as session:
             existing = find_instance(session, header.sop_instance_uid)
             if existing is None:
                 return None
-            identical = existing.sha256 == digest
+            identical = existing.digest == _in_algorithm_of(existing.digest, path, digest)
             # The first copy stays; a differing re-send is kept out and audited.
             record_event(session, "instance_duplicate", **_audit_fields(header, peer),
                          outcome="success" if identical else "warning",
@@ -231,6 +235,15 @@ def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, Any]:
             "accession_number": (header.text("AccessionNumber") or "")[:64] or None}
 
 
+def _in_algorithm_of(stored: str, path: Path, digest: str) -> str:
+    """``digest`` of the file at ``path``, recomputed when ``stored`` (an older row's
+    digest) was made with another algorithm."""
+    algorithm = algorithm_of(stored)
+    if algorithm == algorithm_of(digest):
+        return digest
+    return digest_file(path, algorithm)[1]
+
+
 def _placed(placing: Future[None], final: Path, relative: Path) -> None:
     """Wait for the file to be in place; ``StorageFailure`` (file removed) if it failed."""
     try:
@@ -242,16 +255,14 @@ def _placed(placing: Future[None], final: Path, relative: Path) -> None:
 
 
 def _place(temporary: Path, final: Path) -> None:
-    """fsync ``temporary``, rename it to ``final`` and fsync every directory touched."""
-    fd = os.open(temporary, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """fsync ``temporary``, rename it to ``final``, then fsync every directory that
+    received a new entry, all at once (the file system commits them together)."""
+    _fsync(temporary, os.O_RDONLY)
     created = _make_dirs(final.parent)
     os.replace(temporary, final)
-    for directory in [final.parent, *created]:
-        _fsync_dir(directory)
+    syncs = [_SYNCS.submit(_fsync_dir, directory) for directory in {final.parent, *created}]
+    for sync in syncs:
+        sync.result()
 
 
 def _make_dirs(folder: Path) -> list[Path]:
@@ -269,12 +280,16 @@ def _make_dirs(folder: Path) -> list[Path]:
     return touched
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def _remove(final: Path) -> None:

@@ -7,10 +7,10 @@ through the states they need. End-to-end tests fill the database by real receivi
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import blake3
 from pydicom.uid import generate_uid
 from sqlalchemy.orm import Session
 
@@ -55,7 +55,7 @@ def seed_study(session: Session, storage_root: Path, *, patient_id: str = "P1",
             study_id=study.id, series_id=series.id, sop_instance_uid=sop_uid,
             sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1",
             patient_id=patient_id, accession_number=accession, laterality=laterality, view=view,
-            path=str(relative), size_bytes=size, sha256=hashlib.sha256(body).hexdigest(),
+            path=str(relative), size_bytes=size, digest="blake3:" + blake3.blake3(body).hexdigest(),
             calling_ae=calling_ae, called_ae="MMBCD", peer_address="127.0.0.1",
             received_at=at + timedelta(seconds=index)))
         record_event(session, "instance_stored", calling_ae=calling_ae, called_ae="MMBCD",

@@ -1,0 +1,114 @@
+"""Received bytes reach the disk whole, in order, with their digest, whatever the
+fragment sizes, through O_DIRECT where the file system allows it and the page cache
+where it does not."""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import blake3
+import pytest
+
+from mmbcd_node.receive.block_writer import ALIGNMENT, BLOCK, BlockWriter
+from mmbcd_node.receive.digest import digest_file
+from mmbcd_node.receive.incoming import DigestingFile, size_and_digest
+
+SHM = Path("/dev/shm")
+
+
+def write_in_fragments(writer: BlockWriter, data: bytes, sizes: list[int]) -> None:
+    offset, turn = 0, 0
+    while offset < len(data):
+        size = sizes[turn % len(sizes)]
+        writer.write(memoryview(data)[offset:offset + size])
+        offset += size
+        turn += 1
+
+
+@pytest.mark.parametrize("length", [
+    0, 1, ALIGNMENT - 1, ALIGNMENT, BLOCK - 1, BLOCK, BLOCK + 1,
+    3 * BLOCK + 5 * ALIGNMENT + 123,
+])
+def test_file_on_disk_equals_the_bytes_written_and_their_digest(
+        tmp_path: Path, length: int) -> None:
+    data = os.urandom(length)
+    fd, name = tempfile.mkstemp(dir=tmp_path)
+    writer = BlockWriter(fd)
+    write_in_fragments(writer, data, [131060, 1, 4096, 6, 700_001])
+    size, digest = writer.finish()
+    writer.close()
+    assert Path(name).read_bytes() == data
+    assert (size, digest) == (length, "blake3:" + blake3.blake3(data).hexdigest())
+    assert writer.finish() == (size, digest)  # idempotent
+
+
+def test_direct_io_is_used_on_a_disk_file_system(tmp_path: Path) -> None:
+    fd, _ = tempfile.mkstemp(dir=tmp_path)
+    writer = BlockWriter(fd)
+    writer.finish()
+    writer.close()
+    assert writer.direct, "the test folder's file system refused O_DIRECT"
+
+
+@pytest.mark.skipif(not SHM.is_dir(), reason="no /dev/shm")
+def test_without_direct_io_the_page_cache_path_writes_the_same_file() -> None:
+    data = os.urandom(2 * BLOCK + 777)
+    fd, name = tempfile.mkstemp(dir=SHM)
+    try:
+        writer = BlockWriter(fd)
+        write_in_fragments(writer, data, [65536 + 3])
+        assert writer.finish() == (len(data), "blake3:" + blake3.blake3(data).hexdigest())
+        writer.close()
+        assert Path(name).read_bytes() == data
+    finally:
+        os.unlink(name)
+
+
+def test_a_failed_write_is_raised_by_finish(tmp_path: Path) -> None:
+    path = tmp_path / "read-only"
+    path.write_bytes(b"")
+    writer = BlockWriter(os.open(path, os.O_RDONLY))
+    writer.write(os.urandom(2 * BLOCK + 10))
+    with pytest.raises(OSError):
+        writer.finish()
+    writer.close()
+
+
+def test_an_abandoned_file_releases_its_thread_and_descriptor(tmp_path: Path) -> None:
+    # An aborted association drops its file half-written, without finish or close.
+    fd, _ = tempfile.mkstemp(dir=tmp_path)
+    writer = BlockWriter(fd)
+    writer.write(os.urandom(BLOCK + 1))
+    assert digest_threads() == 1
+    del writer
+    gc.collect()
+    assert digest_threads() == 0
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_received_file_gives_size_and_digest_once_complete(tmp_path: Path) -> None:
+    data = os.urandom(BLOCK + 4097)
+    received = DigestingFile(tmp_path)
+    received.write(data[:100])
+    received.write_fragment(memoryview(data)[100:])
+    received.file.flush()
+    path = Path(received.name)
+    # What the store asks for before it reads the header: the file is complete.
+    assert size_and_digest(path) == (len(data), digest_file_of(data))
+    assert path.read_bytes() == data
+    received.close()
+    # A file the receiver did not write (a restart) is digested from disk.
+    assert size_and_digest(path) == digest_file(path)
+
+
+def digest_threads() -> int:
+    return sum(thread.name == "recv-digest" for thread in threading.enumerate())
+
+
+def digest_file_of(data: bytes) -> str:
+    return "blake3:" + blake3.blake3(data).hexdigest()
