@@ -27,7 +27,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import AE
 from pynetdicom.association import Association
@@ -77,20 +77,25 @@ class ReceiverSocket(AssociationSocket):
 
     def recv(self, nr_bytes: int) -> bytearray:
         """Read ``nr_bytes`` (fewer only when the peer closes the connection)."""
+        data = bytearray(nr_bytes)
+        received = self.recv_into(memoryview(data))
+        del data[received:]
+        return data
+
+    def recv_into(self, view: memoryview) -> int:
+        """Fill ``view``; return the bytes read (fewer only when the peer closes)."""
         sock = self.socket
         assert sock is not None
-        data = bytearray(nr_bytes)
-        view = memoryview(data)
+        wanted = len(view)
         received = 0
         # MSG_WAITALL lets the kernel gather a whole PDU; TLS sockets take no flags.
         flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
-        while received < nr_bytes:
-            count = sock.recv_into(view[received:], nr_bytes - received, flags)
+        while received < wanted:
+            count = sock.recv_into(view[received:], wanted - received, flags)
             if not count:
-                del data[received:]
                 break
             received += count
-        return data
+        return received
 
 
 class ReceiverDUL(DULServiceProvider):
@@ -109,8 +114,7 @@ class ReceiverDUL(DULServiceProvider):
         """Read one PDU; True when it was data set fragments written directly."""
         # As DULServiceProvider._read_pdu_data (PS3.8 9.3.1: type, reserved, length),
         # with the fragment path in between.
-        sock = self.socket
-        assert sock is not None
+        sock = cast(ReceiverSocket, self.socket)  # switched over in _create_association
         try:
             header = sock.recv(6)
             if len(header) < 6:
@@ -120,8 +124,8 @@ class ReceiverDUL(DULServiceProvider):
                 log.error("event=unknown_pdu type=0x%02X", pdu_type)
                 self.event_queue.put("Evt19")  # unrecognised or invalid PDU
                 return False
-            body = sock.recv(length)
-            if len(body) != length:
+            body = self._body(length)
+            if sock.recv_into(body) != length:
                 raise ConnectionError("connection closed within a PDU")
         except (OSError, TimeoutError) as exc:
             log.info("event=association_connection_lost error=%r", str(exc))
@@ -130,7 +134,7 @@ class ReceiverDUL(DULServiceProvider):
         if pdu_type == P_DATA_TF and self._write_fragments(body):
             return True
         try:
-            pdu, event = self._decode_pdu(header + body)
+            pdu, event = self._decode_pdu(header + body.tobytes())
         except Exception:
             log.exception("event=pdu_decode_failed")
             self.event_queue.put("Evt19")
@@ -139,7 +143,16 @@ class ReceiverDUL(DULServiceProvider):
         self._recv_pdu.put(pdu)
         return False
 
-    def _write_fragments(self, body: bytearray) -> bool:
+    def _body(self, length: int) -> memoryview:
+        """A view of ``length`` bytes of this association's PDU buffer, reused for every
+        PDU (a fresh 128 KiB buffer per PDU costs an allocation and a memset)."""
+        buffer: bytearray | None = getattr(self, "_pdu_buffer", None)
+        if buffer is None or len(buffer) < length:
+            buffer = bytearray(length)
+            self._pdu_buffer = buffer
+        return memoryview(buffer)[:length]
+
+    def _write_fragments(self, body: memoryview) -> bool:
         """Write the PDU's PDVs into the C-STORE's file when every one is a data set
         fragment that is not the last, on the message's presentation context, and
         nothing else is waiting in the state machine; False (nothing written) if not."""
@@ -150,7 +163,6 @@ class ReceiverDUL(DULServiceProvider):
         target = getattr(message, "_data_set_file", None)
         if not isinstance(message, C_STORE_RQ) or not isinstance(target, DigestingFile):
             return False
-        view = memoryview(body)
         fragments = []
         offset, end = 0, len(body)
         while offset < end:
@@ -162,7 +174,7 @@ class ReceiverDUL(DULServiceProvider):
                 return False
             if body[offset + 4] != message.context_id or body[offset + 5] != DATA_SET_FRAGMENT:
                 return False
-            fragments.append(view[offset + 6:item_end])
+            fragments.append(body[offset + 6:item_end])
             offset = item_end
         for fragment in fragments:
             target.write_fragment(fragment)
