@@ -220,7 +220,7 @@ def test_image_spanning_many_pdus_is_stored_byte_for_byte_with_its_digest(
         node: RunningNode, tmp_path: Path) -> None:
     # 9.4 MB of pixels: storescu sends them in many P-DATA-TF PDUs (at most 128 KiB
     # each), most of which the receiver writes straight into the file; on disk they
-    # make two whole 4 MiB blocks and a tail that is not a multiple of 4 KiB.
+    # make four whole 2 MiB blocks and a tail that is not a multiple of 4 KiB.
     pixels = np.random.default_rng(7).integers(0, 4096, (2049, 2300), dtype=np.uint16)
     first = make_mammogram(rows=8, cols=8, Rows=2049, Columns=2300,
                            PixelData=pixels.tobytes())

@@ -3,7 +3,7 @@
 A 27 MB mammogram arrives as ~200 PDUs. Copied into the page cache and fsynced before
 the answer, it is written twice over (into the cache, then out by the kernel's
 writeback) and the fsync waits for most of it. ``BlockWriter`` instead gathers the
-bytes into 4 MiB page-aligned buffers; each full buffer goes at once
+bytes into 2 MiB page-aligned buffers; each full buffer goes at once
 
 * to the file's digest thread, which digests the blocks in order (BLAKE3), and
 * to a shared pool of write threads, which ``pwrite`` it with ``O_DIRECT``: straight
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 from mmbcd_node.receive.digest import FileDigest
 
-BLOCK = 4 << 20
+BLOCK = 2 << 20
 ALIGNMENT = 4096
-DEPTH = 6  # blocks of one file being digested or written at once
+DEPTH = 12  # blocks of one file being digested or written at once
 POOL_KEEP = 32
 _WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="recv-write")
 
