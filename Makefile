@@ -65,13 +65,14 @@ DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_TEST_SEED ?= 2
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
+DEMO_FUSION := --pretrain-epochs 20 --epochs 30 --patience 8
 TRAIN := $(VENV)/bin/mmbcd-train
 demo-model: venv
 	$(TRAIN) synth --out $(DEMO_DIR)/train --studies 480 --seed $(DEMO_SEED) --split train=0.8,val=0.2 $(DEMO_SYNTH)
 	$(TRAIN) synth --out $(DEMO_DIR)/test --studies 160 --seed $(DEMO_TEST_SEED) --split test $(DEMO_SYNTH)
-	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 320 --epochs 10 --force
-	$(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion --seed $(DEMO_SEED) --force
-	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation --seed $(DEMO_SEED) --force
+	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 320 --epochs 25 --patience 25 --warmup-epochs 2 --force
+	$(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion --seed $(DEMO_SEED) $(DEMO_FUSION) --force
+	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation --seed $(DEMO_SEED) $(DEMO_FUSION) --force
 	$(TRAIN) evaluate --run $(DEMO_DIR)/fusion --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation
 	$(TRAIN) export --run $(DEMO_DIR)/fusion --out ml/bundles/demo --name mmbcd-demo --version 1.0.0 --force
 

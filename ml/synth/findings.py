@@ -2,11 +2,13 @@
 
 Malignant: spiculated mass, ill-defined mass, clustered fine (pleomorphic)
 calcifications, architectural distortion, and the circumscribed carcinoma (mucinous or
-medullary) that looks like a fibroadenoma. Benign look-alikes: circumscribed round or
-oval mass (fibroadenoma, cyst), scattered coarse calcifications, intramammary /
-axillary lymph node, and the post-surgical scar that looks like a distortion. The two
-pairs drawn alike are told apart by the history (a known fibroadenoma, a previous
-excision), which is what the image/text fusion is for.
+medullary) that looks much like a fibroadenoma. Benign look-alikes: circumscribed round
+or oval mass (fibroadenoma, cyst), scattered coarse calcifications, intramammary /
+axillary lymph node, and the post-surgical scar that looks much like a distortion. The
+two close pairs differ in detail only (a microlobulated margin against a smooth one; a
+linear scar with a lucent centre against lines radiating from a point), and the history
+often tells them apart (a known fibroadenoma, a previous excision), which is what the
+image/text fusion is for.
 
 A finding lives in breast coordinates (fractional depth behind the nipple, lateral and
 superior offsets), so the CC and MLO views of a breast show it at consistent places:
@@ -28,7 +30,9 @@ MALIGNANT_KINDS = ("spiculated_mass", "ill_defined_mass", "fine_calcifications",
 BENIGN_KINDS = ("circumscribed_mass", "coarse_calcifications", "lymph_node",
                 "post_surgical_scar")
 VISIBILITIES = ("obvious", "subtle", "occult")
-_VISIBILITY_GAIN = {"obvious": (0.9, 1.25), "subtle": (0.3, 0.5), "occult": (0.0, 0.0)}
+# Gains on the contrast: an obvious finding stands out of dense tissue, a subtle one is
+# about as strong as the glandular texture around it.
+_VISIBILITY_GAIN = {"obvious": (1.3, 1.7), "subtle": (0.55, 0.8), "occult": (0.0, 0.0)}
 
 Box = tuple[float, float, float, float]
 
@@ -66,10 +70,10 @@ def sample_finding(kind: str, rng: np.random.Generator, visibility: str = "obvio
     elif kind in ("architectural_distortion", "post_surgical_scar"):
         size, contrast = rng.uniform(9.0, 18.0), rng.uniform(0.09, 0.14)
     elif kind == "fine_calcifications":
-        size, contrast = rng.uniform(2.5, 7.0), rng.uniform(0.25, 0.45)
-        n = int(rng.integers(6, 26))
+        size, contrast = rng.uniform(3.5, 8.0), rng.uniform(0.35, 0.55)
+        n = int(rng.integers(12, 30))
         points = tuple((float(r * math.cos(a)), float(r * math.sin(a)),
-                        float(rng.uniform(0.1, 0.3)))
+                        float(rng.uniform(0.15, 0.35)))
                        for r, a in zip(size * np.sqrt(rng.uniform(0, 1, n)),
                                        rng.uniform(0, 2 * math.pi, n), strict=True))
     elif kind in ("circumscribed_mass", "circumscribed_carcinoma"):
@@ -135,8 +139,11 @@ def draw(image: np.ndarray, finding: Finding, anatomy: ViewAnatomy,
 
 def _patch(image: np.ndarray, cx: float, cy: float, radius: float):
     rows, cols = image.shape
-    r0, r1 = max(0, int(cy - radius) - 1), min(rows, int(cy + radius) + 2)
-    c0, c1 = max(0, int(cx - radius) - 1), min(cols, int(cx + radius) + 2)
+    # Empty (not negative) ranges for a part that falls outside the image.
+    r0 = min(rows, max(0, int(cy - radius) - 1))
+    r1 = max(r0, min(rows, int(cy + radius) + 2))
+    c0 = min(cols, max(0, int(cx - radius) - 1))
+    c1 = max(c0, min(cols, int(cx + radius) + 2))
     y, x = np.mgrid[r0:r1, c0:c1].astype(np.float32)
     return (slice(r0, r1), slice(c0, c1)), x - cx, y - cy
 
@@ -162,10 +169,12 @@ def _spiculated(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
     bumps = 1.0 + 0.15 * np.cos(5 * angle + shape.uniform(0, 6)) + 0.1 * np.cos(
         3 * angle + shape.uniform(0, 6))
     mass = np.clip(1.0 - (r / bumps) ** 2, 0.0, 1.0) ** 0.7
-    lines = _spicules(dx, dy, int(shape.integers(10, 22)), length, max(0.7, 0.35 * mm), shape,
+    # Spicules at least a pixel wide and as strong as the core's edge, so they survive
+    # the detector's and the crops' downsampling.
+    lines = _spicules(dx, dy, int(shape.integers(10, 22)), length, max(1.0, 0.45 * mm), shape,
                       turn)
-    image[where] += contrast * (mass + 0.45 * np.minimum(lines, 1.5))
-    half = core * 1.25
+    image[where] += contrast * (mass + 0.7 * np.minimum(lines, 1.5))
+    half = core * 1.7
     return cx - half, cy - half, cx + half, cy + half
 
 
@@ -202,12 +211,33 @@ def _dots(image, cx, cy, points, contrast, mm, turn) -> Box:
         sigma = max(r * 0.6, 0.5)
         where, dx, dy = _patch(image, x, y, 3 * sigma + 1)
         # Keep the integrated attenuation of a sub-pixel calcification at coarse sizes.
-        gain = contrast * min(1.0, (r / sigma) ** 2 / 1.4)
+        # A calcification smaller than a pixel still shows as a bright dot, as it does on
+        # a detector whose pixels are larger than the calcification.
+        gain = contrast * min(1.0, max(0.6, (r / sigma) ** 2 / 1.4))
         image[where] += gain * np.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
         xs += [x - r, x + r]
         ys += [y - r, y + r]
     margin = 1.0 * mm
     return min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
+
+
+def _scar(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
+    """A surgical scar: a few long strands along the incision, a lucent (fat) centre."""
+    length = finding.size_mm * mm
+    where, dx, dy = _patch(image, cx, cy, length)
+    axis = float(shape.uniform(0, math.pi)) + turn
+    ux, uy = math.cos(axis), math.sin(axis)
+    along, across = dx * ux + dy * uy, -dx * uy + dy * ux
+    strands = np.zeros_like(dx)
+    for _ in range(int(shape.integers(3, 6))):
+        offset, tilt = float(shape.uniform(-0.25, 0.25)) * length, float(shape.uniform(-0.2, 0.2))
+        distance = across - offset - tilt * along
+        strands += np.exp(-distance ** 2 / (2 * max(0.8, 0.35 * mm) ** 2))
+    fade = np.clip(1.0 - np.abs(along) / length, 0.0, 1.0)
+    centre = np.exp(-(along ** 2 / (0.35 * length) ** 2 + across ** 2 / (0.12 * length) ** 2))
+    image[where] += contrast * (np.minimum(strands, 2.0) * fade - 0.8 * centre)
+    half = length * 0.75
+    return cx - half, cy - half, cx + half, cy + half
 
 
 def _fine_calcifications(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
@@ -226,12 +256,29 @@ def _circumscribed(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
     a = finding.size_mm * mm
     b = a * float(shape.uniform(0.7, 1.0))  # round to oval
     where, dx, dy = _patch(image, cx, cy, a * 1.1)
-    c, s = math.cos(turn + float(shape.uniform(0, 3.14))), math.sin(turn)
+    angle = turn + float(shape.uniform(0, math.pi))
+    c, s = math.cos(angle), math.sin(angle)
     u, v = (c * dx + s * dy) / a, (-s * dx + c * dy) / b
     rho = np.sqrt(u ** 2 + v ** 2)
     # Projection of a smooth ellipsoid: sharp margin, dome profile.
     image[where] += contrast * np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0)) ** 0.6
     return cx - a * 1.05, cy - a * 1.05, cx + a * 1.05, cy + a * 1.05
+
+
+def _microlobulated(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
+    """A circumscribed carcinoma: round to oval like a fibroadenoma, but denser towards
+    its centre and with a finely lobulated, partly blurred margin."""
+    a = finding.size_mm * mm
+    where, dx, dy = _patch(image, cx, cy, a * 1.3)
+    angle = np.arctan2(dy, dx) + turn
+    outline = a * (1.0 + 0.07 * np.cos(int(shape.integers(7, 11)) * angle
+                                       + float(shape.uniform(0, 6)))
+                   + 0.05 * np.cos(int(shape.integers(4, 6)) * angle + float(shape.uniform(0, 6))))
+    rho = np.sqrt(dx ** 2 + dy ** 2) / outline
+    blur = 0.04 + 0.10 * (np.cos(angle - float(shape.uniform(0, 6))) > 0.3)  # one hazy sector
+    edge = 1.0 / (1.0 + np.exp((rho - 1.0) / blur))
+    image[where] += contrast * edge * (0.75 + 0.35 * np.clip(1.0 - rho ** 2, 0.0, 1.0))
+    return cx - a * 1.15, cy - a * 1.15, cx + a * 1.15, cy + a * 1.15
 
 
 def _lymph_node(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
@@ -251,8 +298,8 @@ _DRAWERS = {
     "spiculated_mass": _spiculated,
     "ill_defined_mass": _ill_defined,
     "architectural_distortion": _distortion,
-    "post_surgical_scar": _distortion,
-    "circumscribed_carcinoma": _circumscribed,
+    "post_surgical_scar": _scar,
+    "circumscribed_carcinoma": _microlobulated,
     "fine_calcifications": _fine_calcifications,
     "circumscribed_mass": _circumscribed,
     "coarse_calcifications": _coarse_calcifications,

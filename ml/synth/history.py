@@ -5,7 +5,7 @@ context, family history, noise words, abbreviations and typos. The words carry p
 the malignancy signal, not all of it: suspicious complaints are more frequent, not
 certain, for cancers; plenty of cancers arrive as routine screens and plenty of benign
 studies carry alarming words. With ``signal=1`` a bag-of-words classifier reaches a
-study-level ROC AUC of about 0.8; ``signal=0`` makes the text independent of the label.
+study-level ROC AUC of about 0.87; ``signal=0`` makes the text independent of the label.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | N
 
     parts: list[str] = [_pick(rng, _AGE).format(a=age)]
     # Calcification cancers are mostly found on screening; masses are mostly felt.
-    screened = 0.6 if cancer_kind == "fine_calcifications" else 0.3
+    screened = 0.5 if cancer_kind == "fine_calcifications" else 0.25
     if rng.uniform() < leaning(screened, 0.55):
         parts.append(_pick(rng, _SCREENING))
         if rng.uniform() < leaning(0.2, 0.05):
@@ -104,7 +104,7 @@ def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | N
         if rng.uniform() < leaning(0.15, 0.05):
             parts.append(_pick(rng, _RECALL))
         u = rng.uniform()
-        p_susp, p_reassure = leaning(0.68, 0.10), leaning(0.08, 0.55)
+        p_susp, p_reassure = leaning(0.78, 0.08), leaning(0.06, 0.60)
         pool = _SUSPICIOUS if u < p_susp else (
             _REASSURING if u < p_susp + p_reassure else _NEUTRAL)
         complaint = _pick(rng, pool)
@@ -122,13 +122,13 @@ def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | N
     for kind, side in benign_findings:
         # The explanation is there whatever the label: benign look-alikes are as
         # frequent in cancer studies; ``signal`` only says how often it is written.
-        if rng.uniform() < 0.75 * signal:
+        if rng.uniform() < 0.85 * signal:
             parts.append(_pick(rng, _EXPLAINED[kind]).format(side=_pick(rng, _SIDE[side])))
     if rng.uniform() < 0.5:
-        risky = rng.uniform() < leaning(0.35, 0.10)
+        risky = rng.uniform() < leaning(0.40, 0.08)
         parts.append(_pick(rng, _PRIOR_RISKY if risky else _PRIOR_PLAIN))
     if rng.uniform() < 0.65:
-        positive = rng.uniform() < leaning(0.50, 0.13)
+        positive = rng.uniform() < leaning(0.55, 0.12)
         parts.append(_pick(rng, _FAMILY_POSITIVE if positive else _FAMILY_NEGATIVE).format(
             n=int(rng.integers(38, 75))))
     for _ in range(int(rng.integers(0, 3))):

@@ -19,6 +19,12 @@ FORCE = typer.Option(False, "--force", help="Overwrite an existing run folder.")
 VAL_FRACTION = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5,
                             help="Validation share when the manifest marks no 'val' split.")
 
+PRETRAIN_EPOCHS = typer.Option(
+    20, "--pretrain-epochs", min=0, help="Epochs of supervised pre-training of the image "
+    "encoder on labelled ROI crops before fusion training (0: none).")
+PRETRAIN_LR = typer.Option(1e-3, "--pretrain-lr", help="Adam learning rate of the crop "
+                           "pre-training.")
+
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -32,6 +38,8 @@ def detector(
     epochs: int = typer.Option(12, "--epochs", min=1),
     batch: int = typer.Option(16, "--batch", min=2),
     lr0: float = typer.Option(0.002, "--lr", help="AdamW learning rate."),
+    width: float = typer.Option(0.0625, "--width", min=0.03, max=1.0,
+                                help="Width multiple of the YOLO architecture (channels)."),
     patience: int = typer.Option(10, "--patience", min=1),
     warmup: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     background: float = typer.Option(1.0, "--background-per-lesion-view", min=0.0,
@@ -59,7 +67,7 @@ def detector(
     if imgsz % 32:
         _fail(f"--imgsz {imgsz} is not a multiple of 32 (the detector's stride)")
     settings = DetectorTraining(imgsz=imgsz, epochs=epochs, batch=batch, lr0=lr0,
-                                patience=patience, warmup_epochs=warmup,
+                                patience=patience, warmup_epochs=warmup, width=width,
                                 background_per_lesion_view=background,
                                 seed=seed, device="cpu" if device == "auto" else device)
     try:
@@ -124,6 +132,7 @@ def fusion(
                                              help="Hugging Face encoder folder or "
                                                   "package:NAME/SUBDIR (default: MiniLM)."),
     trainable_text_layers: int = typer.Option(0, "--trainable-text-layers", min=0),
+    pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
@@ -133,7 +142,8 @@ def fusion(
         patience=patience, keyword_count=keyword_count, keyword_p=keyword_p, k=k,
         crop_size=crop_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         patch_size=patch_size, frozen_blocks=frozen_blocks, text_location=text_location,
-        trainable_text_layers=trainable_text_layers, seed=seed, device=device)
+        trainable_text_layers=trainable_text_layers, pretrain_epochs=pretrain_epochs,
+        pretrain_lr=pretrain_lr, seed=seed, device=device)
     from ml.train.fusion_run import run_fusion
 
     try:
@@ -184,14 +194,15 @@ def ablate(
     keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0),
     k: int = typer.Option(8, "--k", min=1),
     crop_size: int = typer.Option(48, "--crop-size", min=16),
+    pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
     """Train the ablation rows (text only ... + keyword masking) and print one table."""
     settings = fusion_settings(
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
-        keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size, seed=seed,
-        device=device)
+        keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size,
+        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device)
     from rich.console import Console
     from rich.table import Table
 

@@ -46,6 +46,7 @@ class DetectorTraining:
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
+    width: float = 0.0625  # the architecture's width multiple (channels per layer)
 
 
 def to_prepared(view: PreparedView, box: Box) -> Box:
@@ -130,6 +131,7 @@ def train_detector(data_yaml: Path, architecture: dict[str, Any], run_dir: Path,
     np.random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     arch_file = run_dir / "architecture.yaml"
+    architecture = {**architecture, "width_multiple": settings.width}
     arch_file.write_text(yaml.safe_dump(architecture, sort_keys=False))
     yolo = YOLO(str(arch_file), task="detect")
     gpu = settings.device != "cpu" and torch.cuda.is_available()

@@ -28,6 +28,22 @@ RUN_RESULT = "result.json"
 EVALUATION_FILES = ("evaluation.json", "evaluation.md")
 
 
+def image_encoder_history(section: dict[str, Any], settings: dict[str, Any],
+                          result: dict[str, Any]) -> str:
+    """How the run's image encoder was trained, in one sentence for the manifest."""
+    encoder = section["image_encoder"]
+    text = (f"timm {encoder['arch']} shape {encoder['overrides']}, from random "
+            "initialisation (no pretrained weights)")
+    epochs = int(settings.get("pretrain_epochs") or 0)
+    if epochs:
+        auc = result.get("pretrain_val_crop_auc")
+        text += (f"; pre-trained for {epochs} epochs (lr {settings.get('pretrain_lr')}) on "
+                 "labelled crops (malignant lesion boxes and the detector ROIs on them vs "
+                 "the ROIs of views without a cancer)"
+                 + (f", validation crop ROC AUC {auc:.3f}" if auc is not None else ""))
+    return text + "; then trained with the fusion model on detector ROI crops"
+
+
 def load_run_model(run: RunFolder) -> tuple[MMBCD, dict[str, Any]]:
     """The trained full model of a fusion run (variant ``attention``) and its section.
 
@@ -77,9 +93,7 @@ def export_run(run_dir: Path, out: Path, *, name: str, version: str,
         "fusion_settings": {k: v for k, v in settings.items() if k not in ("data_meta",)},
         "detector_settings": detector_settings,
         "encoders": {
-            "image": f"timm {section['image_encoder']['arch']} shape "
-                     f"{section['image_encoder']['overrides']}, trained from random "
-                     "initialisation on detector ROI crops (no pretrained weights)",
+            "image": image_encoder_history(section, settings, result),
             "text": f"{text['id']} from {text['external']['location']}, frozen "
                     f"(trainable layers: {text['trainable_layers']}); pinned by SHA-256",
             "detector": f"Ultralytics YOLO ({detector_config.get('width_multiple')} width) "

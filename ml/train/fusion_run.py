@@ -73,7 +73,8 @@ def save_result(run: RunFolder, result: FusionResult, counts: dict[str, int]) ->
     run.write_json(RUN_SECTION, result.model_section)
     run.write_json("keywords.json", result.keywords)
     run.write_json(RUN_RESULT, {"best_epoch": result.best_epoch, "threshold": result.threshold,
-                                "val_metrics": result.val_metrics, "studies": counts})
+                                "val_metrics": result.val_metrics, "studies": counts,
+                                "pretrain_val_crop_auc": result.pretrain_auc})
 
 
 def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Path, *,

@@ -6,7 +6,9 @@ as configured), class-balanced sampling (each class drawn equally often, with
 replacement), top tf-idf keywords dropped afresh every epoch, the validation split for
 early stopping, checkpoint choice and the operating threshold, fixed seeds, bf16
 autocast on a GPU. A frozen text encoder encodes each study's masked history once per
-epoch; a partly trainable one encodes per batch, with gradients.
+epoch; a partly trainable one encodes per batch, with gradients. With
+``pretrain_epochs`` the image encoder is first pre-trained on labelled ROI crops
+(``ml.train.crop_pretraining``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ml.encoders import load_tokenizer, tokenize
 from ml.evaluate.metrics import binary_metrics, breast_scores, choose_threshold
 from ml.manifest import pin_folder, resolve_location
 from ml.model import MMBCD
+from ml.train.crop_pretraining import pretrain_image_encoder
 from ml.train.keywords import WORD, KeywordMasker, top_keywords
 from ml.train.variants import make_variant, uses_text, uses_vision
 from ml.train.view_cache import ViewCache
@@ -65,6 +68,8 @@ class FusionTraining:
     keyword_p: float = 0.2  # 0 turns masking off
     seed: int = 0
     device: str = "auto"
+    pretrain_epochs: int = 0  # crop pre-training of the image encoder before fusion
+    pretrain_lr: float = 1e-3
 
 
 @dataclass
@@ -75,6 +80,7 @@ class FusionResult:
     threshold: float  # chosen on the validation split
     val_metrics: dict[str, Any]
     keywords: list[str]
+    pretrain_auc: float | None = None  # crop-level validation AUC after pre-training
 
 
 def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[str, Any]:
@@ -185,6 +191,12 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     model = make_variant(build_model(section), settings.variant).to(device)
     tokenizer = load_tokenizer(resolve_location(settings.text_location))
     crop = CropParams(size=settings.crop_size)
+    pretrain_auc = None
+    if settings.pretrain_epochs and uses_vision(model):
+        pretrain_auc = pretrain_image_encoder(
+            model.image_encoder, train, val, crop, epochs=settings.pretrain_epochs,
+            lr=settings.pretrain_lr, batch=4 * settings.batch, seed=settings.seed,
+            device=device, on_epoch=on_epoch)
     keywords = top_keywords(train.histories, settings.keyword_count)
     masker = KeywordMasker(frozenset(keywords), settings.keyword_p, settings.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -259,4 +271,4 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     return FusionResult(model=model.eval(), model_section=section, best_epoch=best["epoch"],
                         threshold=threshold,
                         val_metrics=evaluate_cache(val, probabilities, threshold),
-                        keywords=keywords)
+                        keywords=keywords, pretrain_auc=pretrain_auc)

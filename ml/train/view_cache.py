@@ -3,23 +3,27 @@
 Each view goes through ``prepare_view`` -> ``detect`` -> ``crop_rois`` with the bundle's
 parameters, exactly as ``ml.pipeline.Pipeline`` scores it; the crop is kept before the
 per-channel normalisation (one channel, float16), which ``ViewCache.batch`` applies.
-Boxes are kept in stored pixels for the attention pictures.
+Boxes are kept in stored pixels for the attention pictures. For the views with lesion
+boxes the cache also keeps a crop on each lesion and marks the ROIs that hit one: the
+labelled crops the image encoder is pre-trained on (``ml.train.crop_pretraining``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops import box_iou
 
 from ml.bundle import CropParams
 from ml.crops import crop_rois
 from ml.detector import DetectorParams, detect
 from ml.preprocess import PreprocessParams, prepare_view
 from ml.synth.dataset import StudyRecord
+from ml.train.detector_training import to_prepared
 
 
 @dataclass
@@ -37,6 +41,8 @@ class ViewCache:
     views: list[str]
     paths: list[str]
     breast_labels: dict[str, int]  # "study_uid/laterality" -> label
+    lesion_crops: Tensor = field(default_factory=lambda: torch.zeros(0, 1, 1))  # (M, S, S)
+    roi_on_lesion: Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.bool))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -78,19 +84,26 @@ def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
     """
     detector = detector.eval()
     items = [(s_index, view) for s_index, study in enumerate(studies) for view in study.views]
-    crops, masks, boxes = [], [], []
+    crops, masks, boxes, lesion_crops, on_lesion = [], [], [], [], []
     with torch.inference_mode():
         for start in range(0, len(items), batch_views):
             chunk = items[start:start + batch_views]
             prepared = [prepare_view(view.path, preprocess) for _, view in chunk]
             images = [torch.from_numpy(p.image) for p in prepared]
-            for image, view_prep, rois in zip(images, prepared,
-                                              detect(detector, images, detector_params),
-                                              strict=True):
+            for (_, view), image, view_prep, rois in zip(
+                    chunk, images, prepared, detect(detector, images, detector_params),
+                    strict=True):
                 raw = crop_rois(image, rois.boxes, size=crop.size, margin=crop.margin,
                                 min_side=crop.min_side, mean=(0.0,) * 3, std=(1.0,) * 3)
                 crops.append(raw[:, 0].half())
                 masks.append(rois.mask.clone())
+                lesions = torch.tensor([to_prepared(view_prep, b) for b in view.boxes],
+                                       dtype=torch.float32).reshape(-1, 4)
+                on_lesion.append(rois_on_lesions(rois.boxes, lesions) & rois.mask)
+                if len(lesions):
+                    lesion_crops.append(crop_rois(
+                        image, lesions, size=crop.size, margin=crop.margin,
+                        min_side=crop.min_side, mean=(0.0,) * 3, std=(1.0,) * 3)[:, 0].half())
                 stored = torch.tensor([view_prep.to_stored(tuple(b)) for b in
                                        rois.boxes.tolist()], dtype=torch.float32)
                 boxes.append(stored * rois.mask[:, None])
@@ -104,4 +117,17 @@ def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
         lateralities=[view.laterality for _, view in items],
         views=[view.view for _, view in items], paths=[str(view.path) for _, view in items],
         breast_labels={f"{s.study_uid}/{lat}": int(v) for s in studies
-                       for lat, v in s.breast_labels.items()})
+                       for lat, v in s.breast_labels.items()},
+        lesion_crops=(torch.cat(lesion_crops) if lesion_crops
+                      else torch.zeros(0, crop.size, crop.size, dtype=torch.float16)),
+        roi_on_lesion=torch.stack(on_lesion))
+
+
+def rois_on_lesions(rois: Tensor, lesions: Tensor, min_iou: float = 0.1) -> Tensor:
+    """(K,) bool: ROI boxes (K, 4) whose centre lies in a lesion box (M, 4) or that overlap
+    one at IoU >= ``min_iou`` (same pixel grid)."""
+    if not len(lesions):
+        return torch.zeros(len(rois), dtype=torch.bool)
+    centre = (rois[:, None, :2] + rois[:, None, 2:]) / 2  # (K, 1, 2)
+    inside = ((centre >= lesions[None, :, :2]) & (centre <= lesions[None, :, 2:])).all(-1)
+    return (inside | (box_iou(rois, lesions) >= min_iou)).any(dim=1)

@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from ml.synth import findings
 from ml.synth.config import SynthConfig
 from ml.synth.findings import BENIGN_KINDS, MALIGNANT_KINDS, Finding, sample_finding
 from ml.synth.mammogram_file import write_mammogram
@@ -93,6 +94,14 @@ def test_upper_outer_finding_is_high_on_mlo_and_lateral_on_cc() -> None:
         middle = (rows_with_breast.min() + rows_with_breast.max()) / 2
         box = rendered.findings[0].box
         assert (box[1] + box[3]) / 2 < middle, view  # lateral is up on CC, upper-outer on MLO
+
+
+def test_a_cluster_reaching_past_the_image_edge_is_clipped_not_an_error() -> None:
+    image = np.zeros((64, 64), np.float32)
+    points = ((0.0, 0.0, 0.3), (40.0, 40.0, 0.3))  # (dx, dy, r) mm; the second far outside
+    box = findings._dots(image, 60.0, 60.0, points, contrast=0.5, mm=2.0, turn=0.0)
+    assert image[58:62, 58:62].max() > 0.2  # the dot inside is drawn
+    assert box[2] > 64  # the box still spans the dot outside
 
 
 def test_occult_and_one_view_cancers_have_no_box_where_invisible() -> None:

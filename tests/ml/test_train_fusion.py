@@ -13,16 +13,23 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ml.bundle import CropParams, load_bundle
+from ml.bundle import CropParams, build_model, load_bundle
 from ml.cli import app
 from ml.detector import build_detector
 from ml.pipeline import Pipeline
 from ml.random_bundle import TINY_DETECTOR
 from ml.synth.dataset import load_manifest
+from ml.train.crop_pretraining import labelled_crops, pretrain_image_encoder
 from ml.train.detector_training import save_detector
 from ml.train.export import export_run
 from ml.train.fusion_run import prepare_caches, run_fusion
-from ml.train.fusion_training import FusionTraining, encode_texts, predict_cache, train_fusion
+from ml.train.fusion_training import (
+    FusionTraining,
+    encode_texts,
+    model_section,
+    predict_cache,
+    train_fusion,
+)
 from ml.train.run_folder import RunFolder
 from ml.train.splits import SplitError, check_disjoint, training_splits
 from ml.types import StudyInput, ViewInput
@@ -84,11 +91,34 @@ def test_fusion_training_lowers_the_loss_and_keeps_the_best_validation_epoch(dat
                           torch.device("cpu"), on_epoch=epochs.append)
     losses = [e["train_loss"] for e in epochs]
     assert min(losses[-2:]) < losses[0]
-    best = max(epochs, key=lambda e: e["val_auc_view"])
-    assert result.best_epoch == best["epoch"]
+    best_auc = max(e["val_auc_view"] for e in epochs)
+    tied = [e for e in epochs if e["val_auc_view"] == best_auc]  # ties: lower val loss
+    assert result.best_epoch == min(tied, key=lambda e: e["val_loss"])["epoch"]
     # masking was on and dropped some words in some epoch
     assert any(e["masked_words"] > 0 for e in epochs)
     assert 0.0 <= result.threshold <= 1.0
+
+
+def test_crop_pretraining_labels_lesion_crops_and_lowers_its_loss(data) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
+                            with_test=False)
+    train = caches.train
+    samples = labelled_crops(train)
+    lesion_views = sum(1 for s in training_splits(load_manifest(data["train"]), 0.25, 0).train
+                       for v in s.views if v.boxes)
+    assert len(train.lesion_crops) >= lesion_views > 0
+    # every ROI of a view without a cancer is a negative, nothing of a cancer view is
+    negatives = int((train.mask & (train.labels == 0)[:, None]).sum())
+    assert int((samples.labels == 0).sum()) == negatives
+    assert not (train.roi_on_lesion & (train.labels == 0)[:, None]).any()
+    torch.manual_seed(0)
+    encoder = build_model(model_section(TINY, caches.detector)).image_encoder
+    epochs: list[dict] = []
+    pretrain_image_encoder(encoder, train, caches.val, CropParams(size=TINY.crop_size),
+                           epochs=6, lr=2e-3, batch=32, seed=0, device=torch.device("cpu"),
+                           on_epoch=epochs.append)
+    losses = [e["train_loss"] for e in epochs]
+    assert min(losses[-2:]) < losses[0]
 
 
 @pytest.mark.parametrize("variant", ["text", "vision", "concat"])
@@ -103,7 +133,8 @@ def test_ablation_variants_train_and_score_every_view(data, variant) -> None:
 
 def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
     run_dir = data["root"] / "fusion"
-    run_fusion(dataclasses.replace(TINY, epochs=2), data["train"], data["detector"], run_dir,
+    run_fusion(dataclasses.replace(TINY, epochs=2, pretrain_epochs=1), data["train"],
+               data["detector"], run_dir,
                test=data["test"], val_fraction=0.25)
     manifest = export_run(run_dir, tmp_path / "bundle", name="tiny-trained", version="0.1")
     result = json.loads((run_dir / "result.json").read_text())
@@ -114,6 +145,7 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
         json.dumps(list(manifest["files"]))  # the frozen encoder is pinned, not copied
     assert manifest["training_data"]["encoders"]["text"].startswith(
         "sentence-transformers/all-MiniLM-L6-v2")
+    assert "pre-trained for 1 epochs" in manifest["training_data"]["encoders"]["image"]
 
     # the pipeline scores a test study as the training cache saw it
     caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, data["test"],
