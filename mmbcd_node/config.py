@@ -82,6 +82,10 @@ class Hl7Config:
     port: int = 2575
     max_message_bytes: int = 1_048_576
     read_timeout_seconds: float = 60.0
+    # Addresses or networks the RIS may connect from. Empty: loopback only.
+    allowed_senders: list[str] = field(default_factory=list)
+    # Connections open at once; more are closed at once (and audited).
+    max_connections: int = 32
     # MSH-11 processing ids accepted; others are answered AR 202 ("T" on a test node).
     processing_ids: list[str] = field(default_factory=lambda: ["P"])
     tls: TlsConfig = field(default_factory=TlsConfig)

@@ -6,12 +6,16 @@ against SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import socket
 import ssl
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from mmbcd_node.db.models import AuditEvent, Job, Priority, Study, StudyState
@@ -186,3 +190,114 @@ def test_stat_order_then_four_views_over_dicom_queue_an_urgent_job(
     engine.dispose()
     assert state == StudyState.QUEUED, node.log_text()[-3000:]
     assert job.priority == Priority.URGENT and not job.without_history
+
+
+def local_non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback, to connect from; None if none."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    for *_, sockaddr in infos:
+        if not ipaddress.ip_address(sockaddr[0]).is_loopback:
+            return str(sockaddr[0])
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        address = str(probe.getsockname()[0])
+        if not ipaddress.ip_address(address).is_loopback:
+            return address
+    return None
+
+
+def rejection_of(node: RunningNode, peer: str, timeout: float = 15.0) -> AuditEvent:
+    """The ``hl7_connection_rejected`` audit row of the connection from ``peer``
+    (address:port), waiting briefly for it to be committed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        engine = make_engine(node.db_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                rows = [row for row in session.execute(select(AuditEvent).where(
+                    AuditEvent.action == "hl7_connection_rejected")).scalars()
+                    if f'"peer": "{peer}"' in row.detail]
+        finally:
+            engine.dispose()
+        if rows or time.monotonic() > deadline:
+            assert len(rows) == 1, f"no single rejection audited for {peer}"
+            return rows[0]
+        time.sleep(0.1)
+
+
+def refused(connection: MllpConnection, control_id: str) -> bool:
+    """True when the listener closes ``connection`` instead of acknowledging a message."""
+    try:
+        connection.send(order_message(control_id))
+    except OSError:
+        return True
+    return False
+
+
+def test_without_allowed_senders_only_loopback_peers_are_served(
+        node_factory: NodeFactory) -> None:
+    remote = local_non_loopback_address()
+    if remote is None:
+        pytest.skip("this machine has no non-loopback address to connect from")
+    node = node_factory(roles=["hl7"], settings={"hl7": {"host": "0.0.0.0"}})
+    with MllpConnection(node.hl7_port, host=remote) as outsider:
+        peer = f"{remote}:{outsider.sock.getsockname()[1]}"
+        assert refused(outsider, "OUT-1")
+    rejection = rejection_of(node, peer)
+    assert rejection.outcome == "failure" and rejection.peer_address == remote
+    assert "only loopback peers" in rejection.detail
+    with MllpConnection(node.hl7_port) as local:
+        assert local.send(order_message("LOCAL-1")).code == "AA"
+    assert len(orders_listed(node)) == 1
+
+
+def test_allowed_senders_admit_their_networks_and_refuse_the_rest(
+        node_factory: NodeFactory) -> None:
+    node = node_factory(roles=["hl7"], settings={"hl7": {
+        "allowed_senders": ["10.20.0.0/16", "127.0.0.2"]}})
+    with MllpConnection(node.hl7_port) as from_127_0_0_1:
+        peer = f"127.0.0.1:{from_127_0_0_1.sock.getsockname()[1]}"
+        assert refused(from_127_0_0_1, "NOT-LISTED")
+    # The test harness's readiness probe came from 127.0.0.1 too, and was refused as well.
+    rejection = rejection_of(node, peer)
+    assert "127.0.0.1 is not in allowed_senders" in rejection.detail
+    with MllpConnection(node.hl7_port, source="127.0.0.2") as from_127_0_0_2:
+        assert from_127_0_0_2.send(order_message("LISTED-1")).code == "AA"
+    assert len(orders_listed(node)) == 1
+
+
+def test_connections_beyond_max_connections_are_refused_until_one_closes(
+        node_factory: NodeFactory) -> None:
+    node = node_factory(roles=["hl7"], settings={"hl7": {"max_connections": 2}})
+    first = admitted_connection(node, "CAP-1", placer="P1")
+    second = admitted_connection(node, "CAP-2", placer="P2")
+    with MllpConnection(node.hl7_port) as third:
+        peer = f"127.0.0.1:{third.sock.getsockname()[1]}"
+        assert refused(third, "CAP-3")
+    assert "max_connections (2)" in rejection_of(node, peer).detail
+    first.close()
+    admitted_connection(node, "CAP-4", placer="P4").close()
+    second.close()
+    assert sorted(o["placer_number"] for o in orders_listed(node)) == ["P1", "P2", "P4"]
+
+
+def admitted_connection(node: RunningNode, control_id: str, *, placer: str,
+                        timeout: float = 15.0) -> MllpConnection:
+    """A connection whose order was acknowledged AA, retried while the listener still
+    counts a connection that has just closed (it notices when it reads the end of
+    the stream: the harness's readiness probe, or one the test closed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = MllpConnection(node.hl7_port)
+        try:
+            ack = connection.send(order_message(control_id, placer=placer))
+        except OSError:
+            connection.close()
+            assert time.monotonic() < deadline, f"{control_id} never admitted"
+            time.sleep(0.1)
+            continue
+        assert ack.code == "AA", ack
+        return connection

@@ -5,7 +5,9 @@ by frame; each message is handled (in a worker thread, since SQL blocks) and
 acknowledged before the next one on that connection is read, so the sender's order
 is kept. Connections are independent. A frame longer than ``[hl7] max_message_bytes``
 is skipped to its end and answered AE; bytes outside frames are discarded; a
-connection idle for ``read_timeout_seconds`` is closed. TLS is on when ``[hl7.tls]
+connection idle for ``read_timeout_seconds`` is closed. A connection from an address
+outside ``allowed_senders``, or beyond ``max_connections``, is closed before anything
+is read and audited as ``hl7_connection_rejected``. TLS is on when ``[hl7.tls]
 cert`` is set; the handshake runs on each accepted connection (not inside asyncio's
 accept, which drops a failed handshake silently), so a failure is audited as
 ``tls_failure``. hl7apy's own MLLP server is not used: it closed the connection after
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.config import NodeConfig, TlsConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.session import transaction
+from mmbcd_node.orders.admission import SenderAdmission
 from mmbcd_node.orders.intake import OrderIntake
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,8 @@ class MllpServer:
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
         self._server: asyncio.base_events.Server | None = None
         self._tls = server_tls_context(config.hl7.tls)
+        self.admission = SenderAdmission(config.hl7)
+        self._open = 0
 
     async def start(self) -> None:
         hl7 = self.config.hl7
@@ -105,6 +110,18 @@ class MllpServer:
                                 writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         address = f"{peer[0]}:{peer[1]}" if peer else None
+        refusal = self.admission.check(peer[0] if peer else None, self._open)
+        if refusal is not None:
+            await self._reject(writer, address, refusal)
+            return
+        self._open += 1
+        try:
+            await self._serve_admitted(reader, writer, address)
+        finally:
+            self._open -= 1
+
+    async def _serve_admitted(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter, address: str | None) -> None:
         frames = FrameReader(reader, self.config.hl7.max_message_bytes)
         loop = asyncio.get_running_loop()
         log.info("event=hl7_connection_opened peer=%s", address)
@@ -160,15 +177,28 @@ class MllpServer:
             return False
         return True
 
+    async def _reject(self, writer: asyncio.StreamWriter, address: str | None,
+                      reason: str) -> None:
+        """Close a connection refused by ``SenderAdmission``, and audit it."""
+        log.warning("event=hl7_connection_rejected peer=%s reason=%r", address, reason)
+        writer.transport.abort()
+        await asyncio.get_running_loop().run_in_executor(
+            self.executor, self._audit_refusal, "hl7_connection_rejected", address,
+            {"reason": reason})
+
     def _audit_tls_failure(self, address: str | None, reason: str) -> None:
+        self._audit_refusal("tls_failure", address, {"error": reason[:300]})
+
+    def _audit_refusal(self, action: str, address: str | None,
+                       detail: dict[str, str]) -> None:
         host = address.rsplit(":", 1)[0] if address else None
         try:
             with transaction(self.intake.sessions) as session:
-                record_event(session, "tls_failure", outcome="failure", peer_address=host,
+                record_event(session, action, outcome="failure", peer_address=host,
                              detail={"service": "hl7", "peer": address,
-                                     "port": self.config.hl7.port, "error": reason[:300]})
+                                     "port": self.config.hl7.port, **detail})
         except Exception:  # noqa: BLE001 - the connection is refused either way
-            log.exception("event=audit_write_failed action=tls_failure")
+            log.exception("event=audit_write_failed action=%s", action)
 
 
 def server_tls_context(tls: TlsConfig) -> ssl.SSLContext | None:

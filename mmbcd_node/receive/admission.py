@@ -6,11 +6,11 @@ each with a reason in words for the audit trail.
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmbcd_node.addresses import IpAddress, IpNetwork, parse_network, peer_ip
 from mmbcd_node.config import DicomConfig
 
 PERMANENT, TRANSIENT = 0x01, 0x02
@@ -32,7 +32,7 @@ class AllowedPeer:
     """One ``allowed_calling_aes`` entry: ``AE`` or ``AE@address`` (address or network)."""
 
     ae_title: str
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    network: IpNetwork | None
 
     @classmethod
     def parse(cls, entry: str) -> AllowedPeer:
@@ -41,15 +41,10 @@ class AllowedPeer:
         title, _, address = entry.partition("@")
         network = None
         if address:
-            try:
-                network = ipaddress.ip_network(address.strip(), strict=False)
-            except ValueError:
-                raise ValueError(f"dicom.allowed_calling_aes entry {entry!r}: {address!r} "
-                                 f"is not an IP address or network") from None
+            network = parse_network(address, where=f"dicom.allowed_calling_aes entry {entry!r}")
         return cls(title.strip(), network)
 
-    def admits(self, calling_ae: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
-               | None) -> bool:
+    def admits(self, calling_ae: str, address: IpAddress | None) -> bool:
         if calling_ae != self.ae_title:
             return False
         return self.network is None or (address is not None and address in self.network)
@@ -69,7 +64,7 @@ class Admission:
         if called != self.config.ae_title.strip():
             return Rejection(PERMANENT, SERVICE_USER, 0x07,
                              f"called AE title {called!r} is not {self.config.ae_title!r}")
-        ip = _ip(address)
+        ip = peer_ip(address)
         if not self.allowed:
             if ip is None or not ip.is_loopback:
                 return Rejection(PERMANENT, SERVICE_USER, 0x03,
@@ -90,13 +85,3 @@ class Admission:
 def free_bytes(folder: Path) -> int:
     """Free bytes for unprivileged writers on the file system holding ``folder``."""
     return shutil.disk_usage(folder).free
-
-
-def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip

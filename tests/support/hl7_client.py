@@ -130,8 +130,10 @@ class MllpConnection:
     """One MLLP connection for many request/ACK exchanges."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0,
-                 tls: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout)
+                 tls: ssl.SSLContext | None = None, source: str | None = None) -> None:
+        """Connect to ``host:port``, from the local address ``source`` when given."""
+        sock = socket.create_connection((host, port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         self.sock: socket.socket = tls.wrap_socket(sock, server_hostname=host) if tls else sock
         self.buffer = b""
 
