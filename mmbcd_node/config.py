@@ -82,7 +82,7 @@ class Hl7Config:
     port: int = 2575
     max_message_bytes: int = 1_048_576
     read_timeout_seconds: float = 60.0
-    # Addresses or networks the RIS may connect from. Empty: loopback only.
+    # Addresses or networks the RIS may connect from; loopback is always served.
     allowed_senders: list[str] = field(default_factory=list)
     # Connections open at once; more are closed at once (and audited).
     max_connections: int = 32

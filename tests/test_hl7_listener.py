@@ -237,36 +237,28 @@ def refused(connection: MllpConnection, control_id: str) -> bool:
     return False
 
 
-def test_without_allowed_senders_only_loopback_peers_are_served(
-        node_factory: NodeFactory) -> None:
+@pytest.mark.parametrize(("allowed", "served"), [
+    ([], False), (["10.20.0.0/16"], False), (["{remote}/24"], True)],
+    ids=["none-listed", "other-network", "its-network"])
+def test_remote_senders_are_served_only_from_allowed_senders(
+        node_factory: NodeFactory, allowed: list[str], served: bool) -> None:
     remote = local_non_loopback_address()
     if remote is None:
         pytest.skip("this machine has no non-loopback address to connect from")
-    node = node_factory(roles=["hl7"], settings={"hl7": {"host": "0.0.0.0"}})
-    with MllpConnection(node.hl7_port, host=remote) as outsider:
-        peer = f"{remote}:{outsider.sock.getsockname()[1]}"
-        assert refused(outsider, "OUT-1")
-    rejection = rejection_of(node, peer)
-    assert rejection.outcome == "failure" and rejection.peer_address == remote
-    assert "only loopback peers" in rejection.detail
-    with MllpConnection(node.hl7_port) as local:
-        assert local.send(order_message("LOCAL-1")).code == "AA"
-    assert len(orders_listed(node)) == 1
-
-
-def test_allowed_senders_admit_their_networks_and_refuse_the_rest(
-        node_factory: NodeFactory) -> None:
     node = node_factory(roles=["hl7"], settings={"hl7": {
-        "allowed_senders": ["10.20.0.0/16", "127.0.0.2"]}})
-    with MllpConnection(node.hl7_port) as from_127_0_0_1:
-        peer = f"127.0.0.1:{from_127_0_0_1.sock.getsockname()[1]}"
-        assert refused(from_127_0_0_1, "NOT-LISTED")
-    # The test harness's readiness probe came from 127.0.0.1 too, and was refused as well.
-    rejection = rejection_of(node, peer)
-    assert "127.0.0.1 is not in allowed_senders" in rejection.detail
-    with MllpConnection(node.hl7_port, source="127.0.0.2") as from_127_0_0_2:
-        assert from_127_0_0_2.send(order_message("LISTED-1")).code == "AA"
-    assert len(orders_listed(node)) == 1
+        "host": "0.0.0.0", "allowed_senders": [a.format(remote=remote) for a in allowed]}})
+    with MllpConnection(node.hl7_port, host=remote) as sender:
+        peer = f"{remote}:{sender.sock.getsockname()[1]}"
+        assert refused(sender, "REMOTE-1") is not served
+    if not served:
+        rejection = rejection_of(node, peer)
+        assert rejection.outcome == "failure" and rejection.peer_address == remote
+        assert ("only loopback peers" if not allowed else "is not in allowed_senders") \
+            in rejection.detail
+    # Loopback (the node's own status and doctor) is served whatever the list says.
+    with MllpConnection(node.hl7_port) as local:
+        assert local.send(order_message("LOCAL-1", placer="PL2")).code == "AA"
+    assert len(orders_listed(node)) == (2 if served else 1)
 
 
 def test_connections_beyond_max_connections_are_refused_until_one_closes(

@@ -1,9 +1,10 @@
 """Whether to serve an MLLP connection: sender allow-list and connection cap.
 
 ``[hl7] allowed_senders`` lists the addresses or networks the RIS (or its interface
-engine) connects from; empty admits loopback peers only, as the DICOM receiver does
-without ``allowed_calling_aes``. ``max_connections`` bounds the connections open at
-once, so a misbehaving sender cannot exhaust the listener.
+engine) connects from. Loopback peers are always served (the node's own ``status`` and
+``doctor`` probe the port), so an empty list serves loopback only, as the DICOM receiver
+does without ``allowed_calling_aes``. ``max_connections`` bounds the connections open
+at once, so a misbehaving sender cannot exhaust the listener.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ class SenderAdmission:
         ``open_connections`` counts those already being served.
         """
         ip = peer_ip(host or "")
-        if not self.allowed:
-            if ip is None or not ip.is_loopback:
+        if ip is None or not (ip.is_loopback or any(ip in net for net in self.allowed)):
+            if not self.allowed:
                 return f"no allowed_senders configured: only loopback peers are served, not {host}"
-        elif ip is None or not any(ip in network for network in self.allowed):
             return f"{host} is not in allowed_senders"
         if open_connections >= self.max_connections:
             return f"max_connections ({self.max_connections}) connections already open"
