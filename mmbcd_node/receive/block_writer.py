@@ -153,6 +153,7 @@ class BlockWriter:
         # An abandoned file (an aborted association) must not keep its thread or its
         # descriptor; the writes in flight end before the descriptor is closed.
         self._closer = weakref.finalize(self, _shut_down, self._pipeline, fd)
+        self._closer.atexit = False  # at exit the process is going away with its files
 
     @property
     def size(self) -> int:
