@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ml.bundle import CropParams
 from ml.encoders import ImageEncoder
-from ml.train.view_cache import ViewCache
+from ml.train.view_cache import ViewCache, normalise_crops, random_flips
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,9 @@ def labelled_crops(cache: ViewCache) -> LabelledCrops:
 
 def augment(raw: Tensor, generator: torch.Generator) -> Tensor:
     """Random flips and quarter turns of crops (B, S, S): a lesion has no orientation."""
-    flip = torch.rand(len(raw), 2, generator=generator) < 0.5
-    raw = torch.where(flip[:, 0, None, None], raw.flip(-1), raw)
-    raw = torch.where(flip[:, 1, None, None], raw.flip(-2), raw)
+    raw = random_flips(raw, generator)
     turn = torch.rand(len(raw), generator=generator) < 0.5
     return torch.where(turn[:, None, None], raw.transpose(-1, -2), raw)
-
-
-def normalise(raw: Tensor, crop: CropParams) -> Tensor:
-    """Crops (B, S, S) in [0, 1] -> encoder input (B, 3, S, S), as ``ViewCache.batch``."""
-    mean = torch.tensor(crop.mean)[None, :, None, None]
-    std = torch.tensor(crop.std)[None, :, None, None]
-    return (raw[:, None].expand(-1, 3, -1, -1) - mean) / std
 
 
 def crop_scores(encoder: ImageEncoder, head: nn.Module, samples: LabelledCrops,
@@ -79,7 +70,7 @@ def crop_scores(encoder: ImageEncoder, head: nn.Module, samples: LabelledCrops,
     with torch.inference_mode():
         for start in range(0, len(samples), batch):
             raw = samples.crops[start:start + batch].float()
-            logits = head(encoder(normalise(raw, crop).to(device)))
+            logits = head(encoder(normalise_crops(raw, crop).to(device)))
             out.append(logits.float().softmax(-1)[:, 1].cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
@@ -111,7 +102,7 @@ def pretrain_image_encoder(encoder: ImageEncoder, train: ViewCache, val: ViewCac
         total = 0.0
         for start in range(0, len(order), batch):
             index = order[start:start + batch]
-            inputs = normalise(augment(samples.crops[index].float(), generator), crop)
+            inputs = normalise_crops(augment(samples.crops[index].float(), generator), crop)
             loss = F.cross_entropy(head(encoder(inputs.to(device))).float(),
                                    samples.labels[index].to(device))
             optimizer.zero_grad(set_to_none=True)

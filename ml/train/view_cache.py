@@ -57,12 +57,8 @@ class ViewCache:
         index = torch.as_tensor(list(indices), dtype=torch.long)
         raw = self.crops[index].float()  # (B, K, S, S)
         if generator is not None:
-            flip = torch.rand(raw.shape[:2] + (2,), generator=generator) < 0.5
-            raw = torch.where(flip[..., 0, None, None], raw.flip(-1), raw)
-            raw = torch.where(flip[..., 1, None, None], raw.flip(-2), raw)
-        mean = torch.tensor(crop.mean)[None, None, :, None, None]
-        std = torch.tensor(crop.std)[None, None, :, None, None]
-        return (raw[:, :, None].expand(-1, -1, 3, -1, -1) - mean) / std, self.mask[index]
+            raw = random_flips(raw, generator)
+        return normalise_crops(raw, crop), self.mask[index]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,3 +127,19 @@ def rois_on_lesions(rois: Tensor, lesions: Tensor, min_iou: float = 0.1) -> Tens
     centre = (rois[:, None, :2] + rois[:, None, 2:]) / 2  # (K, 1, 2)
     inside = ((centre >= lesions[None, :, :2]) & (centre <= lesions[None, :, 2:])).all(-1)
     return (inside | (box_iou(rois, lesions) >= min_iou)).any(dim=1)
+
+
+def random_flips(raw: Tensor, generator: torch.Generator) -> Tensor:
+    """Crops (..., S, S), each flipped left-right and up-down with probability 1/2."""
+    flip = torch.rand(raw.shape[:-2] + (2,), generator=generator) < 0.5
+    raw = torch.where(flip[..., 0, None, None], raw.flip(-1), raw)
+    return torch.where(flip[..., 1, None, None], raw.flip(-2), raw)
+
+
+def normalise_crops(raw: Tensor, crop: CropParams) -> Tensor:
+    """Crops (..., S, S) in [0, 1] -> encoder input (..., 3, S, S), normalised as the
+    bundle's crop parameters say."""
+    mean = torch.tensor(crop.mean)[:, None, None]
+    std = torch.tensor(crop.std)[:, None, None]
+    channels = raw.unsqueeze(-3).expand(*raw.shape[:-2], 3, *raw.shape[-2:])
+    return (channels - mean) / std
