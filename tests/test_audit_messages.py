@@ -21,6 +21,7 @@ from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.ops.audit_forwarder import forward_pending
 from mmbcd_node.ops.audit_messages import NodeIdentity
 from mmbcd_node.ops.syslog import SyslogSender
+from tests.support.certificates import self_signed_certificate
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import free_port
 
@@ -189,12 +190,7 @@ def test_forwarding_waits_for_a_tcp_collector_that_is_down_and_loses_nothing(
 @pytest.fixture(scope="module")
 def collector_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (the collector's), made with openssl."""
-    folder = tmp_path_factory.mktemp("syslog-tls")
-    cert, key = folder / "collector.pem", folder / "collector.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("syslog-tls"), "collector")
 
 
 def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(

@@ -10,7 +10,6 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy import func, select
 from mmbcd_node.db.models import AuditEvent, Job, Priority, Study, StudyState
 from mmbcd_node.db.order_models import Hl7Message, Order
 from mmbcd_node.db.session import make_engine, make_sessionmaker
+from tests.support.certificates import self_signed_certificate
 from tests.support.dicom_peers import storescu
 from tests.support.hl7_client import (
     EB,
@@ -104,10 +104,7 @@ def test_order_acknowledged_aa_survives_kill_9(node_factory: NodeFactory) -> Non
 
 
 def test_tls_listener_accepts_orders(node_factory: NodeFactory, tmp_path: Path) -> None:
-    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path, "node")
     node = node_factory(roles=["hl7"], settings={"hl7": {"tls": {"cert": str(cert),
                                                                  "key": str(key)}}})
     context = ssl.create_default_context(cafile=str(cert))
@@ -120,10 +117,7 @@ def test_tls_listener_accepts_orders(node_factory: NodeFactory, tmp_path: Path) 
 
 def test_plain_client_on_tls_listener_is_refused_and_audited_as_tls_failure(
         node_factory: NodeFactory, tmp_path: Path) -> None:
-    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path, "node")
     node = node_factory(roles=["hl7"], settings={"hl7": {"tls": {"cert": str(cert),
                                                                  "key": str(key)}}})
     with MllpConnection(node.hl7_port) as plain:
