@@ -172,7 +172,8 @@ class MllpServer:
             reason = str(getattr(exc, "reason", None) or exc or type(exc).__name__)
             log.warning("event=tls_failure peer=%s reason=%r", address, reason)
             await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._audit_tls_failure, address, reason)
+                self.executor, self._audit_refusal, "tls_failure", address,
+                {"error": reason[:300]})
             writer.transport.abort()
             return False
         return True
@@ -185,9 +186,6 @@ class MllpServer:
         await asyncio.get_running_loop().run_in_executor(
             self.executor, self._audit_refusal, "hl7_connection_rejected", address,
             {"reason": reason})
-
-    def _audit_tls_failure(self, address: str | None, reason: str) -> None:
-        self._audit_refusal("tls_failure", address, {"error": reason[:300]})
 
     def _audit_refusal(self, action: str, address: str | None,
                        detail: dict[str, str]) -> None:
