@@ -116,7 +116,8 @@ def build_model(model_section: dict[str, Any], root: Path | None = None) -> MMBC
         base = text_model_from_config(text["config"])
     text_encoder = TextEncoder(base, text.get("trainable_layers", 2))
     fusion = model_section.get("fusion", {})
-    return MMBCD(image_encoder, text_encoder, fusion.get("dim", 256), fusion.get("head_hidden"))
+    return MMBCD(image_encoder, text_encoder, fusion.get("dim", 256), fusion.get("head_hidden"),
+                 roi_scores=bool(fusion.get("roi_scores", False)))
 
 
 def _stored_state(model: MMBCD, external: bool) -> dict[str, torch.Tensor]:

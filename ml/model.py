@@ -1,15 +1,27 @@
 """MMBCD: ROI crops and the clinical history of one view -> malignancy logits and attention.
 
 Image encoder per ROI, text encoder on the history, then ``ml.fusion.Fusion`` (Eq. 1-3).
-Only real ROIs go through the image encoder; padded slots stay zero and masked.
+Only real ROIs go through the image encoder; padded slots stay zero and masked. With
+``roi_scores`` each ROI's feature also carries its detector confidence (as a logit), so
+the fusion can weigh what the detector saw in the whole view against the crop.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ml.encoders import ImageEncoder, TextEncoder
 from ml.fusion import Fusion
+
+SCORE_FLOOR = 1e-4  # confidences are clamped to [floor, 1 - floor] before the logit
+
+
+def score_feature(scores: Tensor, mask: Tensor) -> Tensor:
+    """Detector confidences (B, K) -> (B, K, 1) logits; padded ROIs 0. The whole-breast
+    ROI of a view without detections has confidence 0, hence the lowest logit."""
+    clamped = scores.float().clamp(SCORE_FLOOR, 1.0 - SCORE_FLOOR)
+    return (torch.logit(clamped) * mask)[..., None]
 
 
 class MMBCD(nn.Module):
@@ -17,14 +29,19 @@ class MMBCD(nn.Module):
     that encodes each study's history once for all its views."""
 
     def __init__(self, image_encoder: ImageEncoder, text_encoder: TextEncoder,
-                 dim: int = 256, head_hidden: int | None = None) -> None:
+                 dim: int = 256, head_hidden: int | None = None,
+                 roi_scores: bool = False) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
-        self.fusion = Fusion(image_encoder.dim, text_encoder.dim, dim, head_hidden)
+        self.roi_scores = roi_scores
+        self.roi_dim = image_encoder.dim + int(roi_scores)  # one ROI feature's size
+        self.fusion = Fusion(self.roi_dim, text_encoder.dim, dim, head_hidden)
 
-    def embed_rois(self, crops: Tensor, mask: Tensor, encoder: nn.Module | None = None) -> Tensor:
-        """Crops (B, K, 3, S, S), mask (B, K) -> ROI features (B, K, d_image); padded = 0.
+    def embed_rois(self, crops: Tensor, mask: Tensor, scores: Tensor | None = None,
+                   encoder: nn.Module | None = None) -> Tensor:
+        """Crops (B, K, 3, S, S), mask (B, K), detector confidences (B, K) -> ROI features
+        (B, K, roi_dim); padded = 0. ``scores`` is required when the model uses them.
 
         ``encoder`` replaces ``image_encoder`` (e.g. its compiled wrapper) when given.
         """
@@ -32,11 +49,15 @@ class MMBCD(nn.Module):
         features = (encoder or self.image_encoder)(crops[mask])  # (N_real, d_image)
         out = features.new_zeros(batch, k, features.shape[-1])
         out[mask] = features
-        return out
+        if not self.roi_scores:
+            return out
+        if scores is None:
+            raise ValueError("this model weighs detector confidences: pass the ROI scores")
+        return torch.cat([out, score_feature(scores, mask).to(out.dtype)], dim=-1)
 
     def forward(self, crops: Tensor, mask: Tensor, input_ids: Tensor,
-                attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+                attention_mask: Tensor, scores: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Logits (B, 2) and ROI attention (B, K) for B views with their histories (B, L)."""
-        roi_features = self.embed_rois(crops, mask)  # (B, K, d_image)
+        roi_features = self.embed_rois(crops, mask, scores)  # (B, K, roi_dim)
         text_features = self.text_encoder(input_ids, attention_mask)  # (B, d_text)
         return self.fusion(roi_features, mask, text_features)

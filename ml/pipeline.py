@@ -166,8 +166,10 @@ class Pipeline:
                                            std=crop.std)
                                  for image, r in zip(images, rois, strict=True)])  # (B, K, 3, S, S)
             mask = torch.stack([r.mask for r in rois])  # (B, K)
+            scores = torch.stack([r.scores for r in rois])  # (B, K)
         with self._stage("image encoder"):
-            roi_features = self.model.embed_rois(crops, mask, self._image_encoder)
+            roi_features = self.model.embed_rois(crops, mask, scores,
+                                                 encoder=self._image_encoder)
         with self._stage("fusion"):
             text = texts[torch.tensor([item.study for item in chunk], device=self.device)]
             logits, attention = self.model.fusion(roi_features, mask, text)  # (B, 2), (B, K)
@@ -175,9 +177,9 @@ class Pipeline:
         attention = attention.float().cpu()
         for b, item in enumerate(chunk):
             r = rois[b]
-            boxes, scores = r.boxes.float().cpu(), r.scores.float().cpu()
+            boxes, confidences = r.boxes.float().cpu(), r.scores.float().cpu()
             roi_list = [RoiPrediction(box=ready[b].to_stored(tuple(boxes[j].tolist())),
-                                      detector_score=float(scores[j]),
+                                      detector_score=float(confidences[j]),
                                       attention=float(attention[b, j]),
                                       whole_breast=r.whole_breast)
                         for j in range(int(r.mask.sum()))]

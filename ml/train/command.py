@@ -22,6 +22,9 @@ VAL_FRACTION = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5,
 PRETRAIN_EPOCHS = typer.Option(
     20, "--pretrain-epochs", min=0, help="Epochs of supervised pre-training of the image "
     "encoder on labelled ROI crops before fusion training (0: none).")
+ROI_SCORES = typer.Option(False, "--roi-scores/--no-roi-scores",
+                          help="Give each ROI feature the detector's confidence as well as "
+                          "the crop's embedding.")
 PRETRAIN_LR = typer.Option(1e-3, "--pretrain-lr", help="Adam learning rate of the crop "
                            "pre-training.")
 
@@ -132,6 +135,7 @@ def fusion(
                                              help="Hugging Face encoder folder or "
                                                   "package:NAME/SUBDIR (default: MiniLM)."),
     trainable_text_layers: int = typer.Option(0, "--trainable-text-layers", min=0),
+    roi_scores: bool = ROI_SCORES,
     pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
@@ -142,8 +146,8 @@ def fusion(
         patience=patience, keyword_count=keyword_count, keyword_p=keyword_p, k=k,
         crop_size=crop_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         patch_size=patch_size, frozen_blocks=frozen_blocks, text_location=text_location,
-        trainable_text_layers=trainable_text_layers, pretrain_epochs=pretrain_epochs,
-        pretrain_lr=pretrain_lr, seed=seed, device=device)
+        trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
+        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device)
     from ml.train.fusion_run import run_fusion
 
     try:
@@ -194,6 +198,7 @@ def ablate(
     keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0),
     k: int = typer.Option(8, "--k", min=1),
     crop_size: int = typer.Option(48, "--crop-size", min=16),
+    roi_scores: bool = ROI_SCORES,
     pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
@@ -202,7 +207,8 @@ def ablate(
     settings = fusion_settings(
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
         keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size,
-        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device)
+        roi_scores=roi_scores, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
+        seed=seed, device=device)
     from rich.console import Console
     from rich.table import Table
 

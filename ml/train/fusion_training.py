@@ -58,6 +58,7 @@ class FusionTraining:
     max_length: int = 64
     dim: int = 256
     head_hidden: int | None = None
+    roi_scores: bool = False  # each ROI feature also carries its detector confidence
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
@@ -96,7 +97,8 @@ def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[st
                                       "files": pin_folder(resolve_location(location))},
                          "trainable_layers": settings.trainable_text_layers,
                          "max_length": settings.max_length},
-        "fusion": {"dim": settings.dim, "head_hidden": settings.head_hidden},
+        "fusion": {"dim": settings.dim, "head_hidden": settings.head_hidden,
+                   "roi_scores": settings.roi_scores},
         "crop": {"size": settings.crop_size, "margin": CropParams().margin,
                  "min_side": CropParams().min_side},
         "detector": {"imgsz": detector.imgsz, "conf": detector.conf,
@@ -132,6 +134,13 @@ def encode_texts(model: MMBCD, tokenizer: Any, texts: list[str], max_length: int
     return torch.cat(out) if out else torch.empty(0, model.text_encoder.dim)
 
 
+def roi_features(model: MMBCD, crops: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
+    """ROI features (B, K, roi_dim) of a batch; zeros for a variant without vision."""
+    if uses_vision(model):
+        return model.embed_rois(crops, mask, scores)
+    return crops.new_zeros(mask.shape + (model.roi_dim,))
+
+
 def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: Tensor,
                   device: torch.device, batch: int = 64) -> tuple[np.ndarray, Tensor]:
     """Malignancy probability (N,) and ROI attention (N, K) of every cached view;
@@ -142,9 +151,9 @@ def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: 
         for start in range(0, len(cache), batch):
             index = list(range(start, min(start + batch, len(cache))))
             crops, mask = cache.batch(index, crop)
-            crops, mask = crops.to(device), mask.to(device)
-            rois = (model.embed_rois(crops, mask) if uses_vision(model)
-                    else crops.new_zeros(mask.shape + (model.image_encoder.dim,)))
+            rois = roi_features(model, crops.to(device), mask.to(device),
+                                cache.scores[index].to(device))
+            mask = mask.to(device)
             text = study_text[cache.study[index]].to(device)
             logits, weights = model.fusion(rois, mask, text)
             probabilities.append(logits.float().softmax(-1)[:, 1].cpu())
@@ -226,8 +235,7 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             labels = train.labels[index].to(device)
             studies = train.study[index]
             with _autocast(device):
-                rois = (model.embed_rois(crops, mask) if uses_vision(model)
-                        else crops.new_zeros(mask.shape + (model.image_encoder.dim,)))
+                rois = roi_features(model, crops, mask, train.scores[index].to(device))
                 if epoch_text is not None:
                     text = epoch_text[studies].to(device)
                 elif uses_text(model):

@@ -18,12 +18,14 @@ from ml.synth.dataset import StudyRecord
 from ml.train.detector_training import DETECTOR_WEIGHTS
 from ml.train.view_cache import ViewCache, build_view_cache
 
+CACHE_FORMAT = 2  # raised whenever ViewCache gains or changes a field
+
 
 def cache_key(studies: Sequence[StudyRecord], detector_run: Path, params: DetectorParams,
               crop: CropParams, preprocess: PreprocessParams) -> str:
     """A digest of everything the cached crops depend on."""
     weights = (detector_run / DETECTOR_WEIGHTS).stat()
-    facts = {"views": [str(v.path) for s in studies for v in s.views],
+    facts = {"format": CACHE_FORMAT, "views": [str(v.path) for s in studies for v in s.views],
              "labels": [v.label for s in studies for v in s.views],
              "detector": [weights.st_size, weights.st_mtime_ns], "params": repr(params),
              "crop": repr(crop), "preprocess": repr(preprocess)}

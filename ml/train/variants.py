@@ -65,7 +65,7 @@ def make_variant(model: MMBCD, variant: str) -> MMBCD:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
     if variant != "attention":
         dim = model.fusion.dim
-        head = PartialHead(model.image_encoder.dim, model.text_encoder.dim, dim,
+        head = PartialHead(model.roi_dim, model.text_encoder.dim, dim,
                            vision=variant in ("vision", "concat"),
                            text=variant in ("text", "concat"))
         model.fusion = head  # type: ignore[assignment]

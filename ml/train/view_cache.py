@@ -3,7 +3,8 @@
 Each view goes through ``prepare_view`` -> ``detect`` -> ``crop_rois`` with the bundle's
 parameters, exactly as ``ml.pipeline.Pipeline`` scores it; the crop is kept before the
 per-channel normalisation (one channel, float16), which ``ViewCache.batch`` applies.
-Boxes are kept in stored pixels for the attention pictures. For the views with lesion
+Boxes are kept in stored pixels for the attention pictures, with the detector's
+confidence in each ROI. For the views with lesion
 boxes the cache also keeps a crop on each lesion and marks the ROIs that hit one: the
 labelled crops the image encoder is pre-trained on (``ml.train.crop_pretraining``).
 """
@@ -28,11 +29,13 @@ from ml.train.detector_training import to_prepared
 
 @dataclass
 class ViewCache:
-    """N views: crops (N, K, S, S) in [0, 1], mask (N, K), boxes (N, K, 4) stored px."""
+    """N views: crops (N, K, S, S) in [0, 1], mask (N, K), boxes (N, K, 4) stored px,
+    scores (N, K) detector confidence (0 for padding and the whole-breast ROI)."""
 
     crops: Tensor
     mask: Tensor
     boxes: Tensor
+    scores: Tensor
     labels: Tensor  # (N,) view label
     study: Tensor  # (N,) index into ``histories``
     histories: list[str]
@@ -80,7 +83,7 @@ def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
     """
     detector = detector.eval()
     items = [(s_index, view) for s_index, study in enumerate(studies) for view in study.views]
-    crops, masks, boxes, lesion_crops, on_lesion = [], [], [], [], []
+    crops, masks, boxes, scores, lesion_crops, on_lesion = [], [], [], [], [], []
     with torch.inference_mode():
         for start in range(0, len(items), batch_views):
             chunk = items[start:start + batch_views]
@@ -93,6 +96,7 @@ def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
                                 min_side=crop.min_side, mean=(0.0,) * 3, std=(1.0,) * 3)
                 crops.append(raw[:, 0].half())
                 masks.append(rois.mask.clone())
+                scores.append(rois.scores.float().clone())
                 lesions = torch.tensor([to_prepared(view_prep, b) for b in view.boxes],
                                        dtype=torch.float32).reshape(-1, 4)
                 on_lesion.append(rois_on_lesions(rois.boxes, lesions) & rois.mask)
@@ -107,6 +111,7 @@ def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
                 progress(min(start + batch_views, len(items)))
     return ViewCache(
         crops=torch.stack(crops), mask=torch.stack(masks), boxes=torch.stack(boxes),
+        scores=torch.stack(scores),
         labels=torch.tensor([view.label for _, view in items], dtype=torch.long),
         study=torch.tensor([i for i, _ in items], dtype=torch.long),
         histories=[s.history for s in studies], study_uids=[s.study_uid for s in studies],

@@ -133,7 +133,8 @@ def test_ablation_variants_train_and_score_every_view(data, variant) -> None:
 
 def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
     run_dir = data["root"] / "fusion"
-    run_fusion(dataclasses.replace(TINY, epochs=2, pretrain_epochs=1), data["train"],
+    run_fusion(dataclasses.replace(TINY, epochs=2, pretrain_epochs=1, roi_scores=True),
+               data["train"],
                data["detector"], run_dir,
                test=data["test"], val_fraction=0.25)
     manifest = export_run(run_dir, tmp_path / "bundle", name="tiny-trained", version="0.1")
@@ -146,6 +147,7 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
     assert manifest["training_data"]["encoders"]["text"].startswith(
         "sentence-transformers/all-MiniLM-L6-v2")
     assert "pre-trained for 1 epochs" in manifest["training_data"]["encoders"]["image"]
+    assert manifest["model"]["fusion"]["roi_scores"] is True and bundle.model.roi_scores
 
     # the pipeline scores a test study as the training cache saw it
     caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, data["test"],
