@@ -46,7 +46,9 @@ class MMBCD(nn.Module):
         ``encoder`` replaces ``image_encoder`` (e.g. its compiled wrapper) when given.
         """
         batch, k = mask.shape
-        features = (encoder or self.image_encoder)(crops[mask])  # (N_real, d_image)
+        if encoder is None:  # not ``encoder or ...``: a compiled module refuses bool()
+            encoder = self.image_encoder
+        features = encoder(crops[mask])  # (N_real, d_image)
         out = features.new_zeros(batch, k, features.shape[-1])
         out[mask] = features
         if not self.roi_scores:

@@ -1,4 +1,5 @@
-"""ROI features with the detector's confidence (``[model.fusion] roi_scores``)."""
+"""ROI features: crop embeddings, with the detector's confidence when the bundle says so
+(``[model.fusion] roi_scores``), through the plain or a compiled image encoder."""
 
 from __future__ import annotations
 
@@ -74,3 +75,15 @@ def test_bundles_without_the_setting_keep_crop_embeddings_only():
         ignored = model.embed_rois(crops, mask, torch.rand(1, 3))
         none = model.embed_rois(crops, mask)
     torch.testing.assert_close(ignored, none)
+
+
+def test_a_compiled_image_encoder_gives_the_same_features():
+    # torch.compile's wrapper refuses bool(); the GPU pipeline passes one in
+    model = _model(roi_scores=True)
+    compiled = torch.compile(model.image_encoder, backend="eager")
+    crops = torch.rand(1, 3, 3, 32, 32)
+    mask = torch.tensor([[True, True, False]])
+    scores = torch.tensor([[0.6, 0.2, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed_rois(crops, mask, scores, encoder=compiled),
+                                   model.embed_rois(crops, mask, scores))
