@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops
+.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,13 +44,19 @@ lint: venv
 bench-receive: venv system-tools
 	$(PY) -m tests.bench.receive $(BENCH_ARGS)
 
-# The packaged random-weight bundle (ml/bundles/default); committed, rebuilt only on purpose.
+# The packaged random-weight bundle (ml/bundles/random-tiny), for wiring checks; committed,
+# rebuilt only on purpose.
 tiny-bundle: venv
-	$(PY) -m ml.random_bundle --size tiny --seed 0 --out ml/bundles/default
+	$(PY) -m ml.random_bundle --size tiny --seed 0 --out ml/bundles/random-tiny
 
 # Full-size architecture, random weights: CPU batches 1 and 2, GPU batches 1..32 when present.
 bench-infer: venv system-tools
 	$(PY) -m tests.bench.infer $(BENCH_ARGS)
+
+# Crop pre-training, fusion (bf16 autocast on CUDA), export and the pipeline on the
+# accelerator against the CPU, on a tiny data set; exit 1 on a failed check.
+check-training: venv
+	$(PY) -m tests.bench.training_device $(BENCH_ARGS)
 
 # Study complete -> SR at a storescp PACS, p50/p95 (BENCH_ARGS="-n 20 --device cuda").
 bench-e2e: venv system-tools
@@ -65,12 +71,12 @@ DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_TEST_SEED ?= 2
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
-DEMO_FUSION := --pretrain-epochs 20 --epochs 30 --patience 8
+DEMO_FUSION := --roi-scores --pretrain-epochs 20 --epochs 30 --patience 8
 TRAIN := $(VENV)/bin/mmbcd-train
 demo-model: venv
 	$(TRAIN) synth --out $(DEMO_DIR)/train --studies 480 --seed $(DEMO_SEED) --split train=0.8,val=0.2 $(DEMO_SYNTH)
 	$(TRAIN) synth --out $(DEMO_DIR)/test --studies 160 --seed $(DEMO_TEST_SEED) --split test $(DEMO_SYNTH)
-	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 320 --epochs 25 --patience 25 --warmup-epochs 2 --force
+	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 384 --epochs 25 --patience 25 --warmup-epochs 2 --force
 	$(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion --seed $(DEMO_SEED) $(DEMO_FUSION) --force
 	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation --seed $(DEMO_SEED) $(DEMO_FUSION) --force
 	$(TRAIN) evaluate --run $(DEMO_DIR)/fusion --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation

@@ -25,8 +25,9 @@ class BundleError(ValueError):
 
 
 def default_bundle_path() -> Path:
-    """The bundle shipped with the package (``ml/bundles/default``)."""
-    return Path(__file__).parent / "bundles" / "default"
+    """The bundle the node uses unless configured otherwise: the demo bundle trained on
+    synthetic studies (``ml/bundles/demo``, ``make demo-model``)."""
+    return Path(__file__).parent / "bundles" / "demo"
 
 
 def sha256_file(path: Path) -> str:

@@ -1,9 +1,9 @@
-"""Random-weight bundles: the packaged default until a trained one replaces it, and the
-full-size architecture for benchmarks. Nothing is downloaded: every part is built from a
+"""Random-weight bundles: a tiny packaged one for wiring checks (its scores mean nothing),
+and the full-size architecture for benchmarks. Nothing is downloaded: every part is built from a
 configuration, and the RoBERTa byte-level BPE vocabulary is trained here (``tokenizers``)
 on a small built-in corpus of clinical-history phrases.
 
-``python -m ml.random_bundle --out ml/bundles/default`` (``make tiny-bundle``).
+``python -m ml.random_bundle --out ml/bundles/random-tiny`` (``make tiny-bundle``).
 """
 
 from __future__ import annotations

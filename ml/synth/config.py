@@ -16,12 +16,12 @@ class SynthConfig:
     bits_stored: tuple[int, ...] = (12, 14, 16)  # drawn per study (one device per study)
     monochrome1_fraction: float = 0.25
     malignant_fraction: float = 0.5
-    subtle_fraction: float = 0.30  # of cancers: low contrast
-    occult_fraction: float = 0.08  # of cancers: not visible on either view
-    one_view_fraction: float = 0.10  # of visible cancers: seen on one view only
+    subtle_fraction: float = 0.20  # of cancers: low contrast
+    occult_fraction: float = 0.06  # of cancers: not visible on either view
+    one_view_fraction: float = 0.08  # of visible cancers: seen on one view only
     benign_finding_rate: float = 0.5  # chance that a breast has a benign look-alike
     bilateral_fraction: float = 0.05  # of malignant studies: cancer in both breasts
-    history_signal: float = 1.0  # 0: histories carry no signal; 1: the calibrated default
+    history_signal: float = 1.4  # 0: histories carry no signal; 1.5 at most
 
     def __post_init__(self) -> None:
         for rows, cols in self.sizes:
@@ -35,5 +35,7 @@ class SynthConfig:
                      "bilateral_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
+        if not 0.0 <= self.history_signal <= 1.5:
+            raise ValueError("history_signal must be within 0..1.5")
         if self.subtle_fraction + self.occult_fraction > 1.0:
             raise ValueError("subtle_fraction + occult_fraction must not exceed 1")

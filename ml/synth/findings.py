@@ -32,7 +32,7 @@ BENIGN_KINDS = ("circumscribed_mass", "coarse_calcifications", "lymph_node",
 VISIBILITIES = ("obvious", "subtle", "occult")
 # Gains on the contrast: an obvious finding stands out of dense tissue, a subtle one is
 # about as strong as the glandular texture around it.
-_VISIBILITY_GAIN = {"obvious": (1.3, 1.7), "subtle": (0.55, 0.8), "occult": (0.0, 0.0)}
+_VISIBILITY_GAIN = {"obvious": (1.3, 1.7), "subtle": (0.8, 1.05), "occult": (0.0, 0.0)}
 
 Box = tuple[float, float, float, float]
 
@@ -66,18 +66,22 @@ def sample_finding(kind: str, rng: np.random.Generator, visibility: str = "obvio
     if kind == "spiculated_mass":
         size, contrast = rng.uniform(3.5, 9.0), rng.uniform(0.15, 0.24)
     elif kind == "ill_defined_mass":
-        size, contrast = rng.uniform(5.0, 12.0), rng.uniform(0.13, 0.20)
-    elif kind in ("architectural_distortion", "post_surgical_scar"):
+        size, contrast = rng.uniform(5.0, 12.0), rng.uniform(0.17, 0.25)
+    elif kind == "architectural_distortion":
+        size, contrast = rng.uniform(9.0, 18.0), rng.uniform(0.18, 0.26)
+    elif kind == "post_surgical_scar":
         size, contrast = rng.uniform(9.0, 18.0), rng.uniform(0.09, 0.14)
     elif kind == "fine_calcifications":
-        size, contrast = rng.uniform(3.5, 8.0), rng.uniform(0.35, 0.55)
-        n = int(rng.integers(12, 30))
+        size, contrast = rng.uniform(3.5, 8.0), rng.uniform(0.6, 0.8)
+        n = int(rng.integers(20, 36))
         points = tuple((float(r * math.cos(a)), float(r * math.sin(a)),
                         float(rng.uniform(0.15, 0.35)))
                        for r, a in zip(size * np.sqrt(rng.uniform(0, 1, n)),
                                        rng.uniform(0, 2 * math.pi, n), strict=True))
-    elif kind in ("circumscribed_mass", "circumscribed_carcinoma"):
+    elif kind == "circumscribed_mass":
         size, contrast = rng.uniform(4.0, 12.0), rng.uniform(0.13, 0.21)
+    elif kind == "circumscribed_carcinoma":  # denser than a fibroadenoma of its size
+        size, contrast = rng.uniform(4.0, 12.0), rng.uniform(0.17, 0.25)
     elif kind == "coarse_calcifications":
         size, contrast = 0.0, rng.uniform(0.3, 0.55)
         n = int(rng.integers(2, 9))
@@ -271,13 +275,13 @@ def _microlobulated(image, cx, cy, finding, contrast, mm, shape, turn) -> Box:
     a = finding.size_mm * mm
     where, dx, dy = _patch(image, cx, cy, a * 1.3)
     angle = np.arctan2(dy, dx) + turn
-    outline = a * (1.0 + 0.07 * np.cos(int(shape.integers(7, 11)) * angle
+    outline = a * (1.0 + 0.12 * np.cos(int(shape.integers(7, 11)) * angle
                                        + float(shape.uniform(0, 6)))
                    + 0.05 * np.cos(int(shape.integers(4, 6)) * angle + float(shape.uniform(0, 6))))
     rho = np.sqrt(dx ** 2 + dy ** 2) / outline
-    blur = 0.04 + 0.10 * (np.cos(angle - float(shape.uniform(0, 6))) > 0.3)  # one hazy sector
+    blur = 0.04 + 0.16 * (np.cos(angle - float(shape.uniform(0, 6))) > 0.3)  # one hazy sector
     edge = 1.0 / (1.0 + np.exp((rho - 1.0) / blur))
-    image[where] += contrast * edge * (0.75 + 0.35 * np.clip(1.0 - rho ** 2, 0.0, 1.0))
+    image[where] += contrast * edge * (0.7 + 0.6 * np.clip(1.0 - rho ** 2, 0.0, 1.0))
     return cx - a * 1.15, cy - a * 1.15, cx + a * 1.15, cy + a * 1.15
 
 

@@ -5,7 +5,8 @@ context, family history, noise words, abbreviations and typos. The words carry p
 the malignancy signal, not all of it: suspicious complaints are more frequent, not
 certain, for cancers; plenty of cancers arrive as routine screens and plenty of benign
 studies carry alarming words. With ``signal=1`` a bag-of-words classifier reaches a
-study-level ROC AUC of about 0.87; ``signal=0`` makes the text independent of the label.
+study-level ROC AUC of about 0.86, with the default ``signal=1.4`` about 0.95;
+``signal=0`` makes the text independent of the label.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def write_history(malignant: bool, cancer_sides: list[str], cancer_kind: str | N
     for kind, side in benign_findings:
         # The explanation is there whatever the label: benign look-alikes are as
         # frequent in cancer studies; ``signal`` only says how often it is written.
-        if rng.uniform() < 0.85 * signal:
+        if rng.uniform() < min(0.85 * signal, 0.9):
             parts.append(_pick(rng, _EXPLAINED[kind]).format(side=_pick(rng, _SIDE[side])))
     if rng.uniform() < 0.5:
         risky = rng.uniform() < leaning(0.40, 0.08)

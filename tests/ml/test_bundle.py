@@ -117,6 +117,12 @@ def test_packaged_default_bundle_verifies_and_loads():
     bundle = load_bundle(None)
     assert bundle.path == default_bundle_path()
     assert bundle.digest == read_manifest(default_bundle_path())["digest"]
+    assert bundle.manifest["name"] == "mmbcd-demo"  # trained, not random weights
+
+
+def test_packaged_random_weight_bundle_verifies_and_loads():
+    bundle = load_bundle(default_bundle_path().parent / "random-tiny")
+    assert bundle.manifest["name"] == "mmbcd-random-tiny"
 
 
 def _minilm_parts():

@@ -44,6 +44,17 @@ def test_keywords_in_histories_predict_cancer_but_imperfectly() -> None:
     assert 0.6 < auc < 0.95
 
 
+def test_a_stronger_signal_makes_the_words_more_telling_but_never_certain() -> None:
+    def keyword_auc(signal: float) -> float:
+        texts, labels = _histories(200, signal)
+        return roc_auc_score(labels, [_keyword_score(t) for t in texts])
+
+    default = SynthConfig().history_signal
+    assert keyword_auc(1.0) < keyword_auc(default) < keyword_auc(1.5) < 0.95
+    with pytest.raises(ValueError, match="history_signal"):
+        SynthConfig(history_signal=1.6)
+
+
 def test_without_signal_histories_say_nothing_about_the_label() -> None:
     texts, labels = _histories(200, 0.0)
     auc = roc_auc_score(labels, [_keyword_score(t) for t in texts])
