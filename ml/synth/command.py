@@ -52,8 +52,8 @@ def synth(
                                               help="Chance a breast has a benign look-alike."),
     history_signal: float = typer.Option(_DEFAULT.history_signal, min=0.0, max=1.5,
                                          help="How much the history text depends on the "
-                                              "label (0: none; the default 1.4: a bag of "
-                                              "words reaches a study AUC near 0.95)."),
+                                              "label (0: none; the default 1.2: a bag of "
+                                              "words reaches a study AUC near 0.92)."),
     split: str | None = typer.Option(None, "--split",
                                      help="Split name for every study (e.g. test) or "
                                           "fractions, e.g. train=0.7,val=0.15,test=0.15."),

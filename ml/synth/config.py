@@ -21,7 +21,7 @@ class SynthConfig:
     one_view_fraction: float = 0.08  # of visible cancers: seen on one view only
     benign_finding_rate: float = 0.5  # chance that a breast has a benign look-alike
     bilateral_fraction: float = 0.05  # of malignant studies: cancer in both breasts
-    history_signal: float = 1.4  # 0: histories carry no signal; 1.5 at most
+    history_signal: float = 1.2  # 0: histories carry no signal; 1.5 at most
 
     def __post_init__(self) -> None:
         for rows, cols in self.sizes:

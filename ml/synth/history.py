@@ -5,7 +5,7 @@ context, family history, noise words, abbreviations and typos. The words carry p
 the malignancy signal, not all of it: suspicious complaints are more frequent, not
 certain, for cancers; plenty of cancers arrive as routine screens and plenty of benign
 studies carry alarming words. With ``signal=1`` a bag-of-words classifier reaches a
-study-level ROC AUC of about 0.86, with the default ``signal=1.4`` about 0.95;
+study-level ROC AUC of about 0.86, with the default ``signal=1.2`` about 0.92;
 ``signal=0`` makes the text independent of the label.
 """
 
