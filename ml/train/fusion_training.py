@@ -151,9 +151,8 @@ def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: 
         for start in range(0, len(cache), batch):
             index = list(range(start, min(start + batch, len(cache))))
             crops, mask = cache.batch(index, crop)
-            rois = roi_features(model, crops.to(device), mask.to(device),
-                                cache.scores[index].to(device))
-            mask = mask.to(device)
+            crops, mask = crops.to(device), mask.to(device)
+            rois = roi_features(model, crops, mask, cache.scores[index].to(device))
             text = study_text[cache.study[index]].to(device)
             logits, weights = model.fusion(rois, mask, text)
             probabilities.append(logits.float().softmax(-1)[:, 1].cpu())
