@@ -173,3 +173,15 @@ def test_cli_fusion_refuses_a_test_set_that_overlaps_training(data, tmp_path) ->
         "--out", str(tmp_path / "run"), "--test", str(data["train"]), "--epochs", "1"])
     assert result.exit_code == 2
     assert "share" in result.output
+
+
+def test_cli_fusion_with_roi_scores_records_them_in_the_model_section(data, tmp_path) -> None:
+    result = CliRunner().invoke(app, [
+        "fusion", "--data", str(data["train"]), "--detector", str(data["detector"]),
+        "--out", str(tmp_path / "run"), "--test", str(data["test"]), "--epochs", "1",
+        "--pretrain-epochs", "0", "--k", "4", "--crop-size", "32", "--vit-dim", "32",
+        "--vit-depth", "1", "--vit-patch", "8", "--roi-scores"])
+    assert result.exit_code == 0, result.output
+    section = json.loads((tmp_path / "run" / "model_section.json").read_text())
+    assert section["fusion"]["roi_scores"] is True
+    assert build_model(section).roi_dim == section["image_encoder"]["overrides"]["embed_dim"] + 1
