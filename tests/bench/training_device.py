@@ -89,10 +89,11 @@ def main() -> int:
                    val_fraction=0.25)
         print(f"crop pre-training and fusion on {device}: "
               f"{time.perf_counter() - started:.1f} s")
-        epochs = [json.loads(line) for line in
-                  (root / "fusion" / "metrics.jsonl").read_text().splitlines()]
-        losses = [e["train_loss"] for e in epochs if "epoch" in e]
-        for e in (e for e in epochs if "epoch" in e):
+        records = [json.loads(line) for line in
+                   (root / "fusion" / "metrics.jsonl").read_text().splitlines()]
+        epochs = [e for e in records if "epoch" in e]  # the others are pre-training epochs
+        losses = [e["train_loss"] for e in epochs]
+        for e in epochs:
             print(f"epoch {e['epoch']}: train loss {e['train_loss']:.4f}, "
                   f"validation view AUC {e['val_auc_view']:.3f}")
         export_run(root / "fusion", root / "bundle", name="training-check", version="0")
