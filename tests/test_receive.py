@@ -243,3 +243,19 @@ def test_image_spanning_many_pdus_is_stored_byte_for_byte_with_its_digest(
         assert np.array_equal(received.pixel_array, expected)
     duplicates = audit_of(node, "instance_duplicate", first.SOPInstanceUID)
     assert len(duplicates) == 1 and '"identical": true' in duplicates[0].detail
+
+
+def test_header_longer_than_the_receivers_head_is_read_from_the_whole_file(
+        node: RunningNode, tmp_path: Path) -> None:
+    # A vendor's private block of 300 KB before Pixel Data: the header does not end
+    # within the first bytes the receiver reads while the object arrives.
+    ds = make_mammogram(view="MLO")
+    ds.add_new(0x00290010, "LO", "ACME 1.0")
+    ds.add_new(0x00291010, "OB", bytes(range(256)) * 1200)
+    path = write_mammogram(tmp_path / "long-header.dcm", ds)
+    assert storescu(node.dicom_port, [path]).returncode == 0
+    (instance,) = db_rows(node.db_url, Instance, Instance.sop_instance_uid == ds.SOPInstanceUID)
+    assert (instance.view, instance.laterality) == ("MLO", ds.ImageLaterality)
+    stored = pydicom.dcmread(node.storage_root / instance.path)
+    assert stored[0x00291010].value == ds[0x00291010].value
+    assert stored.PixelData == ds.PixelData

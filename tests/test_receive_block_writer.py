@@ -8,6 +8,7 @@ import gc
 import os
 import tempfile
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import blake3
@@ -15,7 +16,7 @@ import pytest
 
 from mmbcd_node.receive.block_writer import ALIGNMENT, BLOCK, BlockWriter
 from mmbcd_node.receive.digest import digest_file
-from mmbcd_node.receive.incoming import DigestingFile, size_and_digest
+from mmbcd_node.receive.incoming import HEAD_BYTES, DigestingFile, take_received
 
 SHM = Path("/dev/shm")
 
@@ -99,11 +100,48 @@ def test_received_file_gives_size_and_digest_once_complete(tmp_path: Path) -> No
     received.file.flush()
     path = Path(received.name)
     # What the store asks for before it reads the header: the file is complete.
-    assert size_and_digest(path) == (len(data), digest_file_of(data))
+    taken = take_received(path)
+    assert (taken.size, taken.digest) == (len(data), digest_file_of(data))
+    assert taken.head == data[:HEAD_BYTES]
     assert path.read_bytes() == data
     received.close()
     # A file the receiver did not write (a restart) is digested from disk.
-    assert size_and_digest(path) == digest_file(path)
+    again = take_received(path)
+    assert (again.size, again.digest) == digest_file(path)
+    assert again.head == b"" and again.preparation is None
+
+
+def test_received_file_hands_its_head_over_once_it_has_arrived(tmp_path: Path) -> None:
+    data = os.urandom(HEAD_BYTES + 5000)
+    heads: list[bytes] = []
+
+    def on_head(head: bytes) -> Future[int]:
+        heads.append(head)
+        started: Future[int] = Future()
+        started.set_result(len(head))
+        return started
+
+    received = DigestingFile(tmp_path, on_head=on_head)
+    received.write_fragment(memoryview(data)[:HEAD_BYTES - 1])
+    assert heads == [] and received.preparation is None
+    received.write_fragment(memoryview(data)[HEAD_BYTES - 1:HEAD_BYTES + 10])
+    received.write(data[HEAD_BYTES + 10:])
+    assert heads == [data[:HEAD_BYTES]]  # once, with exactly the first bytes
+    taken = take_received(Path(received.name))
+    assert taken.preparation is not None and taken.preparation.result() == HEAD_BYTES
+    received.close()
+
+
+def test_small_object_never_calls_on_head_but_keeps_its_bytes(tmp_path: Path) -> None:
+    def on_head(head: bytes) -> Future[int]:
+        raise AssertionError("an object shorter than HEAD_BYTES has no head to hand over")
+
+    received = DigestingFile(tmp_path, on_head=on_head)
+    received.write(b"small object")
+    taken = take_received(Path(received.name))
+    assert taken.preparation is None
+    assert taken.head == b"small object"
+    received.close()
 
 
 def digest_threads() -> int:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ComprehensiveSRStorage, generate_uid
@@ -18,6 +19,7 @@ from pydicom.uid import ComprehensiveSRStorage, generate_uid
 from mmbcd_node import MANUFACTURER, MODEL_NAME
 from mmbcd_node.db.models import AuditEvent, Instance, Study
 from mmbcd_node.db.session import make_engine
+from mmbcd_node.receive.incoming import HEAD_BYTES
 from mmbcd_node.receive.scp import receiver_name
 from tests.support.databases import DB_KINDS
 from tests.support.dicom_peers import (
@@ -32,6 +34,18 @@ from tests.support.node import RunningNode
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+# Objects smaller than the receiver's head (HEAD_BYTES) have their header read from the
+# complete file; larger ones while their pixel data still arrives. Both must refuse alike.
+SIZES = pytest.mark.parametrize("size", ["small", "large"])
+
+
+def sized_mammogram(size: str, **overrides: object) -> pydicom.Dataset:
+    if size == "small":
+        return make_mammogram(**overrides)
+    side = 512  # 512 KiB native; about 400 KB as lossless JPEG 2000 of noise
+    pixels = np.random.default_rng(5).integers(0, 4096, (side, side), dtype=np.uint16)
+    return make_mammogram(rows=8, cols=8, Rows=side, Columns=side,
+                          PixelData=pixels.tobytes(), **overrides)
 
 
 @pytest.fixture(scope="module", params=DB_KINDS)
@@ -109,9 +123,10 @@ def test_missing_series_uid_of_a_mammogram_gets_a900(
     assert_nothing_kept(node)
 
 
+@SIZES
 def test_sop_instance_uid_differing_from_request_gets_a900(
-        node: RunningNode, tmp_path: Path) -> None:
-    ds = make_mammogram()
+        node: RunningNode, tmp_path: Path, size: str) -> None:
+    ds = sized_mammogram(size)
     path = write_mammogram(tmp_path / "a.dcm", ds)
     # The request carries the file meta UID; the data set says otherwise.
     changed = pydicom.dcmread(path)
@@ -134,9 +149,10 @@ def _truncate(path: Path, keep: int) -> None:
     path.write_bytes(data[:keep])
 
 
+@SIZES
 def test_truncated_pixel_data_gets_c000_and_nothing_is_kept(node: RunningNode,
-                                                            tmp_path: Path) -> None:
-    ds = make_mammogram()
+                                                            tmp_path: Path, size: str) -> None:
+    ds = sized_mammogram(size)
     path = write_mammogram(tmp_path / "a.dcm", ds)
     _truncate(path, path.stat().st_size - 5000)
     assert pynetdicom_store(node.dicom_port, path) == 0xC000
@@ -145,9 +161,11 @@ def test_truncated_pixel_data_gets_c000_and_nothing_is_kept(node: RunningNode,
     assert "truncated" in event.detail
 
 
+@SIZES
 def test_truncated_encapsulated_pixel_data_gets_c000(
-        node: RunningNode, tmp_path: Path) -> None:
-    path = write_mammogram(tmp_path / "a.dcm", make_mammogram(), "1.2.840.10008.1.2.4.90")
+        node: RunningNode, tmp_path: Path, size: str) -> None:
+    path = write_mammogram(tmp_path / "a.dcm", sized_mammogram(size), "1.2.840.10008.1.2.4.90")
+    assert (path.stat().st_size > HEAD_BYTES) == (size == "large")
     _truncate(path, path.stat().st_size - 100)
     assert pynetdicom_store(node.dicom_port, path) == 0xC000
     assert_nothing_kept(node)

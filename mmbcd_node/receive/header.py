@@ -8,7 +8,9 @@ the value is complete. The file on disk is the object as it was received.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +26,9 @@ _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 _UNDEFINED = 0xFFFFFFFF
+# What pydicom raises on data it cannot parse (zlib: a deflated stream cut short).
+_PARSE_ERRORS = (InvalidDicomError, EOFError, ValueError, KeyError, OSError, struct.error,
+                 AttributeError, NotImplementedError, zlib.error)
 
 
 class ReceiveError(Exception):
@@ -82,39 +87,65 @@ class InstanceHeader:
         return view_of(self.dataset)
 
 
-def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str) -> InstanceHeader:
+@dataclass(frozen=True)
+class ParsedHeader:
+    """A data set parsed up to its pixel element, and where that element starts."""
+
+    dataset: Dataset
+    transfer_syntax: UID
+    end: int  # file offset of the element after the header (the pixel element, if any)
+
+
+def parse_head(head: bytes) -> ParsedHeader | None:
+    """The header parsed from ``head``, the first bytes of an object still arriving.
+
+    None when the header does not end at a pixel element inside ``head`` (it is
+    longer, it cannot be parsed, or the transfer syntax is deflated): the whole file
+    decides once it is complete.
+    """
+    if len(head) < 132:
+        return None
+    try:
+        with BytesIO(head) as fp:
+            parsed = _parse(fp)
+            tag = _read_tag(fp)
+    except (ReceiveError, TypeError, *_PARSE_ERRORS):
+        return None
+    if tag not in _PIXEL_TAGS or parsed.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        return None
+    return parsed
+
+
+def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str,
+                parsed: ParsedHeader | None = None, head: bytes = b"") -> InstanceHeader:
     """Parse the header of the received file at ``path`` and check the object is whole.
 
     ``sop_class_uid``/``sop_instance_uid`` are the Affected UIDs of the C-STORE request;
-    the data set must carry the same ones. Raises ``UnreadableDataset`` when the data
+    the data set must carry the same ones. ``parsed`` is the header already parsed
+    from ``head``, the file's first bytes, while the object arrived (``parse_head``);
+    the file is then only read where the pixel element's own header lies beyond
+    ``head``, or its fragments must be walked. Raises ``UnreadableDataset`` when the data
     cannot be parsed or is truncated, ``InvalidIdentifiers`` when SOP Class / SOP
     Instance / Study Instance UIDs are missing, malformed or disagree with the request.
     """
     try:
-        with path.open("rb") as fp:
-            ds = dcmread(fp, stop_before_pixels=True)
-            _check_values_complete(ds)
-            transfer_syntax = UID(ds.file_meta.TransferSyntaxUID)
-            if transfer_syntax == DeflatedExplicitVRLittleEndian:
-                # The inflated stream has no file offsets to check against: parse it all.
-                has_pixels = _read_deflated_whole(path)
-            else:
-                has_pixels = _check_pixel_element(fp, bool(ds.is_implicit_VR),
-                                                  path.stat().st_size)
+        size = path.stat().st_size
+        if parsed is not None:
+            has_pixels = _pixels_complete(path, parsed, head, size)
+        else:
+            with path.open("rb") as fp:
+                parsed = _parse(fp)
+                if parsed.transfer_syntax == DeflatedExplicitVRLittleEndian:
+                    # The inflated stream has no file offsets to check against: parse it all.
+                    has_pixels = _read_deflated_whole(path)
+                else:
+                    has_pixels = _check_pixel_element(fp, bool(parsed.dataset.is_implicit_VR),
+                                                      size)
     except ReceiveError:
         raise
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, struct.error,
-            AttributeError, NotImplementedError) as exc:
+    except _PARSE_ERRORS as exc:
         raise UnreadableDataset(f"data set cannot be parsed: {exc}") from exc
-    header = InstanceHeader(
-        dataset=ds,
-        sop_class_uid=_uid(ds, "SOPClassUID"),
-        sop_instance_uid=_uid(ds, "SOPInstanceUID"),
-        transfer_syntax_uid=str(transfer_syntax),
-        study_uid=_optional_uid(ds, "StudyInstanceUID"),
-        series_uid=_optional_uid(ds, "SeriesInstanceUID"),
-        has_pixels=has_pixels,
-    )
+    header = instance_header(parsed, has_pixels=has_pixels)
     if header.sop_instance_uid != str(sop_instance_uid).strip():
         raise InvalidIdentifiers(
             f"SOP Instance UID (0008,0018) {header.sop_instance_uid} differs from the "
@@ -126,6 +157,44 @@ def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str) -> Ins
     if header.study_uid is None:
         raise InvalidIdentifiers("Study Instance UID (0020,000D) is missing")
     return header
+
+
+def instance_header(parsed: ParsedHeader, *, has_pixels: bool) -> InstanceHeader:
+    """The ``InstanceHeader`` of a parsed header; ``InvalidIdentifiers`` when a SOP UID
+    is missing or a UID is malformed."""
+    ds = parsed.dataset
+    return InstanceHeader(
+        dataset=ds,
+        sop_class_uid=_uid(ds, "SOPClassUID"),
+        sop_instance_uid=_uid(ds, "SOPInstanceUID"),
+        transfer_syntax_uid=str(parsed.transfer_syntax),
+        study_uid=_optional_uid(ds, "StudyInstanceUID"),
+        series_uid=_optional_uid(ds, "SeriesInstanceUID"),
+        has_pixels=has_pixels,
+    )
+
+
+def _parse(fp: BinaryIO) -> ParsedHeader:
+    """Parse up to the pixel element; ``fp`` is left at the element that follows."""
+    ds = dcmread(fp, stop_before_pixels=True)
+    _check_values_complete(ds)
+    return ParsedHeader(dataset=ds, transfer_syntax=UID(ds.file_meta.TransferSyntaxUID),
+                        end=fp.tell())
+
+
+def _pixels_complete(path: Path, parsed: ParsedHeader, head: bytes, size: int) -> bool:
+    """``_check_pixel_element`` for a header parsed from ``head``: a native value is
+    checked against ``size`` from the element header in ``head``; an encapsulated one
+    has its items walked in the file."""
+    implicit_vr = bool(parsed.dataset.is_implicit_VR)
+    length_at = parsed.end + (4 if implicit_vr else 8)
+    if len(head) >= length_at + 4 and head[length_at:length_at + 4] != b"\xff\xff\xff\xff":
+        with BytesIO(head) as fp:
+            fp.seek(parsed.end)
+            return _check_pixel_element(fp, implicit_vr, size)
+    with path.open("rb") as fp:
+        fp.seek(parsed.end)
+        return _check_pixel_element(fp, implicit_vr, size)
 
 
 def require_series_uid(header: InstanceHeader) -> str:

@@ -6,6 +6,11 @@ lies in ``<storage root>/.incoming`` (same file system as its final place, so th
 renames rather than copies, and a crash leaves partial files only there), and its
 bytes go to disk through a ``BlockWriter``, which computes the digest and size as
 they pass, so the store never reads a 500 MB object back just to digest it.
+
+The file also keeps its first ``HEAD_BYTES`` in memory. Once they have arrived it hands
+them to the ``on_head`` callback of ``receive_into``, which starts reading the header
+while the pixel data still arrives (see ``InstanceStore.prepare``); the handler
+collects that work with ``take_received``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import logging
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,11 @@ from mmbcd_node.receive.digest import digest_file
 log = logging.getLogger(__name__)
 
 PREFIX = "recv-"
+# Enough for the header of any image we have seen (an MG header with an ICC profile
+# and private tags is a few tens of KiB); 4 PDUs of a 64 KiB maximum PDU length.
+HEAD_BYTES = 256 << 10
+
+HeadHandler = Callable[[bytes], "Future[Any]"]
 
 _lock = threading.Lock()
 _open: weakref.WeakValueDictionary[str, DigestingFile] = weakref.WeakValueDictionary()
@@ -40,19 +53,32 @@ class DigestingFile:
     ``size_and_digest``.
     """
 
-    def __init__(self, folder: Path, **_: Any) -> None:
+    def __init__(self, folder: Path, on_head: HeadHandler | None = None, **_: Any) -> None:
         fd, self.name = tempfile.mkstemp(dir=folder, prefix=PREFIX, suffix=".dcm")
         self.file = self  # pynetdicom flushes ``file`` after each write of its own
         self._writer = BlockWriter(fd)
+        self._head = bytearray()
+        self._on_head = on_head
+        self.preparation: Future[Any] | None = None
         with _lock:
             _open[self.name] = self
 
+    @property
+    def head(self) -> bytes:
+        """The file's first bytes (up to ``HEAD_BYTES``)."""
+        return bytes(self._head)
+
     def write(self, data: bytes) -> int:
-        self._writer.write(data)
+        self.write_fragment(memoryview(data))
         return len(data)
 
     def write_fragment(self, data: memoryview) -> None:
         """Append ``data`` (a data set fragment, as a view of the received PDU)."""
+        missing = HEAD_BYTES - len(self._head)
+        if missing > 0:
+            self._head += data[:missing]
+            if len(self._head) == HEAD_BYTES and self._on_head is not None:
+                self.preparation = self._on_head(self.head)
         self._writer.write(data)
 
     def flush(self) -> None:
@@ -72,22 +98,39 @@ class DigestingFile:
             self._writer.close()
 
 
-def receive_into(folder: Path) -> None:
+def receive_into(folder: Path, on_head: HeadHandler | None = None) -> None:
     """Make pynetdicom receive C-STORE data sets straight into ``DigestingFile``s in
-    ``folder``, and accept every storage SOP class (process-wide settings)."""
+    ``folder``, and accept every storage SOP class (process-wide settings).
+
+    ``on_head`` receives the first ``HEAD_BYTES`` of each object as soon as they have
+    arrived and returns a future; ``take_received`` hands it to the handler.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.UNRESTRICTED_STORAGE_SERVICE = True
     dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
-        DigestingFile, folder)
+        DigestingFile, folder, on_head=on_head)
 
 
-def size_and_digest(path: Path) -> tuple[int, str]:
-    """Size and digest of the received file at ``path``, once it is completely on
-    disk: from the bytes seen while it was written when it is a ``DigestingFile``,
-    else by reading it. Raises ``OSError`` when writing it failed."""
+@dataclass(frozen=True)
+class Received:
+    """A received file, complete on disk (not yet fsynced)."""
+
+    size: int
+    digest: str
+    head: bytes = b""  # its first bytes; empty when it was not received here
+    preparation: Future[Any] | None = None  # what ``on_head`` started, if it was called
+
+
+def take_received(path: Path) -> Received:
+    """Complete the received file at ``path`` and return what is known of it: size and
+    digest from the bytes seen while it was written when it is a ``DigestingFile``
+    (else by reading it), its head and the work started on it. Raises ``OSError`` when
+    writing it failed."""
     with _lock:
         received = _open.pop(str(path), None)
-    if received is not None:
-        return received.finish()
-    return digest_file(path)
+    if received is None:
+        return Received(*digest_file(path))
+    size, digest = received.finish()
+    return Received(size, digest, received.head, received.preparation)
+

@@ -62,7 +62,7 @@ class DicomRole:
         removed = clear_incoming(root, receiver)
         if removed:
             log.warning("event=incoming_cleared files=%d", removed)
-        receive_into(incoming_dir(root, receiver))
+        receive_into(incoming_dir(root, receiver), on_head=self.store.prepare)
         ae = AE(ae_title=dicom.ae_title)
         # The called AE title is checked (and audited) by Admission.
         ae.require_called_aet = False

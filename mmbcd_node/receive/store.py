@@ -4,14 +4,21 @@ The network layer has already written the received bytes to a temporary file und
 ``<storage root>/.incoming/<receiver>`` (same file system as the final place). ``InstanceStore``
 checks the header, decides whether the object is kept, then
 
-1. fsyncs the temporary file and renames it to ``<study>/<series>/<sop>.dcm``,
-   fsyncing the directories it touched, so the file survives a power cut;
-2. commits the study/series/instance rows and the audit event in one transaction;
+1. renames the temporary file to ``<study>/<series>/<sop>.dcm`` and fsyncs the file and
+   the directories it touched together, so the file survives a power cut;
+2. commits the study/series/instance rows and the audit event in one transaction,
+   which waits for step 1;
 3. only then returns, so the C-STORE answer is Success.
 
 When step 2 fails the file is removed again, so a failure leaves neither file nor row.
-A crash between 1 and 2 leaves a complete file without a row, which the peer was never
-told is stored; it sends it again and the rename replaces it.
+A crash before 2 may leave a file without a row, which the peer was never told is
+stored; it sends it again and the rename replaces it.
+
+Most of the header work is done before the object has arrived: ``prepare`` receives
+the first bytes of each object from the network layer and, while the pixel data
+still arrives, parses the header, looks the study and instance up and creates the
+object's directories. The handler then only checks the object is whole and writes
+the rows.
 """
 
 from __future__ import annotations
@@ -36,18 +43,32 @@ from mmbcd_node.receive.classify import ObjectKind, classify
 from mmbcd_node.receive.digest import algorithm_of, digest_file
 from mmbcd_node.receive.header import (
     InstanceHeader,
+    ParsedHeader,
+    ReceiveError,
     StorageFailure,
     UnreadableDataset,
+    instance_header,
+    parse_head,
     read_header,
     require_series_uid,
 )
-from mmbcd_node.receive.incoming import size_and_digest
+from mmbcd_node.receive.incoming import Received, take_received
 
 log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
 # fsyncs of the directories a stored file entered, issued together.
 _SYNCS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-sync")
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What ``InstanceStore.prepare`` learnt from an object's head."""
+
+    parsed: ParsedHeader
+    # A mammogram's study correlation id (None: a new study) and whether the instance
+    # is stored already, when it was looked up.
+    lookup: tuple[str | None, bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,32 @@ class InstanceStore:
         self.uid_root = uid_root
         self.sessions = sessions
         self._placer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-place")
+        self._preparer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-prepare")
+
+    def prepare(self, head: bytes) -> Future[Preparation | None]:
+        """Start the work on an object that its first bytes allow (``head``, the
+        ``on_head`` of ``receive_into``): parse its header and, for a mammogram, look
+        it up and create its directories. The future's result is None when the header
+        does not lie within ``head``, and nothing is ever raised: whatever fails here is
+        done again, and reported, by ``receive``."""
+        return self._preparer.submit(self._prepare, head)
+
+    def _prepare(self, head: bytes) -> Preparation | None:
+        parsed = parse_head(head)
+        if parsed is None:
+            return None
+        try:
+            header = instance_header(parsed, has_pixels=True)  # a pixel element follows
+            if classify(header, self.uid_root) is not ObjectKind.MAMMOGRAM \
+                    or header.series_uid is None or header.study_uid is None:
+                return Preparation(parsed)
+            lookup = self._lookup(header)
+            if not lookup[1]:
+                _prepare_folder(self._final(header, header.series_uid)[1].parent)
+            return Preparation(parsed, lookup)
+        except (ReceiveError, SQLAlchemyError, OSError) as exc:
+            log.debug("event=prepare_skipped error=%r", str(exc))
+            return Preparation(parsed)
 
     def receive(self, path: Path, *, sop_class_uid: str, sop_instance_uid: str,
                 peer: Peer) -> StoreOutcome:
@@ -113,9 +160,13 @@ class InstanceStore:
     def _receive(self, path: Path, sop_class_uid: str, sop_instance_uid: str,
                  peer: Peer) -> StoreOutcome:
         # The received bytes are completely on disk (not yet fsynced) from here on.
-        size, digest = size_and_digest(path)
+        received = take_received(path)
+        size, digest = received.size, received.digest
+        preparation = _prepared(received)
         header = read_header(path, sop_class_uid=sop_class_uid,
-                             sop_instance_uid=sop_instance_uid)
+                             sop_instance_uid=sop_instance_uid,
+                             parsed=preparation.parsed if preparation else None,
+                             head=received.head)
         kind = classify(header, self.uid_root)
         if kind is ObjectKind.OWN:
             self._audit_only("own_object_ignored", header, peer)
@@ -127,7 +178,8 @@ class InstanceStore:
         if not header.has_pixels:
             raise UnreadableDataset("mammogram without Pixel Data (7FE0,0010): data set "
                                     "truncated before the image")
-        correlation_id, exists = self._lookup(header)
+        lookup = preparation.lookup if preparation is not None else None
+        correlation_id, exists = lookup if lookup is not None else self._lookup(header)
         # Log lines about a study already known carry its correlation id from here on.
         with study_context(correlation_id):
             if exists:
@@ -138,8 +190,7 @@ class InstanceStore:
 
     def _store(self, path: Path, header: InstanceHeader, series_uid: str, kind: ObjectKind,
                peer: Peer, size: int, digest: str) -> StoreOutcome:
-        relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
-        final = self.storage_root / relative
+        relative, final = self._final(header, series_uid)
         stored = StoredFile(relative_path=relative.as_posix(), size_bytes=size, digest=digest)
         # The file's fsync and rename run while the rows are written; the commit waits
         # for them, so a committed row always names a durable file.
@@ -147,7 +198,7 @@ class InstanceStore:
         try:
             with transaction(self.sessions) as session:
                 outcome = record_instance(session, header, series_uid, stored, peer, utcnow())
-                correlation_id = outcome.study.correlation_id
+                correlation_id = outcome.correlation_id
                 if outcome.created:
                     record_event(session, "instance_stored", **_audit_fields(header, peer),
                                  detail={"sop_class_uid": header.sop_class_uid,
@@ -180,6 +231,11 @@ class InstanceStore:
                      header.sop_instance_uid, peer.calling_ae, header.laterality, header.view,
                      size)
         return StoreOutcome(kind, "stored", header.study_uid, final)
+
+    def _final(self, header: InstanceHeader, series_uid: str) -> tuple[Path, Path]:
+        """Where a stored object lies: relative to the storage root, and absolute."""
+        relative = Path(header.study_uid or "", series_uid, f"{header.sop_instance_uid}.dcm")
+        return relative, self.storage_root / relative
 
     def _lookup(self, header: InstanceHeader) -> tuple[str | None, bool]:
         """The correlation id of the object's study (None for a new study) and whether
@@ -254,13 +310,38 @@ def _placed(placing: Future[None], final: Path, relative: Path) -> None:
         raise StorageFailure(f"cannot write {relative}: {exc}") from exc
 
 
+def _prepared(received: Received) -> Preparation | None:
+    """The result of the work ``prepare`` started on ``received``; None when there was
+    none or it has not started yet (cancelled: the handler does it sooner itself)."""
+    preparation = received.preparation
+    if preparation is None or preparation.cancel():
+        return None
+    try:
+        result = preparation.result()
+    except Exception:
+        log.exception("event=prepare_failed")  # a defect; receive does it all again
+        return None
+    return result if isinstance(result, Preparation) else None
+
+
 def _place(temporary: Path, final: Path) -> None:
-    """fsync ``temporary``, rename it to ``final``, then fsync every directory that
-    received a new entry, all at once (the file system commits them together)."""
-    _fsync(temporary, os.O_RDONLY)
+    """Rename ``temporary`` to ``final``, then fsync the file and every directory that
+    received a new entry, all at once (the file system commits them together).
+
+    Renamed before its fsync, the file can be incomplete at ``final`` after a power
+    cut; it never has a row then, and the peer, never answered, sends it again.
+    """
     created = _make_dirs(final.parent)
     os.replace(temporary, final)
-    syncs = [_SYNCS.submit(_fsync_dir, directory) for directory in {final.parent, *created}]
+    syncs = [_SYNCS.submit(_fsync, final, os.O_RDONLY)]
+    syncs += [_SYNCS.submit(_fsync_dir, directory) for directory in {final.parent, *created}]
+    for sync in syncs:
+        sync.result()
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents durably (each new entry fsynced)."""
+    syncs = [_SYNCS.submit(_fsync_dir, directory) for directory in _make_dirs(folder)]
     for sync in syncs:
         sync.result()
 
