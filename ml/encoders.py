@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     RobertaTokenizerFast,
 )
+from transformers.masking_utils import create_bidirectional_mask
 
 PROBE_TEXT = "left breast lump, family history of breast cancer"
 
@@ -74,6 +75,7 @@ class TextEncoder(nn.Module):
         self.dim = int(config.hidden_size)
         self.model.requires_grad_(False)
         layers = transformer_layers(model)
+        self.trainable_layers = min(trainable_layers, len(layers))
         if trainable_layers > 0:
             for layer in layers[-trainable_layers:]:
                 layer.requires_grad_(True)
@@ -81,6 +83,32 @@ class TextEncoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         return out.last_hidden_state[:, 0]  # (N, d_text): <s> / [CLS] of the last layer
+
+    def frozen_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """The hidden states (N, L, d_text) entering the first trainable layer, without
+        gradients or dropout. In training they are computed once per text and epoch,
+        and only ``trainable_states`` runs per batch."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                 output_hidden_states=True)
+        finally:
+            self.model.train(was_training)
+        layers = len(transformer_layers(self.model))
+        return out.hidden_states[layers - self.trainable_layers]
+
+    def trainable_states(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        """The first-token embedding (N, d_text) from ``frozen_states``: the trainable
+        layers only. Equals ``forward`` on the same tokens (up to dropout)."""
+        mask = create_bidirectional_mask(config=getattr(self.model, "config"),  # noqa: B009
+                                         inputs_embeds=hidden, attention_mask=attention_mask)
+        layers = transformer_layers(self.model)
+        for layer in layers[len(layers) - self.trainable_layers:]:
+            out = layer(hidden, mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden[:, 0]
 
 
 def transformer_layers(model: nn.Module) -> nn.ModuleList:

@@ -6,7 +6,8 @@ as configured), class-balanced sampling (each class drawn equally often, with
 replacement), top tf-idf keywords dropped afresh every epoch, the validation split for
 early stopping, checkpoint choice and the operating threshold, fixed seeds, bf16
 autocast on a GPU. A frozen text encoder encodes each study's masked history once per
-epoch; a partly trainable one encodes per batch, with gradients. With
+epoch; a partly trainable one runs its frozen layers once per history and epoch and
+its trainable layers per batch, with gradients. With
 ``pretrain_epochs`` the image encoder is first pre-trained on labelled ROI crops
 (``ml.train.crop_pretraining``).
 """
@@ -134,6 +135,35 @@ def encode_texts(model: MMBCD, tokenizer: Any, texts: list[str], max_length: int
     return torch.cat(out) if out else torch.empty(0, model.text_encoder.dim)
 
 
+@dataclass
+class TextStates:
+    """The frozen layers' output for each study's history (one epoch's masking)."""
+
+    hidden: Tensor  # (S, L, d_text)
+    mask: Tensor  # (S, L) attention mask
+
+    def embed(self, model: MMBCD, studies: Tensor, device: torch.device) -> Tensor:
+        """First-token embeddings (B, d_text) of ``studies``, with gradients through the
+        trainable layers; padding beyond the batch's longest history is cut off."""
+        mask = self.mask[studies]
+        length = int(mask.sum(1).max())
+        return model.text_encoder.trainable_states(self.hidden[studies, :length].to(device),
+                                                   mask[:, :length].to(device))
+
+
+def frozen_text_states(model: MMBCD, tokenizer: Any, texts: list[str], max_length: int,
+                       device: torch.device, batch: int = 64) -> TextStates:
+    """``TextStates`` of ``texts``: a partly trainable text encoder runs its frozen
+    layers once per history and epoch, and only its trainable layers per batch."""
+    ids, att = tokenize(tokenizer, texts, max_length, device)
+    hidden = []
+    with _autocast(device):
+        for start in range(0, len(texts), batch):
+            hidden.append(model.text_encoder.frozen_states(
+                ids[start:start + batch], att[start:start + batch]).float())
+    return TextStates(torch.cat(hidden), att)
+
+
 def roi_features(model: MMBCD, crops: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
     """ROI features (B, K, roi_dim) of a batch; zeros for a variant without vision."""
     if uses_vision(model):
@@ -220,6 +250,9 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
         histories = [masker.mask(text, epoch, s) for s, text in enumerate(train.histories)]
         epoch_text = (encode_texts(model, tokenizer, histories, settings.max_length, device)
                       if frozen_text and uses_text(model) else None)
+        epoch_states = (frozen_text_states(model, tokenizer, histories, settings.max_length,
+                                           device)
+                        if not frozen_text and uses_text(model) else None)
         model.train()
         if frozen_text:
             model.text_encoder.eval()  # no dropout in an encoder that does not learn
@@ -237,10 +270,8 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
                 rois = roi_features(model, crops, mask, train.scores[index].to(device))
                 if epoch_text is not None:
                     text = epoch_text[studies].to(device)
-                elif uses_text(model):
-                    ids, att = tokenize(tokenizer, [histories[s] for s in studies.tolist()],
-                                        settings.max_length, device)
-                    text = model.text_encoder(ids, att)
+                elif epoch_states is not None:
+                    text = epoch_states.embed(model, studies, device)
                 else:
                     text = val_text.new_zeros(len(index), model.text_encoder.dim).to(device)
                 logits, _ = model.fusion(rois, mask, text)

@@ -70,3 +70,24 @@ def test_text_encoder_uses_the_first_token_and_trains_only_the_last_layers():
         hidden = encoder.model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert first.shape == (1, 32)
     assert torch.equal(first, hidden[:, 0])
+
+
+@pytest.mark.parametrize("trainable_layers", [0, 1, 3])
+def test_text_encoder_split_at_its_trainable_layers_gives_the_same_embedding(trainable_layers):
+    # Training runs the frozen layers once per history and epoch, then only the
+    # trainable ones per batch; padded histories must come out as in one pass.
+    torch.manual_seed(0)
+    encoder = TextEncoder(text_model_from_config(TINY_ROBERTA), trainable_layers).eval()
+    ids = torch.tensor([[0, 10, 11, 12, 13, 2], [0, 20, 21, 2, 1, 1]])
+    mask = (ids != 1).long()
+    with torch.no_grad():
+        whole = encoder(ids, mask)
+    split = encoder.trainable_states(encoder.frozen_states(ids, mask), mask)
+    assert torch.allclose(split, whole, atol=1e-5)
+    if trainable_layers == 0:
+        assert not split.requires_grad
+        return
+    split.sum().backward()
+    with_grad = {name.split(".")[3] for name, p in encoder.named_parameters()
+                 if p.grad is not None}
+    assert with_grad == {str(i) for i in range(4 - trainable_layers, 4)}

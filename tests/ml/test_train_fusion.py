@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from ml.bundle import CropParams, build_model, load_bundle
 from ml.cli import app
 from ml.detector import build_detector
+from ml.encoders import TextEncoder, text_model_from_pretrained, transformer_layers
+from ml.manifest import resolve_location
 from ml.pipeline import Pipeline
 from ml.random_bundle import TINY_DETECTOR
 from ml.synth.dataset import load_manifest
@@ -24,6 +26,7 @@ from ml.train.detector_training import save_detector
 from ml.train.export import export_run
 from ml.train.fusion_run import prepare_caches, run_fusion
 from ml.train.fusion_training import (
+    MINILM,
     FusionTraining,
     encode_texts,
     model_section,
@@ -131,9 +134,12 @@ def test_ablation_variants_train_and_score_every_view(data, variant) -> None:
     assert result.val_metrics["view"]["count"] == len(caches.val)
 
 
-def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
-    run_dir = data["root"] / "fusion"
-    run_fusion(dataclasses.replace(TINY, epochs=2, pretrain_epochs=1, roi_scores=True),
+@pytest.mark.parametrize("trainable_text_layers", [0, 1])
+def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path,
+                                                    trainable_text_layers) -> None:
+    run_dir = tmp_path / "fusion"
+    run_fusion(dataclasses.replace(TINY, epochs=2, pretrain_epochs=1, roi_scores=True,
+                                   trainable_text_layers=trainable_text_layers),
                data["train"],
                data["detector"], run_dir,
                test=data["test"], val_fraction=0.25)
@@ -148,6 +154,13 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path) -> None:
         "sentence-transformers/all-MiniLM-L6-v2")
     assert "pre-trained for 1 epochs" in manifest["training_data"]["encoders"]["image"]
     assert manifest["model"]["fusion"]["roi_scores"] is True and bundle.model.roi_scores
+    # A trained text layer travels in the bundle; the frozen ones stay as installed.
+    pristine = TextEncoder(text_model_from_pretrained(resolve_location(MINILM)), 0)
+    layers = zip(transformer_layers(pristine.model),
+                 transformer_layers(bundle.model.text_encoder.model), strict=True)
+    changed = [not torch.equal(a.output.dense.weight, b.output.dense.weight)
+               for a, b in layers]
+    assert changed == [False] * (6 - trainable_text_layers) + [True] * trainable_text_layers
 
     # the pipeline scores a test study as the training cache saw it
     caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, data["test"],
