@@ -11,6 +11,7 @@ labelled crops the image encoder is pre-trained on (``ml.train.crop_pretraining`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -64,8 +65,12 @@ class ViewCache:
         return normalise_crops(raw, crop), self.mask[index]
 
     def save(self, path: Path) -> None:
+        """Write the cache to ``path`` whole or not at all (a run stopped while saving,
+        or two runs filling the same detector cache, never leave half a file)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({f.name: getattr(self, f.name) for f in fields(self)}, path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        torch.save({f.name: getattr(self, f.name) for f in fields(self)}, partial)
+        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: Path) -> ViewCache:

@@ -29,6 +29,7 @@ import os
 import queue
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -171,11 +172,29 @@ class BlockWriter:
                 self._filled += count
                 start += count
                 if self._filled == BLOCK:
-                    self._pipeline.submit(_Block(self._buffer, self._offset, BLOCK, BLOCK,
-                                                 keep=False))
-                    self._buffer = _POOL.take()
-                    self._offset += BLOCK
-                    self._filled = 0
+                    self._submit_full()
+
+    def write_from(self, recv_into: Callable[[memoryview], int], count: int) -> None:
+        """Append ``count`` bytes that ``recv_into`` reads straight into the block
+        buffers (from the socket, without an intermediate copy). ``recv_into`` fills
+        the view it is given, or returns fewer bytes when the data ends; then
+        ``ConnectionError`` is raised, the bytes read so far kept."""
+        while count:
+            wanted = min(count, BLOCK - self._filled)
+            with memoryview(self._buffer) as view:
+                got = recv_into(view[self._filled:self._filled + wanted])
+            self._filled += got
+            count -= got
+            if self._filled == BLOCK:
+                self._submit_full()
+            if got < wanted:
+                raise ConnectionError(f"data ended {count} bytes short of the fragment")
+
+    def _submit_full(self) -> None:
+        self._pipeline.submit(_Block(self._buffer, self._offset, BLOCK, BLOCK, keep=False))
+        self._buffer = _POOL.take()
+        self._offset += BLOCK
+        self._filled = 0
 
     def finish(self) -> tuple[int, str]:
         """Write everything out; return the file's size and digest.

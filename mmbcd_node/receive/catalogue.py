@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Executable, Table, bindparam, select, update
+from sqlalchemy import Executable, Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,14 @@ def find_instance(session: Session, sop_instance_uid: str) -> Instance | None:
     return session.execute(
         select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
     ).scalar_one_or_none()
+
+
+def lookup_instance(session: Session, study_uid: str,
+                    sop_instance_uid: str) -> tuple[str | None, bool]:
+    """The correlation id of the study (None: not known yet) and whether the instance
+    is stored, in one statement."""
+    row = session.execute(_LOOKUP, {"study": study_uid, "sop": sop_instance_uid}).one()
+    return row[0], bool(row[1])
 
 
 def record_instance(session: Session, header: InstanceHeader, series_uid: str,
@@ -106,6 +114,13 @@ def record_instance(session: Session, header: InstanceHeader, series_uid: str,
         session.execute(sql.touch_study, {"sid": study.id, "now": now})
     return RecordOutcome(created=created, study_id=study.id,
                          correlation_id=study.correlation_id, reopened=reopened)
+
+
+_STUDIES, _INSTANCES = (cast(Table, model.__table__) for model in (Study, Instance))
+_LOOKUP = select(
+    select(_STUDIES.c.correlation_id).where(_STUDIES.c.study_uid == bindparam("study"))
+    .scalar_subquery(),
+    exists().where(_INSTANCES.c.sop_instance_uid == bindparam("sop")))
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,19 @@ class DigestingFile:
                 self.preparation = self._on_head(self.head)
         self._writer.write(data)
 
+    def receive_fragment(self, recv_into: Callable[[memoryview], int], count: int) -> None:
+        """Append a fragment of ``count`` bytes that ``recv_into`` reads from the socket:
+        straight into the file's blocks once the head is complete, through the head
+        before. Raises ``ConnectionError`` when the data ends short of ``count``."""
+        if len(self._head) >= HEAD_BYTES:
+            self._writer.write_from(recv_into, count)
+            return
+        fragment = memoryview(bytearray(count))
+        got = recv_into(fragment)
+        self.write_fragment(fragment[:got])
+        if got < count:
+            raise ConnectionError(f"data ended {count - got} bytes short of the fragment")
+
     def flush(self) -> None:
         """Nothing to do: blocks go to disk as they fill, the rest in ``finish``."""
 

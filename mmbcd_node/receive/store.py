@@ -30,15 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.db.audit import record_event
-from mmbcd_node.db.models import Study, utcnow
+from mmbcd_node.db.models import utcnow
 from mmbcd_node.db.session import transaction
 from mmbcd_node.logs import study_context
-from mmbcd_node.receive.catalogue import Peer, StoredFile, find_instance, record_instance
+from mmbcd_node.receive.catalogue import (
+    Peer,
+    StoredFile,
+    find_instance,
+    lookup_instance,
+    record_instance,
+)
 from mmbcd_node.receive.classify import ObjectKind, classify
 from mmbcd_node.receive.digest import algorithm_of, digest_file
 from mmbcd_node.receive.header import (
@@ -241,10 +246,7 @@ class InstanceStore:
         """The correlation id of the object's study (None for a new study) and whether
         the instance is stored already, in one short read."""
         with self.sessions() as session:
-            correlation_id = session.execute(select(Study.correlation_id).where(
-                Study.study_uid == (header.study_uid or ""))).scalar_one_or_none()
-            exists = find_instance(session, header.sop_instance_uid) is not None
-        return correlation_id, exists
+            return lookup_instance(session, header.study_uid or "", header.sop_instance_uid)
 
     def _duplicate(self, path: Path, header: InstanceHeader, peer: Peer,
                    digest: str) -> StoreOutcome | None:

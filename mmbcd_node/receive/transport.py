@@ -5,11 +5,12 @@ pynetdicom reads a PDU in 4 KiB ``recv`` calls and, whenever the socket is momen
 empty, sleeps a millisecond before looking again; at mammography sizes (27 MB for a
 4096 x 3328 16-bit image, 128 KiB PDUs) those costs bound the throughput. ``ReceiverSocket``
 reads each PDU with one ``recv_into`` and waits for data in ``select`` instead of
-sleeping, so it wakes as soon as bytes arrive. ``ReceiverDUL`` writes the P-DATA-TF
-PDUs that only continue the data set of a C-STORE being received straight into its
-file, skipping the per-PDU objects, events and queues that pynetdicom builds for them
-(about 200 such PDUs make one mammogram); every other PDU, and the one that ends the
-data set, takes pynetdicom's own path.
+sleeping, so it wakes as soon as bytes arrive. ``ReceiverDUL`` receives the P-DATA-TF
+PDUs that only continue the data set of a C-STORE being received from the socket
+straight into the file's block buffers (no copy through a PDU buffer), skipping the
+per-PDU objects, events and queues that pynetdicom builds for them (about 200 such
+PDUs make one mammogram); every other PDU, and the one that ends the data set, takes
+pynetdicom's own path.
 
 pynetdicom also performs the TLS handshake inside the accept loop, where a failure is
 dropped without a trace and a silent client holds up every other connection.
@@ -113,7 +114,7 @@ class ReceiverDUL(DULServiceProvider):
     def _read_one_pdu(self) -> bool:
         """Read one PDU; True when it was data set fragments written directly."""
         # As DULServiceProvider._read_pdu_data (PS3.8 9.3.1: type, reserved, length),
-        # with the fragment path in between.
+        # with the fragment paths in between.
         sock = cast(ReceiverSocket, self.socket)  # switched over in _create_association
         try:
             header = sock.recv(6)
@@ -124,8 +125,13 @@ class ReceiverDUL(DULServiceProvider):
                 log.error("event=unknown_pdu type=0x%02X", pdu_type)
                 self.event_queue.put("Evt19")  # unrecognised or invalid PDU
                 return False
+            received = 0
             body = self._body(length)
-            if sock.recv_into(body) != length:
+            if pdu_type == P_DATA_TF and length >= 6:
+                received = sock.recv_into(body[:6])
+                if received == 6 and self._receive_fragment(sock, body[:6], length):
+                    return True
+            if received + sock.recv_into(body[received:]) != length:
                 raise ConnectionError("connection closed within a PDU")
         except (OSError, TimeoutError) as exc:
             log.info("event=association_connection_lost error=%r", str(exc))
@@ -152,17 +158,42 @@ class ReceiverDUL(DULServiceProvider):
             self._pdu_buffer = buffer
         return memoryview(buffer)[:length]
 
+    def _fragment_target(self) -> tuple[C_STORE_RQ, DigestingFile] | None:
+        """The C-STORE being received and its file, when data set fragments may go
+        straight into it: nothing else is waiting in the state machine."""
+        if (self.state_machine.current_state != "Sta6" or not self.event_queue.empty()
+                or not self._recv_pdu.empty()):
+            return None
+        message = self.assoc.dimse.message
+        target = getattr(message, "_data_set_file", None)
+        if not isinstance(message, C_STORE_RQ) or not isinstance(target, DigestingFile):
+            return None
+        return message, target
+
+    def _receive_fragment(self, sock: ReceiverSocket, item: memoryview, length: int) -> bool:
+        """Receive a P-DATA-TF of ``length`` bytes whose first PDV item header (``item``)
+        has been read: when it is one data set fragment, not the last, of the C-STORE
+        being received, its value goes from the socket straight into the file; False
+        (nothing more read) if not."""
+        found = self._fragment_target()
+        if found is None:
+            return False
+        message, target = found
+        (item_length,) = struct.unpack_from(">L", item)
+        if (item_length + 4 != length or item_length < 2 or item[4] != message.context_id
+                or item[5] != DATA_SET_FRAGMENT):
+            return False
+        target.receive_fragment(sock.recv_into, item_length - 2)
+        return True
+
     def _write_fragments(self, body: memoryview) -> bool:
         """Write the PDU's PDVs into the C-STORE's file when every one is a data set
         fragment that is not the last, on the message's presentation context, and
         nothing else is waiting in the state machine; False (nothing written) if not."""
-        if (self.state_machine.current_state != "Sta6" or not self.event_queue.empty()
-                or not self._recv_pdu.empty()):
+        found = self._fragment_target()
+        if found is None:
             return False
-        message = self.assoc.dimse.message
-        target = getattr(message, "_data_set_file", None)
-        if not isinstance(message, C_STORE_RQ) or not isinstance(target, DigestingFile):
-            return False
+        message, target = found
         fragments = []
         offset, end = 0, len(body)
         while offset < end:
