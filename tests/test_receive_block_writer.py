@@ -47,6 +47,53 @@ def test_file_on_disk_equals_the_bytes_written_and_their_digest(
     assert writer.finish() == (size, digest)  # idempotent
 
 
+class FakeSocket:
+    """``recv_into`` over ``data``: at most ``chunk`` bytes a call, as a socket gives
+    them; ``read_fully`` fills the view as ``ReceiverSocket.recv_into`` does."""
+
+    def __init__(self, data: bytes, chunk: int) -> None:
+        self.data, self.chunk, self.offset = data, chunk, 0
+
+    def read_fully(self, view: memoryview) -> int:
+        done = 0
+        while done < len(view):
+            count = min(len(view) - done, self.chunk, len(self.data) - self.offset)
+            if count == 0:
+                break  # the peer closed
+            view[done:done + count] = self.data[self.offset:self.offset + count]
+            self.offset += count
+            done += count
+        return done
+
+
+def test_fragments_received_straight_into_the_blocks_make_the_same_file(
+        tmp_path: Path) -> None:
+    data = os.urandom(3 * BLOCK + 5000)
+    sock = FakeSocket(data, chunk=65_536)
+    fd, name = tempfile.mkstemp(dir=tmp_path)
+    writer = BlockWriter(fd)
+    writer.write(data[:100])  # mixed with copied fragments, across block boundaries
+    sock.offset = 100
+    for size in (131_060, BLOCK, 7, len(data)):
+        remaining = len(data) - sock.offset
+        if remaining:
+            writer.write_from(sock.read_fully, min(size, remaining))
+    size, digest = writer.finish()
+    writer.close()
+    assert Path(name).read_bytes() == data
+    assert (size, digest) == (len(data), "blake3:" + blake3.blake3(data).hexdigest())
+
+
+def test_fragment_cut_short_by_the_peer_raises_and_keeps_what_arrived(tmp_path: Path) -> None:
+    data = os.urandom(BLOCK + 10)
+    fd, _ = tempfile.mkstemp(dir=tmp_path)
+    writer = BlockWriter(fd)
+    with pytest.raises(ConnectionError, match="short"):
+        writer.write_from(FakeSocket(data, chunk=4096).read_fully, len(data) + 500)
+    assert writer.size == len(data)
+    writer.close()
+
+
 def test_direct_io_is_used_on_a_disk_file_system(tmp_path: Path) -> None:
     fd, _ = tempfile.mkstemp(dir=tmp_path)
     writer = BlockWriter(fd)
