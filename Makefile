@@ -71,7 +71,7 @@ DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_TEST_SEED ?= 2
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
-DEMO_FUSION := --roi-scores --pretrain-epochs 20 --epochs 30 --patience 8
+DEMO_FUSION := --roi-scores --trainable-text-layers 1 --pretrain-epochs 20 --epochs 30 --patience 8
 TRAIN := $(VENV)/bin/mmbcd-train
 demo-model: venv
 	$(TRAIN) synth --out $(DEMO_DIR)/train --studies 480 --seed $(DEMO_SEED) --split train=0.8,val=0.2 $(DEMO_SYNTH)

@@ -94,8 +94,7 @@ def export_run(run_dir: Path, out: Path, *, name: str, version: str,
         "detector_settings": detector_settings,
         "encoders": {
             "image": image_encoder_history(section, settings, result),
-            "text": f"{text['id']} from {text['external']['location']}, frozen "
-                    f"(trainable layers: {text['trainable_layers']}); pinned by SHA-256",
+            "text": text_encoder_history(text),
             "detector": f"Ultralytics YOLO ({detector_config.get('width_multiple')} width) "
                         f"trained from scratch at {params.imgsz} px on the lesion boxes",
         },
@@ -107,3 +106,13 @@ def export_run(run_dir: Path, out: Path, *, name: str, version: str,
         training_data=json.loads(json.dumps(training, default=str)), extra_files=extra,
         notes=f"Trained by mmbcd-train (fusion run {run.path.name}); threshold chosen on the "
               "validation split.")
+
+
+def text_encoder_history(text: dict[str, Any]) -> str:
+    """How the bundle's text encoder came to be, for the manifest."""
+    source = f"{text['id']} from {text['external']['location']}, pinned by SHA-256"
+    trained = int(text.get("trainable_layers", 0))
+    if not trained:
+        return f"{source}; frozen"
+    return (f"{source}; its last {trained} transformer layer(s) trained with the fusion "
+            "and kept in the bundle, the others frozen as installed")

@@ -153,6 +153,9 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path,
     assert manifest["training_data"]["encoders"]["text"].startswith(
         "sentence-transformers/all-MiniLM-L6-v2")
     assert "pre-trained for 1 epochs" in manifest["training_data"]["encoders"]["image"]
+    assert manifest["training_data"]["encoders"]["text"].endswith(
+        "last 1 transformer layer(s) trained with the fusion and kept in the bundle, the "
+        "others frozen as installed" if trainable_text_layers else "; frozen")
     assert manifest["model"]["fusion"]["roi_scores"] is True and bundle.model.roi_scores
     # A trained text layer travels in the bundle; the frozen ones stay as installed.
     pristine = TextEncoder(text_model_from_pretrained(resolve_location(MINILM)), 0)
