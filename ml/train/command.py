@@ -25,6 +25,9 @@ PRETRAIN_EPOCHS = typer.Option(
 ROI_SCORES = typer.Option(False, "--roi-scores/--no-roi-scores",
                           help="Give each ROI feature the detector's confidence as well as "
                           "the crop's embedding.")
+TRAINABLE_TEXT_LAYERS = typer.Option(
+    0, "--trainable-text-layers", min=0, help="Last transformer layers of the text encoder "
+    "that train (0: frozen; the authors trained RoBERTa's last 2).")
 PRETRAIN_LR = typer.Option(1e-3, "--pretrain-lr", help="Adam learning rate of the crop "
                            "pre-training.")
 
@@ -134,7 +137,7 @@ def fusion(
     text_location: str | None = typer.Option(None, "--text-encoder",
                                              help="Hugging Face encoder folder or "
                                                   "package:NAME/SUBDIR (default: MiniLM)."),
-    trainable_text_layers: int = typer.Option(0, "--trainable-text-layers", min=0),
+    trainable_text_layers: int = TRAINABLE_TEXT_LAYERS,
     roi_scores: bool = ROI_SCORES,
     pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
@@ -198,6 +201,7 @@ def ablate(
     keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0),
     k: int = typer.Option(8, "--k", min=1),
     crop_size: int = typer.Option(48, "--crop-size", min=16),
+    trainable_text_layers: int = TRAINABLE_TEXT_LAYERS,
     roi_scores: bool = ROI_SCORES,
     pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
@@ -207,8 +211,8 @@ def ablate(
     settings = fusion_settings(
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
         keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size,
-        roi_scores=roi_scores, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
-        seed=seed, device=device)
+        trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
+        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device)
     from rich.console import Console
     from rich.table import Table
 

@@ -201,3 +201,20 @@ def test_cli_fusion_with_roi_scores_records_them_in_the_model_section(data, tmp_
     section = json.loads((tmp_path / "run" / "model_section.json").read_text())
     assert section["fusion"]["roi_scores"] is True
     assert build_model(section).roi_dim == section["image_encoder"]["overrides"]["embed_dim"] + 1
+
+
+def test_cli_ablate_trains_every_row_with_the_text_layers_asked_for(data, tmp_path) -> None:
+    out = tmp_path / "ablation"
+    result = CliRunner().invoke(app, [
+        "ablate", "--data", str(data["train"]), "--detector", str(data["detector"]),
+        "--test", str(data["test"]), "--out", str(out), "--epochs", "1",
+        "--pretrain-epochs", "0", "--k", "4", "--crop-size", "32", "--batch", "16",
+        "--trainable-text-layers", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["settings"][
+        "trainable_text_layers"] == 1
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [row["name"] for row in rows] == [
+        "text only", "vision only", "vision + text (concat)", "+ attention",
+        "+ keyword masking"]
+    assert all(row["view"]["count"] == 16 for row in rows)  # 4 test studies x 4 views
