@@ -104,3 +104,11 @@ def test_parsed_header_is_still_checked_against_the_request(tmp_path: Path) -> N
     with pytest.raises(InvalidIdentifiers, match="Affected SOP Instance UID"):
         read_header(path, sop_class_uid=parsed.dataset.SOPClassUID,
                     sop_instance_uid="1.2.3.4", parsed=parsed, head=data[:HEAD])
+
+
+def test_deflated_data_set_cut_short_is_unreadable(tmp_path: Path) -> None:
+    path, data = mammogram_file(tmp_path, DeflatedExplicitVRLittleEndian)
+    path.write_bytes(data[:len(data) // 2])  # the inflated stream ends mid-way
+    with pytest.raises(UnreadableDataset, match="cannot be parsed"):
+        read_header(path, sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
+                    sop_instance_uid="1.2.3")
