@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "recv-"
 # Enough for the header of any image we have seen (an MG header with an ICC profile
-# and private tags is a few tens of KiB); 4 PDUs of a 64 KiB maximum PDU length.
+# and private tags is a few tens of KiB); two PDUs of dcmtk's 128 KiB.
 HEAD_BYTES = 256 << 10
 
 HeadHandler = Callable[[bytes], "Future[Any]"]
@@ -50,7 +50,7 @@ class DigestingFile:
     Offers what pynetdicom uses of a ``NamedTemporaryFile``: ``name``, ``write``,
     ``file.flush()`` and ``close``. pynetdicom calls ``close`` only after the C-STORE
     handler has answered, so the handler completes the file first with
-    ``size_and_digest``.
+    ``take_received``.
     """
 
     def __init__(self, folder: Path, on_head: HeadHandler | None = None, **_: Any) -> None:
