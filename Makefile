@@ -66,7 +66,7 @@ bench-ops: venv
 	$(PY) -m tests.bench.ops $(BENCH_ARGS)
 
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val and test sets (another
-# seed), detector, fusion, ablation, evaluation, export. About 50 minutes on 2 CPU cores.
+# seed), detector, fusion, ablation, evaluation, export. About 47 minutes on 2 CPU cores.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_TEST_SEED ?= 2
