@@ -282,6 +282,9 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             total_loss += loss.item() * len(index)
             if progress is not None:
                 progress(epoch * batches + b + 1, settings.epochs * batches)
+        if not frozen_text:  # the histories are encoded by the layers as trained so far
+            val_text = encode_texts(model, tokenizer, val.histories, settings.max_length,
+                                    device)
         probabilities, _ = predict_cache(model, val, crop, val_text, device)
         eps = 1e-7
         y = val.labels.numpy()
@@ -304,6 +307,8 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             log.info("event=early_stop epoch=%d best_epoch=%d", epoch, best["epoch"])
             break
     model.load_state_dict(best["state"], strict=False)
+    if not frozen_text:
+        val_text = encode_texts(model, tokenizer, val.histories, settings.max_length, device)
     probabilities, _ = predict_cache(model, val, crop, val_text, device)
     threshold = choose_threshold(val.labels.tolist(), probabilities.tolist())
     return FusionResult(model=model.eval(), model_section=section, best_epoch=best["epoch"],

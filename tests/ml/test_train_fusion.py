@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 from ml.bundle import CropParams, build_model, load_bundle
 from ml.cli import app
 from ml.detector import build_detector
-from ml.encoders import TextEncoder, text_model_from_pretrained, transformer_layers
+from ml.encoders import (
+    TextEncoder,
+    load_tokenizer,
+    text_model_from_pretrained,
+    transformer_layers,
+)
 from ml.manifest import resolve_location
 from ml.pipeline import Pipeline
 from ml.random_bundle import TINY_DETECTOR
@@ -29,6 +34,7 @@ from ml.train.fusion_training import (
     MINILM,
     FusionTraining,
     encode_texts,
+    evaluate_cache,
     model_section,
     predict_cache,
     train_fusion,
@@ -218,3 +224,19 @@ def test_cli_ablate_trains_every_row_with_the_text_layers_asked_for(data, tmp_pa
         "text only", "vision only", "vision + text (concat)", "+ attention",
         "+ keyword masking"]
     assert all(row["view"]["count"] == 16 for row in rows)  # 4 test studies x 4 views
+
+
+def test_validation_with_a_trained_text_layer_encodes_the_histories_as_trained(data) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
+                            with_test=False)
+    settings = dataclasses.replace(TINY, epochs=2, trainable_text_layers=1, lr=1e-2)
+    result = train_fusion(settings, caches.detector, caches.train, caches.val,
+                          torch.device("cpu"))
+    tokenizer = load_tokenizer(resolve_location(MINILM))
+    text = encode_texts(result.model, tokenizer, caches.val.histories, settings.max_length,
+                        torch.device("cpu"))
+    probabilities, _ = predict_cache(result.model, caches.val,
+                                     CropParams(size=settings.crop_size), text,
+                                     torch.device("cpu"))
+    fresh = evaluate_cache(caches.val, probabilities, result.threshold)
+    assert result.val_metrics == fresh
