@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom import dcmread
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
@@ -28,6 +29,16 @@ def mammogram_file(tmp_path: Path, transfer_syntax: str = "1.2.840.10008.1.2.1",
                         **overrides)
     path = write_mammogram(tmp_path / "a.dcm", ds, transfer_syntax)
     return path, path.read_bytes()
+
+
+def read_with_head(path: Path, data: bytes) -> None:
+    """``read_header`` of the file at ``path`` with the header parsed from the head of
+    ``data`` (the object as sent), as the receiver does while it arrives."""
+    parsed = parse_head(data[:HEAD])
+    assert parsed is not None
+    ds = parsed.dataset
+    read_header(path, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID,
+                parsed=parsed, head=data[:HEAD])
 
 
 def pixel_tag_offset(data: bytes) -> int:
@@ -60,8 +71,6 @@ def test_head_that_ends_inside_the_header_gives_no_parse(tmp_path: Path) -> None
 def test_header_longer_than_the_head_gives_no_parse(tmp_path: Path) -> None:
     # A private element of 100 KB before Pixel Data: the head holds only part of it.
     path, data = mammogram_file(tmp_path)
-    from pydicom import dcmread
-
     ds = dcmread(path)
     ds.add_new(Tag(0x0029, 0x0010), "LO", "ACME")
     ds.add_new(Tag(0x0029, 0x1010), "OB", b"\x01" * 100_000)
@@ -77,24 +86,16 @@ def test_deflated_head_is_left_to_the_whole_file(tmp_path: Path) -> None:
 def test_native_pixel_data_short_of_its_length_is_truncated(tmp_path: Path) -> None:
     path, data = mammogram_file(tmp_path)
     path.write_bytes(data[:-5000])
-    parsed = parse_head(data[:HEAD])
-    assert parsed is not None
-    ds = parsed.dataset
     with pytest.raises(UnreadableDataset, match="Pixel Data is truncated"):
-        read_header(path, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID,
-                    parsed=parsed, head=data[:HEAD])
+        read_with_head(path, data)
 
 
 def test_encapsulated_fragments_are_walked_in_the_file(tmp_path: Path) -> None:
     path, data = mammogram_file(tmp_path, JPEG2000Lossless)
     assert len(data) > HEAD  # the fragments lie beyond the head
     path.write_bytes(data[:-100])
-    parsed = parse_head(data[:HEAD])
-    assert parsed is not None
-    ds = parsed.dataset
     with pytest.raises(UnreadableDataset, match="truncated"):
-        read_header(path, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID,
-                    parsed=parsed, head=data[:HEAD])
+        read_with_head(path, data)
 
 
 def test_parsed_header_is_still_checked_against_the_request(tmp_path: Path) -> None:
