@@ -66,7 +66,7 @@ bench-ops: venv
 	$(PY) -m tests.bench.ops $(BENCH_ARGS)
 
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val and test sets (another
-# seed), detector, fusion, ablation, evaluation, export. About 47 minutes on 2 CPU cores.
+# seed), detector, fusion, ablation, evaluation, export. About 46 minutes on 2 CPU cores.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_TEST_SEED ?= 2
@@ -80,7 +80,7 @@ demo-model: venv
 	$(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion --seed $(DEMO_SEED) $(DEMO_FUSION) --force
 	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation --seed $(DEMO_SEED) $(DEMO_FUSION) --force
 	$(TRAIN) evaluate --run $(DEMO_DIR)/fusion --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation
-	$(TRAIN) export --run $(DEMO_DIR)/fusion --out ml/bundles/demo --name mmbcd-demo --version 1.1.0 --force
+	$(TRAIN) export --run $(DEMO_DIR)/fusion --out ml/bundles/demo --name mmbcd-demo --version 1.1.1 --force
 
 clean:
 	rm -rf var .pytest_cache
