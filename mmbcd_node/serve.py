@@ -7,6 +7,7 @@ run in separate processes or on separate machines against the same database.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import signal
@@ -68,6 +69,18 @@ def running_roles() -> tuple[str, ...]:
     return tuple(_running)
 
 
+def _settle_heap() -> None:
+    """Collect once, then move every object start-up created (modules, metadata,
+    pools: about 190,000 of them) out of the cyclic collector's reach.
+
+    Left in, each full collection walks them all, about 100 ms during which no thread
+    runs Python: a receive stalls mid-object every few dozen images. Frozen, a full
+    collection walks only what was created since, a few ms.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequence[str],
               stop_event: threading.Event | None = None) -> None:
     """Start the named roles, block until SIGINT/SIGTERM (or ``stop_event``), stop them."""
@@ -88,6 +101,7 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             started.append(role)
             _running.append(name)
             log.info("event=role_started role=%s", name)
+        _settle_heap()
         stop.wait()
     finally:
         for role in reversed(started):
