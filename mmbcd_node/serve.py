@@ -73,9 +73,9 @@ def _settle_heap() -> None:
     """Collect once, then move every object start-up created (modules, metadata,
     pools: about 190,000 of them) out of the cyclic collector's reach.
 
-    Left in, each full collection walks them all, about 100 ms during which no thread
+    Left in, each full collection walks them all, 100-160 ms during which no thread
     runs Python: a receive stalls mid-object every few dozen images. Frozen, a full
-    collection walks only what was created since, a few ms.
+    collection walks only what was created since, about 10 ms.
     """
     gc.collect()
     gc.freeze()
