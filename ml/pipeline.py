@@ -103,6 +103,12 @@ class Pipeline:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _full_precision(self) -> contextlib.AbstractContextManager[object]:
+        """Autocast switched off for the enclosed stage (a no-op without bf16)."""
+        if self.bf16:
+            return torch.autocast(self.device.type, enabled=False)
+        return contextlib.nullcontext()
+
     def predict(self, studies: list[StudyInput]) -> list[StudyPrediction]:
         """Score ``studies``; one ``StudyPrediction`` per input, in the same order."""
         views: list[list[ViewPrediction | None]] = [[None] * len(s.views) for s in studies]
@@ -157,7 +163,9 @@ class Pipeline:
         with self._stage("upload"):
             ready = [self._upload(item.prepared) for item in chunk]
             images = [view.image for view in ready]
-        with self._stage("detector"):
+        with self._stage("detector"), self._full_precision():
+            # Which ROIs a view gets is a discrete choice among near-tied low-confidence
+            # proposals: bf16 rounding would change the set, and with it the score.
             rois: list[Rois] = detect(self.detector, images, self.bundle.detector_params)
         crop = self.bundle.crop
         with self._stage("crops"):
