@@ -113,7 +113,21 @@ def display_lut(ds: pydicom.Dataset, voi: str) -> tuple[np.ndarray, int]:
     elif photometric != "MONOCHROME2":
         raise PreprocessError(f"PhotometricInterpretation {photometric or '(missing)'} "
                               "is not MONOCHROME1 or MONOCHROME2")
+    padding = _padding_values(ds, low, len(lut))
+    if padding is not None:  # padding is outside the image: background, whatever its value
+        lut[padding] = 0.0
     return lut.astype(np.float32), low
+
+
+def _padding_values(ds: pydicom.Dataset, low: int, size: int) -> slice | None:
+    """LUT indices of Pixel Padding Value (to Pixel Padding Range Limit), or None."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    first = int(ds.PixelPaddingValue)
+    last = int(ds.get("PixelPaddingRangeLimit", first))
+    start, stop = sorted((first, last))
+    start, stop = max(start - low, 0), min(stop - low + 1, size)
+    return slice(start, stop) if start < stop else None
 
 
 def breast_region(sample: np.ndarray, step: int, shape: tuple[int, int], threshold: float,

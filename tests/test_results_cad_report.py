@@ -71,8 +71,8 @@ def test_image_library_lists_every_view_with_laterality_view_and_spacing(tmp_pat
     library = _child(_cad_report(tmp_path, result_set), "Image Library")
     entries = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID: item
                for item in library.ContentSequence}
-    assert set(entries) == {str(ds.SOPInstanceUID) for ds in result_set.views}
-    for ds in result_set.views:
+    assert set(entries) == {str(ds.SOPInstanceUID) for ds in result_set.datasets}
+    for ds in result_set.datasets:
         entry = entries[str(ds.SOPInstanceUID)]
         laterality = _code(_child(entry, "Image Laterality"))
         assert laterality == {"R": "24028007", "L": "7771000"}[ds.ImageLaterality]

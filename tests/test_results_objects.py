@@ -104,7 +104,7 @@ def test_structured_report_references_source_views_order_and_identity(tmp_path, 
                 for study in sr.CurrentRequestedProcedureEvidenceSequence
                 for series in study.ReferencedSeriesSequence
                 for ref in series.ReferencedSOPSequence}
-    assert evidence == {str(v.SOPInstanceUID) for v in result_set.views}
+    assert evidence == {str(v.SOPInstanceUID) for v in result_set.datasets}
     (request,) = sr.ReferencedRequestSequence
     assert (request.AccessionNumber, request.PlacerOrderNumberImagingServiceRequest,
             request.FillerOrderNumberImagingServiceRequest, request.RequestedProcedureID,
@@ -177,7 +177,7 @@ def test_secondary_captures_validate_and_reference_their_views(tmp_path, result_
     captures = build_secondary_captures(result_set)
     assert len(captures) == 4
     assert len({sc.SeriesInstanceUID for sc in captures}) == 1
-    for number, (sc, view) in enumerate(zip(captures, result_set.views, strict=True), start=1):
+    for number, (sc, view) in enumerate(zip(captures, result_set.datasets, strict=True), start=1):
         sc = _read_back(tmp_path, sc, f"sc{number}.dcm")
         assert sc.Modality == "OT" and sc.PhotometricInterpretation == "RGB"
         assert sc.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
@@ -193,7 +193,7 @@ def test_secondary_captures_validate_and_reference_their_views(tmp_path, result_
 def test_secondary_capture_burns_most_attended_box_red_and_others_green(tmp_path, result_set):
     sc = _read_back(tmp_path, build_secondary_captures(result_set)[0], "sc.dcm")  # R CC
     pixels = sc.pixel_array
-    banner = sc.Rows - int(result_set.views[0].Rows)  # no downscaling at this size
+    banner = sc.Rows - int(result_set.datasets[0].Rows)  # no downscaling at this size
     (top_box, _, _), (other_box, _, _) = ROIS[("R", "CC")]
     x0, y0, x1, _ = (int(v) for v in top_box)
     top_edge = pixels[y0 + banner, x0 + 5:x1 - 5]
@@ -217,7 +217,7 @@ def test_large_view_is_downscaled_to_the_maximum_side(result_set):
 def test_presentation_states_draw_the_boxes_on_the_original_views(tmp_path, result_set):
     states = build_presentation_states(result_set)
     assert len(states) == 4
-    for number, (gsps, view) in enumerate(zip(states, result_set.views, strict=True), start=1):
+    for number, (gsps, view) in enumerate(zip(states, result_set.datasets, strict=True), start=1):
         gsps = _read_back(tmp_path, gsps, f"pr{number}.dcm")
         assert gsps.Laterality == view.ImageLaterality
         assert gsps.SeriesNumber == SERIES_NUMBERS + 3
@@ -356,12 +356,12 @@ def test_build_outputs_builds_only_configured_kinds_and_refuses_unknown_ones(res
 def test_views_missing_type2_patient_attributes_still_give_valid_objects(tmp_path, result_set):
     from mmbcd_node.results.outputs import build_outputs
 
-    for view in result_set.views:
+    for view in result_set.datasets:
         for keyword in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
                         "ReferringPhysicianName", "StudyTime"):
             del view[keyword]
     objects = [o.dataset for o in build_outputs(result_set)]
-    note = build_rejection_note(result_set.views[0],
+    note = build_rejection_note(result_set.datasets[0],
                                 [ObjectReference.from_dataset(ds) for ds in objects],
                                 uid_root=UID_ROOT, series_numbers=SERIES_NUMBERS)
     for number, ds in enumerate([*objects, note]):
@@ -406,7 +406,7 @@ def test_result_set_for_node_numbers_and_identifies_from_the_configuration(tmp_p
 def test_monochrome1_view_is_shown_with_dark_background_like_monochrome2(result_set):
     from mmbcd_node.results.secondary_capture import render_view
 
-    view, source = result_set.prediction.views[0], result_set.views[0]
+    view, source = result_set.prediction.views[0], result_set.datasets[0]
     normal = np.asarray(render_view(source, view, 1024))
     inverted = source.copy()
     inverted.PhotometricInterpretation = "MONOCHROME1"
@@ -418,7 +418,7 @@ def test_monochrome1_view_is_shown_with_dark_background_like_monochrome2(result_
 
 
 def test_box_touching_the_image_border_is_drawn_and_valid(tmp_path, result_set):
-    view, source = result_set.prediction.views[0], result_set.views[0]
+    view, source = result_set.prediction.views[0], result_set.datasets[0]
     border = dataclasses.replace(view.rois[1],
                                  box=(0.0, 0.0, float(source.Columns), float(source.Rows)))
     result = dataclasses.replace(result_set, prediction=dataclasses.replace(

@@ -147,11 +147,12 @@ def test_corrupt_view_fails_its_job_with_a_clear_error_and_other_studies_go_on(
     assert Worker(config, sessions, pipeline=pipeline).run_once() == 2
     broken = job_of(sessions, broken_id)
     assert broken.state == JobState.FAILED
-    assert "L MLO" in broken.error and "could not be processed" in broken.error
+    assert "L MLO" in broken.error and "PixelData" in broken.error
     assert broken.attempts == 1, "a corrupt file is not retried"
     assert job_of(sessions, fine_id).state == JobState.DONE
     with sessions() as session:
         assert session.get(Study, broken_id).state == StudyState.FAILED
+        assert session.get(Study, broken_id).state_reason == broken.error
         assert session.get(Study, fine_id).state == StudyState.DONE
     assert outputs_of(sessions, broken_id) == []
 

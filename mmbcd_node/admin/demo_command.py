@@ -26,7 +26,7 @@ from mmbcd_node.db.result_models import Result, ResultState
 
 DEMO_AE = "MMBCD-DEMO"
 DEMO_COLUMNS = ("accession", "truth", "state", "study", "right", "left", "history", "study_uid")
-FINAL = (StudyState.FAILED, StudyState.CANCELLED)
+FINAL = (StudyState.FAILED, StudyState.NOT_ANALYSABLE, StudyState.CANCELLED)
 
 
 def _loopback(host: str) -> str:

@@ -22,7 +22,8 @@ JOB_COLUMNS = ("id", "study_uid", "state", "priority", "reason", "attempts", "le
 PRIORITIES = {p.name.lower(): p for p in Priority}
 # A study still receiving images is left alone: completion queues it when it is whole.
 REPROCESSABLE = (StudyState.COMPLETE, StudyState.HELD, StudyState.QUEUED, StudyState.DONE,
-                 StudyState.DELIVERED, StudyState.FAILED, StudyState.CANCELLED)
+                 StudyState.DELIVERED, StudyState.FAILED, StudyState.NOT_ANALYSABLE,
+                 StudyState.CANCELLED)
 
 
 def _job_record(job: Job, study_uid: str) -> dict[str, object]:

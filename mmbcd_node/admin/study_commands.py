@@ -18,7 +18,7 @@ from mmbcd_node.match.completion import force_complete
 from mmbcd_node.receive.admission import free_bytes
 
 STUDY_COLUMNS = ("study_uid", "state", "patient_id", "accession_number", "study_date",
-                 "instances", "last_received_at")
+                 "instances", "last_received_at", "state_reason")
 STATUS_COLUMNS = ("kind", "name", "value")
 
 
@@ -91,7 +91,8 @@ def register(app: typer.Typer) -> None:
                     "accession_number": s.accession_number, "study_date": s.study_date,
                     "instances": n, "last_received_at": s.last_received_at,
                     "completed_by": s.completed_by, "reopen_count": s.reopen_count,
-                    "rerun_requested": s.rerun_requested} for s, n in rows]
+                    "rerun_requested": s.rerun_requested,
+                    "state_reason": s.state_reason} for s, n in rows]
         emit_records(records, STUDY_COLUMNS, title="Studies", as_json=json_lines)
 
     @app.command("complete")

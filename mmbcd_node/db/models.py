@@ -52,6 +52,9 @@ class StudyState(enum.StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # None of the study's images can be analysed (tomosynthesis only, For Processing
+    # only, no standard view): a final state, with the reason in ``state_reason``.
+    NOT_ANALYSABLE = "not_analysable"
 
 
 class Study(Base):
@@ -77,6 +80,8 @@ class Study(Base):
     rerun_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     correlation_id: Mapped[str] = mapped_column(String(32))
+    # Why the study is failed or not_analysable, naming the image and the attribute.
+    state_reason: Mapped[str | None] = mapped_column(Text)
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
     instances: Mapped[list[Instance]] = relationship(back_populates="study")

@@ -156,7 +156,8 @@ def reopen_if_finished(session: Session, study: Study, *, sop_instance_uid: str)
     result = session.execute(
         update(Study).where(Study.id == study.id, Study.state == previous)
         .values(state=StudyState.RECEIVING, state_changed_at=now, completed_at=None,
-                completed_by=None, rerun_requested=True, reopen_count=Study.reopen_count + 1)
+                completed_by=None, rerun_requested=True, reopen_count=Study.reopen_count + 1,
+                state_reason=None)
     )
     changed = _changed_one(result)
     if changed:

@@ -182,7 +182,8 @@ def _algorithm(result: ResultSet) -> AlgorithmIdentification:
         parameters=[f"bundle_version={result.bundle.version}",
                     *result.bundle.parameter_lines(),
                     f"history={result.history.statement()}",
-                    f"views={result.views_statement()}"],
+                    f"views={result.views_statement()}",
+                    *(f"input={line}" for line in result.input_statements())],
         manufacturer=mmbcd_node.MANUFACTURER)
 
 
@@ -202,30 +203,28 @@ def _image(ds: Dataset, relationship: RelationshipTypeValues) -> ImageContentIte
 
 def _image_library(result: ResultSet) -> ContainerContentItem:
     entries = []
-    for ds in result.evidence:
+    for ds, image in zip(result.evidence, result.views, strict=True):
         descriptors: list = []
-        laterality = str(ds.get("ImageLaterality", "") or ds.get("Laterality", ""))
-        if laterality in codes.LATERALITY:
-            descriptors.append(CodeContentItem(IMAGE_LATERALITY, codes.LATERALITY[laterality],
+        if image.laterality in codes.LATERALITY:
+            descriptors.append(CodeContentItem(IMAGE_LATERALITY,
+                                               codes.LATERALITY[image.laterality],
                                                HAS_ACQ_CONTEXT))
         for view_code in ds.get("ViewCodeSequence", [])[:1]:
             descriptors.append(CodeContentItem(
                 IMAGE_VIEW, CodedConcept(view_code.CodeValue, view_code.CodingSchemeDesignator,
                                          view_code.CodeMeaning), HAS_ACQ_CONTEXT))
-        orientation = list(ds.get("PatientOrientation", []) or [])
-        if len(orientation) == 2:
-            descriptors += [TextContentItem(ORIENTATION_ROW, orientation[0], HAS_ACQ_CONTEXT),
-                            TextContentItem(ORIENTATION_COLUMN, orientation[1], HAS_ACQ_CONTEXT)]
+        if image.orientation is not None:
+            row, column = image.orientation
+            descriptors += [TextContentItem(ORIENTATION_ROW, row, HAS_ACQ_CONTEXT),
+                            TextContentItem(ORIENTATION_COLUMN, column, HAS_ACQ_CONTEXT)]
         if ds.get("StudyDate"):
             descriptors.append(DateContentItem(STUDY_DATE, ds.StudyDate, HAS_ACQ_CONTEXT))
         if ds.get("StudyTime"):
             descriptors.append(TimeContentItem(STUDY_TIME, ds.StudyTime, HAS_ACQ_CONTEXT))
-        spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-        if spacing:
-            # Pixel Spacing is (row spacing, column spacing) = (vertical, horizontal).
-            descriptors += [NumContentItem(HORIZONTAL_SPACING, float(spacing[1]), MILLIMETRE,
-                                           relationship_type=HAS_ACQ_CONTEXT),
-                            NumContentItem(VERTICAL_SPACING, float(spacing[0]), MILLIMETRE,
+        if image.spacing is not None:  # unknown spacing: none, coordinates are pixels
+            descriptors += [NumContentItem(HORIZONTAL_SPACING, image.spacing.column,
+                                           MILLIMETRE, relationship_type=HAS_ACQ_CONTEXT),
+                            NumContentItem(VERTICAL_SPACING, image.spacing.row, MILLIMETRE,
                                            relationship_type=HAS_ACQ_CONTEXT)]
         entries.append(_with(_image(ds, CONTAINS), descriptors))
     if not entries:

@@ -22,6 +22,8 @@ from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.results import codes
 from mmbcd_node.results.request import TYPE2_PATIENT_STUDY, reference_dataset
+from mmbcd_node.work.image_selection import NotAnalysed
+from mmbcd_node.work.source_image import PixelSpacing, SourceImage
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
 NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
@@ -130,14 +132,16 @@ class ObjectReference:
 class ResultSet:
     """One study's prediction with its source views, order, history, model and numbering.
 
-    ``views`` are the source datasets (header, plus pixel data for the Secondary
-    Captures). ``uid_entropy``, when given (a job id, say), makes every generated UID a
-    function of it, so rebuilding the same result set yields the same objects and a PACS
+    ``views`` are the analysed source images as the input contract normalised them
+    (``work.source_image``: header, pixel data for the Secondary Captures, spacing and
+    orientation); builders read them, never the raw files. ``not_analysed`` and
+    ``missing_views`` are what the image selection set aside. ``uid_entropy``, when
+    given (a job id, say), makes every generated UID a function of it, so rebuilding the same result set yields the same objects and a PACS
     never receives two copies of one result.
     """
 
     prediction: StudyPrediction
-    views: Sequence[pydicom.Dataset]
+    views: Sequence[SourceImage]
     bundle: BundleIdentity
     uid_root: str
     series_numbers: int
@@ -148,6 +152,8 @@ class ResultSet:
     predecessors: tuple[ObjectReference, ...] = ()
     device_serial_number: str = "MMBCD"
     uid_entropy: str | None = None
+    not_analysed: tuple[NotAnalysed, ...] = ()
+    missing_views: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _UID_ROOT.match(self.uid_root) or len(self.uid_root) > 40:
@@ -161,8 +167,8 @@ class ResultSet:
                 f"{len(OutputKind)} result series (1 .. {_MAX_SERIES_NUMBER})")
         if not self.views:
             raise ResultError("a result set needs at least one source view")
-        by_uid = {str(ds.SOPInstanceUID): ds for ds in self.views}
-        for ds in self.views:
+        by_uid = {image.sop_instance_uid: image.dataset for image in self.views}
+        for ds in self.datasets:
             if str(ds.StudyInstanceUID) != self.prediction.study_uid:
                 raise ResultError(
                     f"source view {ds.SOPInstanceUID} belongs to study {ds.StudyInstanceUID}, "
@@ -177,6 +183,11 @@ class ResultSet:
 
     # -- lookups the builders share ------------------------------------------------
 
+    @property
+    def datasets(self) -> list[pydicom.Dataset]:
+        """The analysed images' normalised datasets, pixel data included."""
+        return [image.dataset for image in self.views]
+
     @cached_property
     def evidence(self) -> list[pydicom.Dataset]:
         """The source views' headers (no pixel data), Type 2 patient/study attributes present.
@@ -186,7 +197,7 @@ class ResultSet:
         empty instead of failing.
         """
         headers = []
-        for ds in self.views:
+        for ds in self.datasets:
             header = pydicom.Dataset()
             for element in ds:
                 if element.keyword != "PixelData":
@@ -208,11 +219,27 @@ class ResultSet:
 
     def source_of(self, view: ViewPrediction) -> pydicom.Dataset:
         """The source dataset, pixels included, of a predicted view."""
+        return self.views[self._index_of(view)].dataset
+
+    def image_of(self, view: ViewPrediction) -> SourceImage:
+        """The normalised source image of a predicted view."""
         return self.views[self._index_of(view)]
 
+    def spacing_of(self, ds: pydicom.Dataset) -> PixelSpacing | None:
+        """The pixel spacing the input contract found for a source dataset, or None."""
+        for image in self.views:
+            if image.sop_instance_uid == str(ds.SOPInstanceUID):
+                return image.spacing
+        return None
+
+    @property
+    def spacing_unknown(self) -> list[SourceImage]:
+        """Analysed images without a usable pixel spacing: their coordinates are pixels."""
+        return [image for image in self.views if image.spacing is None]
+
     def _index_of(self, view: ViewPrediction) -> int:
-        for index, ds in enumerate(self.views):
-            if str(ds.SOPInstanceUID) == view.sop_instance_uid:
+        for index, image in enumerate(self.views):
+            if image.sop_instance_uid == view.sop_instance_uid:
                 return index
         raise ResultError(f"no source view {view.sop_instance_uid}")  # checked at construction
 
@@ -227,14 +254,32 @@ class ResultSet:
 
     @property
     def all_views_used(self) -> bool:
-        return not self.failed_views and len(self.prediction.views) == len(self.views)
+        """Every analysed image was scored, none was set aside and no view is missing."""
+        return (not self.failed_views and len(self.prediction.views) == len(self.views)
+                and not self.not_analysed and not self.missing_views)
 
     def views_statement(self) -> str:
-        """One line for the outputs: how many of the study's views went in."""
+        """One line for the outputs: how many of the study's views went in, what is
+        missing and how many images were not analysed."""
         used, total = len(self.scored_views), len(self.views)
-        if self.all_views_used:
-            return f"all {total} views used"
-        return f"{used} of {total} views used"
+        line = f"all {total} views used" if used == total and not self.failed_views \
+            else f"{used} of {total} views used"
+        if self.missing_views:
+            line += "; missing " + ", ".join(self.missing_views)
+        if self.not_analysed:
+            line += f"; {len(self.not_analysed)} image(s) not analysed"
+        return line
+
+    def input_statements(self) -> list[str]:
+        """Lines (at most 1024 characters) on what the model did not see: missing views,
+        images set aside with their reason, analysed images of unknown pixel spacing."""
+        lines = [f"missing view: {label}" for label in self.missing_views]
+        lines += [f"not analysed: {n.label} {n.sop_instance_uid}: {n.reason}"
+                  for n in self.not_analysed]
+        lines += [f"pixel spacing unknown: {image.label} {image.sop_instance_uid}: "
+                  "ROI coordinates are in pixels, no mm measurements"
+                  for image in self.spacing_unknown]
+        return [line[:1024] for line in lines]
 
     def predecessor_datasets(self, sop_classes: frozenset[str]) -> list[pydicom.Dataset] | None:
         """Earlier documents of the given SOP classes, as highdicom takes them; None if none."""
@@ -295,7 +340,8 @@ def device_uid(uid_root: str, device_serial_number: str) -> str:
     return new_uid(uid_root, "device", device_serial_number)
 
 
-def _check_box(view: ViewPrediction, number: int, roi: RoiPrediction, ds: pydicom.Dataset) -> None:
+def _check_box(view: ViewPrediction, number: int, roi: RoiPrediction,
+               ds: pydicom.Dataset) -> None:
     x0, y0, x1, y1 = roi.box
     rows, columns = int(ds.Rows), int(ds.Columns)
     if not (0 <= x0 < x1 <= columns and 0 <= y0 < y1 <= rows):

@@ -38,6 +38,7 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import RoiPrediction, ViewPrediction
 from mmbcd_node.results import codes
+from mmbcd_node.results.image_library import image_library
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
 from mmbcd_node.results.roi_marks import box_polyline
 from mmbcd_node.results.sr_document import document_arguments, observation_context
@@ -74,8 +75,13 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
         observation_context=observation_context(result),
         procedure_reported=codes.MAMMOGRAPHY,
         imaging_measurements=groups,
-        referenced_images=result.evidence,
     )
+    # TID 1500 row order: language, observer context, procedure reported, then the
+    # image library (ours, from the normalised images), then the measurements.
+    root = report[0].ContentSequence
+    first_group = next(i for i, item in enumerate(root)
+                       if item.ValueType == "CONTAINER")
+    root.insert(first_group, image_library(result.views))
     sr = document_class(content=report, **document_arguments(
         result, OutputKind.STRUCTURED_REPORT, TID_1500_SOP_CLASSES))
     result.stamp_identity(sr, private_codes=True)
@@ -126,7 +132,10 @@ def _study_group(result: ResultSet,
         label = f"{view.laterality or '?'} {view.view or '?'} {view.sop_instance_uid}: " \
                 f"{view.error or 'not scored'}"
         items.append(TextContentItem(codes.VIEW_NOT_SCORED, label, contains))
+    for line in result.input_statements():
+        items.append(TextContentItem(codes.IMAGE_NOT_ANALYSED, line, contains))
     return group
+
 
 
 def _breast_group(result: ResultSet, side: str, probability: float,

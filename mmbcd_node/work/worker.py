@@ -8,8 +8,14 @@ objects, writes them, and records result, objects and deliveries in the same
 transaction that marks the job done, and only while the worker still holds the lease.
 A re-run supersedes the study's previous result and withdraws its objects.
 
-A view whose pixels cannot be read fails its job at once (no retry can fix the
-file), with an error naming the view; the other studies of the batch go on.
+Before the model runs, every stored image of the study passes the input contract
+(``source_image``) and the image selection (``select_images``): the model and the
+result builders see the normalised images that the selection picked, and the outputs
+list the images set aside and the missing views. A study with nothing analysable ends
+``not_analysable`` with its reason; an image the contract rejects, or whose pixels
+cannot be decoded, fails its job at once with a reason naming the image and the
+attribute. Only transient failures (``failures.is_transient``) are retried; the other
+studies of the batch go on.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from mmbcd_node.results.result_set import (
 from mmbcd_node.send.deliveries import create_deliveries
 from mmbcd_node.send.hl7_result import queue_result_message
 from mmbcd_node.send.sender import process_name
+from mmbcd_node.work.failures import is_transient, transient_message
+from mmbcd_node.work.image_selection import ImageSelection, select_images
 from mmbcd_node.work.queue import (
     ClaimedJob,
     cancel_pending_jobs,
@@ -61,6 +69,7 @@ from mmbcd_node.work.result_records import (
     record_result,
     write_object,
 )
+from mmbcd_node.work.source_image import ImageRejected, SourceImage, source_image
 from mmbcd_node.work.withdrawal import (
     order_cancelled_since,
     withdraw_cancelled_results,
@@ -73,6 +82,10 @@ log = logging.getLogger(__name__)
 class ViewUnreadable(ValueError):
     """A view of the study could not be read or scored; the message names it."""
 
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
 
 @dataclass
 class _Work:
@@ -80,11 +93,17 @@ class _Work:
 
     job: ClaimedJob
     study_uid: str
-    views: list[pydicom.Dataset]
+    selection: ImageSelection
     history: StudyHistory | None
     started_at: datetime
     error: str | None = None
+    transient: bool = False  # the error may not happen again: retry
     cancelled: bool = False  # the study was cancelled while the job waited
+    not_analysable: str | None = None  # why no image of the study can be analysed
+
+    @property
+    def views(self) -> list[SourceImage]:
+        return self.selection.analysed
 
 
 class Worker:
@@ -141,13 +160,14 @@ class Worker:
 
     def _run(self, claimed: list[ClaimedJob]) -> None:
         work = [self._start(job) for job in claimed]
-        runnable = [w for w in work if w.error is None]
+        runnable = [w for w in work if w.error is None and w.not_analysable is None]
         try:
             predictions = self.pipeline.predict([self._study_input(w) for w in runnable])
-        except Exception as exc:  # the model failed as a whole: every job is retried
+        except Exception as exc:  # the model failed as a whole
             log.exception("event=pipeline_failed jobs=%d", len(runnable))
             for item in runnable:
-                self._fail(item, f"model run failed: {type(exc).__name__}: {exc}", retry=True)
+                self._fail(item, f"model run failed: {type(exc).__name__}: {exc}",
+                           retry=is_transient(exc))
             predictions = []
             runnable = []
         for item in work:
@@ -155,15 +175,20 @@ class Worker:
                 with transaction(self.sessions) as session:
                     cancel_pending_jobs(session, item.job.study_id, str(item.error))
             elif item.error is not None:
-                self._fail(item, item.error, retry=False)
+                self._fail(item, item.error, retry=item.transient)
+            elif item.not_analysable is not None:
+                self._fail(item, item.not_analysable, retry=False,
+                           study_state=StudyState.NOT_ANALYSABLE)
         for item, prediction in zip(runnable, predictions, strict=True):
             try:
                 self._finish(item, prediction)
-            except (ViewUnreadable, ResultError) as exc:
+            except ViewUnreadable as exc:
+                self._fail(item, str(exc), retry=exc.transient)
+            except ResultError as exc:
                 self._fail(item, str(exc), retry=False)
             except Exception as exc:
                 log.exception("event=job_finish_failed job=%s", item.job.id)
-                self._fail(item, f"{type(exc).__name__}: {exc}", retry=True)
+                self._fail(item, f"{type(exc).__name__}: {exc}", retry=is_transient(exc))
 
     def _start(self, job: ClaimedJob) -> _Work:
         started_at = utcnow()
@@ -178,38 +203,50 @@ class Worker:
             instances = session.execute(
                 select(Instance).where(Instance.study_id == study.id,
                                        Instance.purged_at.is_(None))
-                .order_by(Instance.laterality, Instance.view, Instance.id)).scalars().all()
-        for_presentation = [i for i in instances
-                            if (i.presentation_intent or "").upper() != "FOR PROCESSING"]
-        chosen = for_presentation or list(instances)
-        root = Path(self.config.storage.root)
-        work = _Work(job=job, study_uid=study.study_uid, views=[], history=history,
-                     started_at=started_at)
+                .order_by(Instance.received_at, Instance.id)).scalars().all()
+        work = _Work(job=job, study_uid=study.study_uid, selection=ImageSelection(),
+                     history=history, started_at=started_at)
         if study.state == StudyState.CANCELLED:
             work.cancelled = True
             work.error = f"study {study.study_uid} was cancelled"
-        elif not chosen:
-            work.error = f"study {study.study_uid} has no stored mammograms to process"
-        for instance in chosen:
+            return work
+        root = Path(self.config.storage.root)
+        images: list[SourceImage] = []
+        for instance in instances:
+            label = f"{instance.laterality or '?'} {instance.view or '?'}"
             try:
-                work.views.append(pydicom.dcmread(root / instance.path))
-            except Exception as exc:  # a file that no longer parses fails only this job
-                work.error = (f"view {instance.sop_instance_uid} ({instance.laterality or '?'} "
-                              f"{instance.view or '?'}) cannot be read: {exc}")
+                images.append(source_image(pydicom.dcmread(root / instance.path)))
+            except ImageRejected as exc:
+                work.error = f"{exc} ({label})"
+                return work
+            except OSError as exc:  # storage briefly away: another attempt may read it
+                work.error = f"image {instance.sop_instance_uid} ({label}): {exc}"
+                work.transient = True
+                return work
+            except Exception as exc:  # the file does not parse: no retry can fix it
+                work.error = (f"image {instance.sop_instance_uid} ({label}): the file cannot "
+                              f"be read as DICOM: {type(exc).__name__}: {exc}")
+                return work
+        work.selection = select_images(
+            images, allow_for_processing=self.pipeline.bundle.preprocess.allow_for_processing)
+        if not work.selection.analysed:
+            work.not_analysable = work.selection.nothing_reason()
         return work
 
     def _study_input(self, item: _Work) -> StudyInput:
         text = item.history.text if item.history else ""
         return StudyInput(study_uid=item.study_uid, history=text,
-                          views=[ViewInput(ds, str(ds.SOPInstanceUID)) for ds in item.views])
+                          views=[ViewInput(image.dataset, image.sop_instance_uid)
+                                 for image in item.views])
 
     def _finish(self, item: _Work, prediction: StudyPrediction) -> None:
         broken = [v for v in prediction.views if v.error is not None]
         if broken:
             first = broken[0]
             raise ViewUnreadable(
-                f"view {first.sop_instance_uid} ({first.laterality or '?'} {first.view or '?'}) "
-                f"could not be processed: {first.error}")
+                f"image {first.sop_instance_uid} ({first.laterality or '?'} {first.view or '?'}"
+                f"): PixelData could not be decoded or prepared: {first.error}",
+                transient=transient_message(first.error or ""))
         bundle = self.pipeline.bundle
         history = _provenance(item.history)
         with self.sessions() as session:
@@ -222,7 +259,9 @@ class Worker:
                                   parameters={"threshold": bundle.threshold,
                                               "top_k": bundle.detector_params.k}),
             history=history, order=_order_context(item.history),
-            predecessors=predecessors, uid_entropy=f"job-{item.job.id}")
+            predecessors=predecessors, uid_entropy=f"job-{item.job.id}",
+            not_analysed=tuple(item.selection.not_analysed),
+            missing_views=tuple(item.selection.missing))
         objects = build_outputs(result_set, self.config.results.kinds,
                                 self.config.results.sr_class)
         # A destination may want the SR in another class ([[destinations]] sr_class):
@@ -279,23 +318,34 @@ class Worker:
                          detail={"job_id": item.job.id, "result_id": result.id,
                                  "objects": len(outputs), "bundle_digest": bundle.digest,
                                  "history": history.statement(),
+                                 "images": item.selection.statement(),
+                                 "not_analysed": [dataclasses.asdict(n) for n in
+                                                  item.selection.not_analysed],
                                  "predecessor_result_id": previous.id if previous else None})
         log.info("event=job_done job=%s study_id=%s probability=%.4f objects=%d",
                  item.job.id, item.job.study_id, prediction.probability or 0.0, len(outputs))
 
-    def _fail(self, item: _Work, error: str, *, retry: bool) -> None:
+    def _fail(self, item: _Work, error: str, *, retry: bool,
+              study_state: StudyState = StudyState.FAILED) -> None:
+        """End the attempt: queued again (``retry`` and attempts left), else the study
+        goes to ``study_state`` with ``error`` as its reason."""
         with transaction(self.sessions) as session:
             state = fail_job(session, item.job.id, self.owner, error, self.policy, retry=retry)
             if state is None:
                 return
-            study_state = StudyState.FAILED if state == "failed" else StudyState.QUEUED
+            final = state == "failed"
             session.execute(update(Study).where(Study.id == item.job.study_id,
                                                 Study.state == StudyState.RUNNING)
-                            .values(state=study_state, state_changed_at=utcnow())
+                            .values(state=study_state if final else StudyState.QUEUED,
+                                    state_changed_at=utcnow(),
+                                    state_reason=error[:4000] if final else None)
                             .execution_options(synchronize_session=False))
-            if state == "failed":
-                record_event(session, "job_failed", actor=self.owner, study_uid=item.study_uid,
-                             outcome="failure", detail={"job_id": item.job.id, "error": error})
+            if final:
+                action = ("study_not_analysable" if study_state == StudyState.NOT_ANALYSABLE
+                          else "job_failed")
+                record_event(session, action, actor=self.owner, study_uid=item.study_uid,
+                             outcome="failure", detail={"job_id": item.job.id, "error": error,
+                                                        "retried": item.job.attempt > 1})
 
 
 def _provenance(history: StudyHistory | None) -> HistoryProvenance:

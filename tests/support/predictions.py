@@ -21,6 +21,7 @@ from mmbcd_node.results.result_set import (
     OrderContext,
     ResultSet,
 )
+from mmbcd_node.work.source_image import source_image
 from tests.support.mammo import make_mammogram
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."
@@ -94,7 +95,8 @@ HISTORY = HistoryProvenance(text="Palpable lump upper outer quadrant right breas
 def make_result_set(failed_view: tuple[str, str] | None = None, **changes: object) -> ResultSet:
     """A complete result set over a fresh synthetic study; ``changes`` replace fields."""
     views = make_study()
-    result = ResultSet(prediction=make_prediction(views, failed_view), views=views,
+    result = ResultSet(prediction=make_prediction(views, failed_view),
+                       views=[source_image(ds) for ds in views],
                        bundle=BUNDLE, uid_root=UID_ROOT, series_numbers=SERIES_NUMBERS,
                        history=HISTORY, order=ORDER, device_serial_number="MMBCD")
     return dataclasses.replace(result, **changes) if changes else result
