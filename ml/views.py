@@ -22,16 +22,21 @@ _VIEW_CODES = {
     "399110001": "SIO",
     "399196006": "FB",
 }
-_TOKEN = re.compile(r"(?<![A-Z])(XCCL|XCCM|MLO|CC|ML|LM)(?![A-Z])")
+# A view token, alone or glued to its side as archives write it: "CC", "R CC", "LMLO".
+_TOKEN = re.compile(r"(?<![A-Z])[RL]?(XCCL|XCCM|MLO|CC|ML|LM)(?![A-Z])")
+_SIDE = re.compile(r"(?<![A-Z])(?:(RIGHT|LEFT)|([RL])(?:XCCL|XCCM|MLO|CC|ML|LM)?)(?![A-Z])")
 
 
 def laterality_of(ds: Dataset) -> str | None:
-    """'R' or 'L' from Image Laterality, else the series Laterality; None if neither."""
+    """'R' or 'L' from Image Laterality, else the series Laterality, else one side named
+    in the Series Description ("RIGHT CC", "L MLO", "RCC"); None if none says."""
     for keyword in ("ImageLaterality", "Laterality"):
         value = str(getattr(ds, keyword, "") or "").strip().upper()
         if value in ("R", "L"):
             return value
-    return None
+    description = str(getattr(ds, "SeriesDescription", "") or "").upper()
+    sides = {(word or letter)[0] for word, letter in _SIDE.findall(description)}
+    return sides.pop() if len(sides) == 1 else None
 
 
 def view_of(ds: Dataset) -> str | None:

@@ -164,9 +164,6 @@ def _pixel_module(ds: Dataset, uid: str, defaults: list[str]) -> int:
             raise ImageRejected(uid, keyword, "is missing or not a positive integer")
     if "PixelData" not in ds:
         raise ImageRejected(uid, "PixelData", "is missing")
-    samples = _integer(ds, "SamplesPerPixel")
-    if samples not in (None, 1):
-        raise ImageRejected(uid, "SamplesPerPixel", f"is {samples}; a mammogram is grayscale")
     photometric = _text(ds, "PhotometricInterpretation").upper()
     if not photometric:
         ds.PhotometricInterpretation = "MONOCHROME2"
@@ -174,6 +171,9 @@ def _pixel_module(ds: Dataset, uid: str, defaults: list[str]) -> int:
     elif photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageRejected(uid, "PhotometricInterpretation",
                             f"is {photometric}; only MONOCHROME1 and MONOCHROME2 are analysed")
+    samples = _integer(ds, "SamplesPerPixel")
+    if samples not in (None, 1):
+        raise ImageRejected(uid, "SamplesPerPixel", f"is {samples}; a mammogram is grayscale")
     allocated = int(ds.BitsAllocated)
     if allocated not in (8, 16):
         raise ImageRejected(uid, "BitsAllocated", f"is {allocated}; 8 or 16 are supported")
