@@ -143,7 +143,9 @@ def test_every_header_variant_ends_in_a_result_at_the_pacs_or_its_reason_after_o
         assert [t for t in texts if t.startswith("missing view:")] == \
             [f"missing view: {label}" for label in variant.missing], variant.name
         assert any("pixel spacing unknown" in t for t in texts) == variant.spacing_unknown
-        assert sum("input=not analysed:" in t for t in sr_texts(cad)) == variant.not_analysed
+        # The CAD SR repeats its algorithm identification in every finding: count lines once.
+        assert len({t for t in sr_texts(cad) if t.startswith("input=not analysed:")}) == \
+            variant.not_analysed, variant.name
         if validate:
             for path, _ in objects:
                 assert dciodvfy_errors(path) == [], (variant.name, path.name)

@@ -94,3 +94,46 @@ def _full_range_lut(gsps: Dataset, source: Dataset) -> None:
             data = np.frombuffer(lut.LUTData, dtype="<u2").astype(np.float64)
             lut.LUTData = np.round(np.clip(data * scale, 0, 65535)).astype("<u2").tobytes()
             lut.LUTDescriptor = [*list(lut.LUTDescriptor)[:2], 16]
+
+
+def _annotations(source: Dataset, view: ViewPrediction,
+                 ) -> tuple[list[GraphicLayer], list[GraphicAnnotation]]:
+    """Layers and annotations for one view: top box, other boxes, caption text."""
+    marks = roi_marks(view)
+    top = GraphicLayer("MMBCD TOP ROI", order=1, description="Most-attended ROI",
+                       display_color=CIELabColor.from_rgb(*RED))
+    others = GraphicLayer("MMBCD ROIS", order=2, description="Other ROIs",
+                          display_color=CIELabColor.from_rgb(*GREEN))
+    caption = GraphicLayer("MMBCD CAPTION", order=3, description=NOT_FOR_DIAGNOSIS,
+                           display_color=CIELabColor.from_rgb(255, 255, 0))
+    rows, columns = int(source.Rows), int(source.Columns)
+    annotations = [GraphicAnnotation(
+        referenced_images=[source], graphic_layer=caption,
+        text_objects=[TextObject(f"{NOT_FOR_DIAGNOSIS} | {view_caption(view)}",
+                                 units=AnnotationUnitsValues.DISPLAY,
+                                 bounding_box=(0.01, 0.01, 0.99, 0.05),
+                                 text_justification=TextJustificationValues.LEFT)])]
+    for layer, chosen in ((top, [m for m in marks if m.most_attended]),
+                          (others, [m for m in marks if not m.most_attended])):
+        if not chosen:
+            continue
+        annotations.append(GraphicAnnotation(
+            referenced_images=[source], graphic_layer=layer,
+            graphic_objects=[GraphicObject(GraphicTypeValues.POLYLINE, box_polyline(m.box),
+                                           units=AnnotationUnitsValues.PIXEL)
+                             for m in chosen],
+            text_objects=[_label(m, rows, columns) for m in chosen]))
+    layers = [top, others, caption] if len(annotations) > 1 else [caption]
+    used = {a.GraphicLayer for a in annotations}
+    return [layer for layer in layers if layer.GraphicLayer in used], annotations
+
+
+def _label(mark: RoiMark, rows: int, columns: int) -> TextObject:
+    """The mark's label in a box just above it (inside its top edge at the image top)."""
+    x0, y0, _, _ = mark.box
+    height = max(8.0, rows / 40)
+    width = min(columns - x0, len(mark.label) * height * 0.6)
+    top = y0 - height if y0 - height >= 0 else y0
+    bounding_box = (x0, top, x0 + max(width, 1.0), min(float(rows), top + height))
+    return TextObject(mark.label, units=AnnotationUnitsValues.PIXEL, bounding_box=bounding_box,
+                      text_justification=TextJustificationValues.LEFT)

@@ -136,8 +136,9 @@ class ResultSet:
     (``work.source_image``: header, pixel data for the Secondary Captures, spacing and
     orientation); builders read them, never the raw files. ``not_analysed`` and
     ``missing_views`` are what the image selection set aside. ``uid_entropy``, when
-    given (a job id, say), makes every generated UID a function of it, so rebuilding the same result set yields the same objects and a PACS
-    never receives two copies of one result.
+    given (a job id, say), makes every generated UID a function of it, so rebuilding the
+    same result set yields the same objects and a PACS never receives two copies of one
+    result.
     """
 
     prediction: StudyPrediction
