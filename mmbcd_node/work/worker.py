@@ -215,7 +215,7 @@ class Worker:
         for instance in instances:
             label = f"{instance.laterality or '?'} {instance.view or '?'}"
             try:
-                images.append(source_image(pydicom.dcmread(root / instance.path)))
+                image = source_image(pydicom.dcmread(root / instance.path))
             except ImageRejected as exc:
                 work.error = f"{exc} ({label})"
                 return work
@@ -227,6 +227,10 @@ class Worker:
                 work.error = (f"image {instance.sop_instance_uid} ({label}): the file cannot "
                               f"be read as DICOM: {type(exc).__name__}: {exc}")
                 return work
+            if image.defaults:
+                log.info("event=image_defaults sop_instance_uid=%s defaults=%r",
+                         image.sop_instance_uid, "; ".join(image.defaults))
+            images.append(image)
         work.selection = select_images(
             images, allow_for_processing=self.pipeline.bundle.preprocess.allow_for_processing)
         if not work.selection.analysed:
