@@ -100,7 +100,8 @@ def test_views_without_laterality_do_not_count(
     uid = generate_uid()
     for laterality, view in FOUR_VIEWS[:3]:
         receive(store, tmp_path, study_uid=uid, laterality=laterality, view=view)
-    receive(store, tmp_path, study_uid=uid, laterality="L", view="MLO", ImageLaterality=None)
+    receive(store, tmp_path, study_uid=uid, laterality="L", view="MLO", ImageLaterality=None,
+            SeriesDescription="SCREENING")
     assert complete_due_studies(config(views_quiet=0, quiet=HOUR), sessions) == 0
 
 

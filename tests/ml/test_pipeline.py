@@ -99,7 +99,8 @@ def test_compressed_dicom_files_are_read_from_disk(pipeline, tmp_path):
 
 
 def test_view_of_unknown_laterality_counts_for_the_study_only(pipeline):
-    ds = make_mammogram(rows=ROWS, cols=COLS, ImageLaterality=None)
+    ds = make_mammogram(rows=ROWS, cols=COLS, ImageLaterality=None,
+                        SeriesDescription="SCREENING")  # no side anywhere
     [prediction] = pipeline.predict([StudyInput(ds.StudyInstanceUID,
                                                 [ViewInput(ds, ds.SOPInstanceUID)])])
     assert prediction.breasts == {}
