@@ -23,7 +23,7 @@ from mmbcd_node.config import NodeConfig
 from mmbcd_node.results import codes
 from mmbcd_node.results.request import TYPE2_PATIENT_STUDY, reference_dataset
 from mmbcd_node.work.image_selection import NotAnalysed
-from mmbcd_node.work.source_image import PixelSpacing, SourceImage
+from mmbcd_node.work.source_image import SourceImage
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
 NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
@@ -225,13 +225,6 @@ class ResultSet:
     def image_of(self, view: ViewPrediction) -> SourceImage:
         """The normalised source image of a predicted view."""
         return self.views[self._index_of(view)]
-
-    def spacing_of(self, ds: pydicom.Dataset) -> PixelSpacing | None:
-        """The pixel spacing the input contract found for a source dataset, or None."""
-        for image in self.views:
-            if image.sop_instance_uid == str(ds.SOPInstanceUID):
-                return image.spacing
-        return None
 
     @property
     def spacing_unknown(self) -> list[SourceImage]:
