@@ -15,6 +15,7 @@ import pydicom
 import pytest
 
 import mmbcd_node
+from mmbcd_node.results.outputs import build_outputs
 from mmbcd_node.results.presentation_state import build_presentation_states
 from mmbcd_node.results.rejection_note import RejectionReason, build_rejection_note
 from mmbcd_node.results.result_set import (
@@ -297,6 +298,28 @@ def test_same_uid_entropy_rebuilds_identical_uids(result_set):
         [sc.SOPInstanceUID for sc in build_secondary_captures(again)]
 
 
+def test_another_installation_never_issues_the_same_uids_for_the_same_job(result_set):
+    # Two nodes with the default UID root and fresh databases: the same study and job
+    # number on each. Every UID of every object differs, the observer device's too.
+    here = dataclasses.replace(result_set, uid_entropy="1.2.3/job-1", installation="a" * 36)
+    there = dataclasses.replace(here, installation="b" * 36)
+
+    def uids(result):
+        # The objects' own UIDs and those made inside them (tracking, observer device);
+        # the evidence sequences name the source images, which both rightly share.
+        found = set()
+        for obj in build_outputs(result):
+            ds = obj.dataset
+            found |= {ds.SOPInstanceUID, ds.SeriesInstanceUID}
+            found |= {str(element.value) for element in ds.iterall()
+                      if element.keyword in ("UID", "DeviceObserverUID")}
+        return found
+
+    mine = uids(here)
+    assert mine == uids(dataclasses.replace(here))  # rebuilding gives the same UIDs
+    assert len(mine) > 8 and not mine & uids(there)
+
+
 def test_box_outside_its_image_is_refused_naming_view_and_roi(result_set):
     view = result_set.prediction.views[0]
     roi = dataclasses.replace(view.rois[1], box=(100.0, 150.0, 300.0, 190.0))
@@ -395,7 +418,7 @@ def test_result_set_for_node_numbers_and_identifies_from_the_configuration(tmp_p
     path = tmp_path / "node.toml"
     path.write_text('[dicom]\nae_title = "BREASTAI"\nuid_root = "1.2.826.0.1.3680043.10.99"\n'
                     "[results]\nseries_numbers = 7000\n", encoding="utf-8")
-    result = result_set_for_node(load_config(path, environ={}),
+    result = result_set_for_node(load_config(path, environ={}), installation="c" * 36,
                                  prediction=result_set.prediction, views=result_set.views,
                                  bundle=result_set.bundle)
     sr = build_structured_report(result)

@@ -66,9 +66,10 @@ def node_config(tmp_path: Path, *destinations: DestinationConfig) -> NodeConfig:
                       destinations=list(destinations))
 
 
-def add_study(sessions, config: NodeConfig, *, corrupt: str | None = None) -> tuple[int, str]:
+def add_study(sessions, config: NodeConfig, *, corrupt: str | None = None,
+              study_uid: str | None = None) -> tuple[int, str]:
     """A queued 4-view study stored like the receiver stores one; ``corrupt`` = 'R-CC' breaks it."""
-    study_uid = generate_uid()
+    study_uid = study_uid or generate_uid()
     with transaction(sessions) as session:
         study = Study(study_uid=study_uid, correlation_id=uuid.uuid4().hex, patient_id="P1",
                       accession_number="A1", state=StudyState.QUEUED)
@@ -137,6 +138,30 @@ def test_job_stores_result_objects_and_deliveries_and_marks_study_done(
         ds = pydicom.dcmread(config.storage.root / output.path, stop_before_pixels=True)
         assert ds.SOPInstanceUID == output.sop_instance_uid
         assert ds.StudyInstanceUID == study_uid
+
+
+def test_two_nodes_with_fresh_databases_never_issue_the_same_result_uid(
+        tmp_path, pipeline) -> None:
+    # The same study sent to two nodes with the default configuration: job 1 on each.
+    study_uid = generate_uid()
+    found = []
+    for name in ("first", "second"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        config = node_config(tmp_path / name)
+        study_id, _ = add_study(sessions, config, study_uid=study_uid)
+        assert job_of(sessions, study_id).id == 1
+        assert Worker(config, sessions, pipeline=pipeline).run_once() == 1
+        uids = set()
+        for output in outputs_of(sessions, study_id):
+            ds = pydicom.dcmread(config.storage.root / output.path, stop_before_pixels=True)
+            uids |= {ds.SOPInstanceUID, ds.SeriesInstanceUID}
+        engine.dispose()
+        found.append(uids)
+    assert len(found[0]) == len(found[1]) > 10
+    assert not found[0] & found[1]
 
 
 def test_corrupt_view_fails_its_job_with_a_clear_error_and_other_studies_go_on(

@@ -4,7 +4,7 @@ Alembic's environment and the schema tests import this module; a new model modul
 is added here.
 """
 
-from mmbcd_node.db import models, ops_models, order_models, result_models
+from mmbcd_node.db import installation, models, ops_models, order_models, result_models
 from mmbcd_node.db.models import Base
 
-__all__ = ["Base", "models", "ops_models", "order_models", "result_models"]
+__all__ = ["Base", "installation", "models", "ops_models", "order_models", "result_models"]

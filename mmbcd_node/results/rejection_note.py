@@ -55,14 +55,14 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
                          uid_root: str, series_numbers: int,
                          reason: RejectionReason = RejectionReason.SUPERSEDED,
                          device_serial_number: str = "MMBCD",
-                         uid_entropy: str | None = None) -> Dataset:
+                         uid_entropy: str | None = None, installation: str = "") -> Dataset:
     """A rejection note withdrawing ``rejected`` (our earlier SR, CAD SR, SC, GSPS).
 
     ``study`` is any dataset of the study (a source view or an earlier output): patient
     and study attributes come from it. The note goes into its own series, numbered
     ``series_numbers`` + the rejection offset, with UIDs under ``uid_root`` (stable for
-    the same ``uid_entropy``). Raises ``ResultError`` when nothing is rejected or an
-    object belongs to another study.
+    the same ``installation`` and ``uid_entropy``). Raises ``ResultError`` when nothing
+    is rejected or an object belongs to another study.
     """
     if not rejected:
         raise ResultError("a rejection note needs at least one object to reject")
@@ -73,7 +73,8 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
                 f"cannot reject SOP instance {reference.sop_instance_uid}: it belongs to "
                 f"study {reference.study_instance_uid}, the note to study {study_uid}")
     evidence = [reference_dataset(reference, study) for reference in rejected]
-    device = device_observer(device_uid(uid_root, device_serial_number), device_serial_number)
+    device = device_observer(device_uid(uid_root, device_serial_number, installation),
+                             device_serial_number)
     kind = OutputKind.REJECTION_NOTE
     content = KeyObjectSelection(
         document_title=reason.title, referenced_objects=evidence,
@@ -81,9 +82,11 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
         description=f"{reason.value[1]}: AI results withdrawn by {mmbcd_node.MODEL_NAME}")
     note = KeyObjectSelectionDocument(
         evidence=evidence, content=content,
-        series_instance_uid=new_uid(uid_root, uid_entropy, "rejection", "series"),
+        series_instance_uid=new_uid(uid_root, uid_entropy, "rejection", "series",
+                                    installation=installation),
         series_number=series_numbers + kind.offset,
-        sop_instance_uid=new_uid(uid_root, uid_entropy, "rejection", "instance"),
+        sop_instance_uid=new_uid(uid_root, uid_entropy, "rejection", "instance",
+                                 installation=installation),
         instance_number=1,
         manufacturer=mmbcd_node.MANUFACTURER,
         series_description=f"{NOT_FOR_DIAGNOSIS} - {kind.label}"[:64],

@@ -136,9 +136,10 @@ class ResultSet:
     (``work.source_image``: header, pixel data for the Secondary Captures, spacing and
     orientation); builders read them, never the raw files. ``not_analysed`` and
     ``missing_views`` are what the image selection set aside. ``uid_entropy``, when
-    given (a job id, say), makes every generated UID a function of it, so rebuilding the
-    same result set yields the same objects and a PACS never receives two copies of one
-    result.
+    given (the study and job, say), makes every generated UID a function of it and of
+    ``installation`` (``db.installation``), so rebuilding the same result set yields the
+    same objects and a PACS never receives two copies of one result, while another node
+    never issues the same UIDs.
     """
 
     prediction: StudyPrediction
@@ -153,6 +154,7 @@ class ResultSet:
     predecessors: tuple[ObjectReference, ...] = ()
     device_serial_number: str = "MMBCD"
     uid_entropy: str | None = None
+    installation: str = ""
     not_analysed: tuple[NotAnalysed, ...] = ()
     missing_views: tuple[str, ...] = ()
 
@@ -289,13 +291,15 @@ class ResultSet:
         return f"{NOT_FOR_DIAGNOSIS} - {kind.label}"[:64]
 
     def new_uid(self, *purpose: str) -> str:
-        """A UID under the configured root; stable for the same entropy and purpose."""
-        return new_uid(self.uid_root, self.uid_entropy, *purpose)
+        """A UID under the configured root; stable for the same installation, entropy
+        and purpose."""
+        return new_uid(self.uid_root, self.uid_entropy, *purpose,
+                       installation=self.installation)
 
     @property
     def device_uid(self) -> str:
-        """The node as an SR observer device: stable for the same root and serial number."""
-        return device_uid(self.uid_root, self.device_serial_number)
+        """The node as an SR observer device: stable for the same installation."""
+        return device_uid(self.uid_root, self.device_serial_number, self.installation)
 
     @property
     def software_versions(self) -> list[str]:
@@ -321,17 +325,23 @@ class ResultSet:
         }
 
 
-def new_uid(uid_root: str, entropy: str | None, *purpose: str) -> str:
-    """A UID under ``uid_root``: random, or a function of ``entropy`` and ``purpose``."""
+def new_uid(uid_root: str, entropy: str | None, *purpose: str, installation: str = "") -> str:
+    """A UID under ``uid_root``: random, or a function of the ``installation``'s identity
+    (``db.installation``), ``entropy`` and ``purpose``.
+
+    The UID root is not unique to one node (sites keep the default), so the installation
+    is what keeps two nodes' UIDs apart; the hash (pydicom's SHA-512 ``entropy_srcs``)
+    leaves a collision negligible.
+    """
     prefix = uid_root if uid_root.endswith(".") else uid_root + "."
     if entropy is None:
         return generate_uid(prefix=prefix)
-    return generate_uid(prefix=prefix, entropy_srcs=[entropy, *purpose])
+    return generate_uid(prefix=prefix, entropy_srcs=[installation, entropy, *purpose])
 
 
-def device_uid(uid_root: str, device_serial_number: str) -> str:
-    """The node's Device Observer UID: the same for the same root and serial number."""
-    return new_uid(uid_root, "device", device_serial_number)
+def device_uid(uid_root: str, device_serial_number: str, installation: str = "") -> str:
+    """The node's Device Observer UID: the same for one installation and serial number."""
+    return new_uid(uid_root, "device", device_serial_number, installation=installation)
 
 
 def _check_box(view: ViewPrediction, number: int, roi: RoiPrediction,
@@ -344,8 +354,10 @@ def _check_box(view: ViewPrediction, number: int, roi: RoiPrediction,
             f"inside the {columns}x{rows} image (x0 < x1 <= columns, y0 < y1 <= rows)")
 
 
-def result_set_for_node(config: NodeConfig, **fields: object) -> ResultSet:
-    """A ``ResultSet`` numbered and identified from the node's configuration.
+def result_set_for_node(config: NodeConfig, *, installation: str,
+                        **fields: object) -> ResultSet:
+    """A ``ResultSet`` numbered and identified from the node's configuration and its
+    ``installation`` identity (``db.installation.installation_uuid``).
 
     ``fields`` are the remaining ``ResultSet`` fields (prediction, views, bundle, ...);
     the UID root, series block and device serial number (the node's AE title) come from
@@ -353,5 +365,5 @@ def result_set_for_node(config: NodeConfig, **fields: object) -> ResultSet:
     """
     return ResultSet(uid_root=config.dicom.uid_root,
                      series_numbers=config.results.series_numbers,
-                     device_serial_number=config.dicom.ae_title,
+                     device_serial_number=config.dicom.ae_title, installation=installation,
                      **fields)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.installation import installation_uuid
 from mmbcd_node.db.models import AuditEvent, Job, Study, utcnow
 from mmbcd_node.db.result_models import (
     Delivery,
@@ -78,7 +79,8 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
         ds = build_rejection_note(header, delivered, uid_root=config.dicom.uid_root,
                                   series_numbers=config.results.series_numbers, reason=reason,
                                   device_serial_number=config.dicom.ae_title,
-                                  uid_entropy=f"withdraw-result-{result.id}")
+                                  uid_entropy=f"{study.study_uid}/withdraw-result-{result.id}",
+                                  installation=installation_uuid(session))
         note = record_output(session, result.id, "ko", ds, write_object(root, ds, "ko"))
         create_deliveries(session, [note],
                           [d for d in config.destinations if d.name in reached])

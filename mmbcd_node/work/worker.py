@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ml.types import StudyInput, StudyPrediction, ViewInput
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.installation import installation_uuid
 from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.session import transaction
@@ -116,6 +117,15 @@ class Worker:
         self.owner = owner or process_name("worker")
         self.policy = config.worker
         self._pipeline = pipeline
+        self._installation: str | None = None
+
+    @property
+    def installation(self) -> str:
+        """This database's identity (``db.installation``), the source of result UIDs."""
+        if self._installation is None:
+            with transaction(self.sessions) as session:
+                self._installation = installation_uuid(session)
+        return self._installation
 
     @property
     def pipeline(self):  # type: ignore[no-untyped-def]
@@ -263,7 +273,8 @@ class Worker:
                                   parameters={"threshold": bundle.threshold,
                                               "top_k": bundle.detector_params.k}),
             history=history, order=_order_context(item.history),
-            predecessors=predecessors, uid_entropy=f"job-{item.job.id}",
+            predecessors=predecessors, uid_entropy=f"{item.study_uid}/job-{item.job.id}",
+            installation=self.installation,
             not_analysed=tuple(item.selection.not_analysed),
             missing_views=tuple(item.selection.missing))
         objects = build_outputs(result_set, self.config.results.kinds,
@@ -275,7 +286,8 @@ class Worker:
                      if d.sr_class and "sr" in d.kinds} - {self.config.results.sr_class}
             for sr_class in sorted(extra):
                 objects += build_outputs(
-                    dataclasses.replace(result_set, uid_entropy=f"job-{item.job.id}-{sr_class}"),
+                    dataclasses.replace(result_set,
+                                        uid_entropy=f"{result_set.uid_entropy}/{sr_class}"),
                     ["sr"], sr_class)
         root = Path(self.config.storage.root)
         written = [(obj, write_object(root, obj.dataset, obj.kind)) for obj in objects]
