@@ -31,6 +31,7 @@ from tests.support.dicom_peers import (
 )
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import RunningNode
+from tests.support.raw_pdu import A_ASSOCIATE_AC, associate_rq, exchange
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
@@ -252,3 +253,34 @@ def test_incoming_leftovers_are_removed_at_start(node_factory) -> None:  # type:
     assert list(incoming.iterdir()) == []
     # Another receiver sharing the storage root may be receiving into its own folder.
     assert [p.name for p in other.iterdir()] == ["recv-partial.dcm"]
+
+
+def test_big_endian_is_refused_at_negotiation_and_storescu_sends_little_endian(
+        node: RunningNode, tmp_path: Path) -> None:
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+
+    ds = make_mammogram()
+    path = tmp_path / "be.dcm"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.save_as(path, enforce_file_format=True, little_endian=False, implicit_vr=False)
+    # Proposed alone, the syntax is refused: "transfer syntaxes not supported".
+    answer = exchange(node.dicom_port, associate_rq("MMBCD", "OLDARCHIVE", [
+        (1, "1.2.840.10008.1.1", [ExplicitVRLittleEndian]),
+        (3, str(ds.SOPClassUID), [ExplicitVRBigEndian])]), timeout=10)
+    assert answer.pdu_type == A_ASSOCIATE_AC and answer.context_results == {1: 0, 3: 4}
+    # storescu proposing big endian first converts to the little endian accepted.
+    run = storescu(node.dicom_port, [path], options=["-xb"], calling_ae="OLDARCHIVE")
+    assert run.returncode == 0 and "(Success)" in run.stderr, run.stderr
+    (instance,) = db_rows(node.db_url, Instance, Instance.sop_instance_uid == ds.SOPInstanceUID)
+    assert instance.transfer_syntax_uid == ExplicitVRLittleEndian
+    stored = pydicom.dcmread(node.storage_root / instance.path)
+    sent = pydicom.dcmread(path)
+    assert np.array_equal(stored.pixel_array, sent.pixel_array)
+    assert stored.PatientID == sent.PatientID
+
+
+def test_context_without_a_transfer_syntax_is_answered_not_supported(node: RunningNode) -> None:
+    answer = exchange(node.dicom_port, associate_rq("MMBCD", "BROKEN", [
+        (1, "1.2.840.10008.1.1", []),
+        (3, "1.2.840.10008.5.1.4.1.1.1.2", ["1.2.840.10008.1.2.1"])]), timeout=10)
+    assert answer.pdu_type == A_ASSOCIATE_AC and answer.context_results == {1: 4, 3: 0}

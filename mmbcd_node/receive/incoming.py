@@ -30,6 +30,7 @@ from pynetdicom import _config, dimse_messages
 
 from mmbcd_node.receive.block_writer import BlockWriter
 from mmbcd_node.receive.digest import digest_file
+from mmbcd_node.receive.negotiation import accept_storage_contexts
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +116,13 @@ def receive_into(folder: Path, on_head: HeadHandler | None = None) -> None:
     """Make pynetdicom receive C-STORE data sets straight into ``DigestingFile``s in
     ``folder``, and accept every storage SOP class (process-wide settings).
 
-    ``on_head`` receives the first ``HEAD_BYTES`` of each object as soon as they have
+    Contexts are negotiated by ``negotiation.negotiate_storage``. ``on_head`` receives the first ``HEAD_BYTES`` of each object as soon as they have
     arrived and returns a future; ``take_received`` hands it to the handler.
     """
     folder.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
     _config.UNRESTRICTED_STORAGE_SERVICE = True
+    accept_storage_contexts()
     dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
         DigestingFile, folder, on_head=on_head)
 

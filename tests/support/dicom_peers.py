@@ -17,6 +17,7 @@ import tomli_w
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -38,6 +39,7 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 STORESCU_SYNTAX_OPTIONS = {
     ImplicitVRLittleEndian: ["-xi"],
     ExplicitVRLittleEndian: ["-xe"],
+    ExplicitVRBigEndian: ["-xb"],  # proposes little endian too, and converts to it
     DeflatedExplicitVRLittleEndian: ["-xd"],
     RLELossless: ["-R", "-xr"],
     JPEGLSLossless: ["-R", "-xt"],
