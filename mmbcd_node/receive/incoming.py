@@ -116,8 +116,9 @@ def receive_into(folder: Path, on_head: HeadHandler | None = None) -> None:
     """Make pynetdicom receive C-STORE data sets straight into ``DigestingFile``s in
     ``folder``, and accept every storage SOP class (process-wide settings).
 
-    Contexts are negotiated by ``negotiation.negotiate_storage``. ``on_head`` receives the first ``HEAD_BYTES`` of each object as soon as they have
-    arrived and returns a future; ``take_received`` hands it to the handler.
+    Contexts are negotiated by ``negotiation.negotiate_storage``. ``on_head`` receives
+    the first ``HEAD_BYTES`` of each object as soon as they have arrived and returns a
+    future; ``take_received`` hands it to the handler.
     """
     folder.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
