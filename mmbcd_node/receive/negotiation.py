@@ -18,27 +18,28 @@ process-wide setting like ``UNRESTRICTED_STORAGE_SERVICE`` itself (pynetdicom pi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ImplicitVRLittleEndian
 from pynetdicom import acse
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext, negotiate_unrestricted
 
 REFUSED_TRANSFER_SYNTAXES = frozenset({ExplicitVRBigEndian})
 TRANSFER_SYNTAXES_NOT_SUPPORTED = 0x04  # PS3.8 table 9-18, result/reason
 
-Roles = dict  # {SOP Class UID: (SCU role, SCP role)}, as pynetdicom passes them
+# {SOP Class UID: (SCU role, SCP role)}, as pynetdicom passes them
+Roles = dict[UID, tuple[bool | None, bool | None]]
 
 
-def negotiate_storage(rq_contexts: Sequence[PresentationContext],
-                      ac_contexts: Sequence[PresentationContext],
-                      roles: Roles) -> tuple[list[PresentationContext], list]:
+def negotiate_storage(
+        rq_contexts: list[PresentationContext], ac_contexts: list[PresentationContext],
+        roles: Roles | None = None,
+) -> tuple[list[PresentationContext], list[SCP_SCU_RoleSelectionNegotiation]]:
     """pynetdicom's unrestricted negotiation on the contexts left with a transfer syntax
     the node takes; the others refused with "transfer syntaxes not supported"."""
     usable: list[PresentationContext] = []
     refused: list[PresentationContext] = []
     for proposed in rq_contexts:
-        syntaxes = [ts for ts in proposed.transfer_syntax
+        syntaxes: list[str | bytes | UID] = [ts for ts in proposed.transfer_syntax
                     if ts not in REFUSED_TRANSFER_SYNTAXES]
         context = PresentationContext()
         context.context_id = proposed.context_id
@@ -59,4 +60,4 @@ def negotiate_storage(rq_contexts: Sequence[PresentationContext],
 
 def accept_storage_contexts() -> None:
     """Make every pynetdicom acceptor in this process negotiate with ``negotiate_storage``."""
-    acse.negotiate_unrestricted = negotiate_storage  # type: ignore[attr-defined]
+    acse.negotiate_unrestricted = negotiate_storage
