@@ -39,8 +39,8 @@ def negotiate_storage(
     usable: list[PresentationContext] = []
     refused: list[PresentationContext] = []
     for proposed in rq_contexts:
-        syntaxes: list[str | bytes | UID] = [ts for ts in proposed.transfer_syntax
-                    if ts not in REFUSED_TRANSFER_SYNTAXES]
+        syntaxes: list[str | bytes | UID] = [
+            ts for ts in proposed.transfer_syntax if ts not in REFUSED_TRANSFER_SYNTAXES]
         context = PresentationContext()
         context.context_id = proposed.context_id
         context.abstract_syntax = proposed.abstract_syntax
