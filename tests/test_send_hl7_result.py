@@ -38,7 +38,8 @@ def config_for(ris: Ris, max_attempts: int = 5) -> NodeConfig:
         backoff_seconds=0.0)))
 
 
-def add_result(sessions, config: NodeConfig, *, pending_dicom: bool = False) -> str:
+def add_result(sessions, config: NodeConfig, *, pending_dicom: bool = False,
+               not_attempted: str | None = None) -> str:
     with transaction(sessions) as session:
         study = Study(study_uid=generate_uid(), correlation_id=uuid.uuid4().hex,
                       patient_id="PAT7", issuer_of_patient_id="HOSP", accession_number="ACC7",
@@ -51,8 +52,12 @@ def add_result(sessions, config: NodeConfig, *, pending_dicom: bool = False) -> 
         job = Job(study_id=study.id, state=JobState.DONE)
         session.add(job)
         session.flush()
-        result = Result(job_id=job.id, study_id=study.id, order_id=order.id, probability=0.875,
-                        right_probability=0.875, left_probability=0.125,
+        scored = not_attempted is None
+        result = Result(job_id=job.id, study_id=study.id, order_id=order.id,
+                        probability=0.875 if scored else None,
+                        right_probability=0.875 if scored else None,
+                        left_probability=0.125 if scored else None,
+                        not_attempted_reason=not_attempted, all_views_used=scored,
                         operating_threshold=0.5, bundle_digest="f" * 64,
                         model_version="mmbcd-demo 1.0", history_used=True,
                         history_sources='["OBR-13", "NTE-3"]')
@@ -96,6 +101,20 @@ def test_oru_echoes_the_order_and_carries_scores_flag_provenance_and_study_uid(
     assert rows["110180"].obx_5.to_er7() == study_uid
     row = message_row(sessions)
     assert (row.state, row.ack_code, row.attempts) == (Hl7ResultState.SENT, "AA", 1)
+
+
+def test_oru_of_a_not_attempted_result_carries_the_reason_instead_of_a_score(
+        sessions, ris) -> None:
+    config = config_for(ris)
+    reason = "nothing analysable: 1.2.3 (L CC): tomosynthesis only"
+    add_result(sessions, config, not_attempted=reason)
+    assert Hl7ResultSender(config, sessions, "sender-1").send_due() == 1
+    (text,) = ris.received
+    rows = {obx.obx_3.obx_3_1.to_er7(): obx
+            for obx in parse_message(text, find_groups=False).obx}
+    assert "111047" not in rows and "BREAST-R" not in rows
+    assert rows["NOT-ATTEMPTED"].obx_5.to_er7() == reason
+    assert rows["VIEWS-USED"].obx_5.to_er7() == "no image analysed"
 
 
 def test_ae_ar_and_a_silent_ris_are_retried_and_nothing_is_sent_again_after_aa(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -67,8 +68,10 @@ def node_config(tmp_path: Path, *destinations: DestinationConfig) -> NodeConfig:
 
 
 def add_study(sessions, config: NodeConfig, *, corrupt: str | None = None,
-              study_uid: str | None = None) -> tuple[int, str]:
-    """A queued 4-view study stored like the receiver stores one; ``corrupt`` = 'R-CC' breaks it."""
+              study_uid: str | None = None,
+              mutate: Callable[[pydicom.Dataset], None] | None = None) -> tuple[int, str]:
+    """A queued 4-view study stored like the receiver stores one; ``corrupt`` = 'R-CC' breaks
+    it, ``mutate`` changes every image."""
     study_uid = study_uid or generate_uid()
     with transaction(sessions) as session:
         study = Study(study_uid=study_uid, correlation_id=uuid.uuid4().hex, patient_id="P1",
@@ -80,6 +83,8 @@ def add_study(sessions, config: NodeConfig, *, corrupt: str | None = None,
                                 rows=320, cols=256)
             if corrupt == f"{laterality}-{view}":
                 ds.PixelData = ds.PixelData[:1000]  # truncated: decoding must fail
+            if mutate is not None:
+                mutate(ds)
             relative = Path(study_uid) / f"{ds.SOPInstanceUID}.dcm"
             write_mammogram(config.storage.root / relative, ds)
             series = Series(study_id=study.id, series_uid=ds.SeriesInstanceUID, modality="MG",
@@ -162,6 +167,57 @@ def test_two_nodes_with_fresh_databases_never_issue_the_same_result_uid(
         found.append(uids)
     assert len(found[0]) == len(found[1]) > 10
     assert not found[0] & found[1]
+
+
+def test_study_with_nothing_analysable_gets_a_not_attempted_cad_sr_and_oru_after_one_attempt(
+        sessions, tmp_path, pipeline, ris) -> None:
+    from hl7apy.parser import parse_message
+    from pydicom.uid import DigitalMammographyXRayImageStorageForProcessing
+
+    from mmbcd_node.config import Hl7Config, Hl7ResultsConfig
+    from mmbcd_node.db.result_models import Hl7ResultMessage
+    from mmbcd_node.results import cad_report
+    from tests.support.dicom_validation import dciodvfy_errors
+
+    def for_processing(ds: pydicom.Dataset) -> None:
+        ds.SOPClassUID = DigitalMammographyXRayImageStorageForProcessing
+        ds.PresentationIntentType = "FOR PROCESSING"
+
+    config = dataclasses.replace(
+        node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
+                                                host="127.0.0.1", port=1)),
+        hl7=Hl7Config(results=Hl7ResultsConfig(host="127.0.0.1", port=ris.port)))
+    study_id, study_uid = add_study(sessions, config, mutate=for_processing)
+    assert Worker(config, sessions, pipeline=pipeline).run_once() == 1
+    job = job_of(sessions, study_id)
+    assert (job.state, job.attempts) == (JobState.FAILED, 1)
+    with sessions() as session:
+        study = session.get(Study, study_id)
+        assert study.state == StudyState.NOT_ANALYSABLE
+        assert "For Processing" in study.state_reason
+        result = session.execute(select(Result).where(Result.study_id == study_id)).scalar_one()
+        assert result.probability is None and result.not_attempted_reason == study.state_reason
+        assert not result.all_views_used and result.rois == []
+        (oru,) = session.execute(select(Hl7ResultMessage)).scalars()
+        assert session.execute(select(Delivery)).scalars().all() != []
+    (output,) = outputs_of(sessions, study_id)
+    assert output.kind == "cad_sr"
+    path = config.storage.root / output.path
+    cad = pydicom.dcmread(path)
+    assert cad.StudyInstanceUID == study_uid
+    summary = next(item for item in cad.ContentSequence
+                   if item.ConceptNameCodeSequence[0].CodeValue == "111017")
+    assert summary.ConceptCodeSequence[0].CodeValue == "111245"  # none succeeded
+    statuses = [item.ConceptCodeSequence[0].CodeValue for item in cad.ContentSequence
+                if item.ConceptNameCodeSequence[0].CodeValue in ("111064", "111065")]
+    assert statuses == [cad_report.NOT_ATTEMPTED.value] * 2
+    library = next(item for item in cad.ContentSequence
+                   if item.ConceptNameCodeSequence[0].CodeValue == "111028")
+    assert len(library.ContentSequence) == 4  # every image, none analysed
+    assert dciodvfy_errors(path) == []
+    rows = {obx.obx_3.obx_3_1.to_er7(): obx.obx_5.to_er7()
+            for obx in parse_message(oru.message, find_groups=False).obx}
+    assert "111047" not in rows and "For Processing" in rows["NOT-ATTEMPTED"]
 
 
 def test_corrupt_view_fails_its_job_with_a_clear_error_and_other_studies_go_on(

@@ -121,7 +121,8 @@ def register(app: typer.Typer) -> None:
                 "accession": record.accession,
                 "truth": "malignant" if record.label else "benign",
                 "state": study.state if study else "waiting",
-                "study": None if result is None else round(result.probability, 3),
+                "study": None if result is None or result.probability is None
+                else round(result.probability, 3),
                 "right": None if result is None or result.right_probability is None
                 else round(result.right_probability, 3),
                 "left": None if result is None or result.left_probability is None

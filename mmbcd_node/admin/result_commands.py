@@ -18,7 +18,7 @@ from mmbcd_node.send.deliveries import requeue_deliveries
 from mmbcd_node.send.store_scu import DestinationUnavailable, echo
 
 SCORE_COLUMNS = ("result", "state", "study", "right", "left", "threshold", "history",
-                 "views", "model", "created_at")
+                 "views", "not_attempted", "model", "created_at")
 ROI_COLUMNS = ("view", "laterality", "rank", "box", "detector_score", "attention")
 DELIVERY_COLUMNS = ("destination", "kind", "state", "count")
 
@@ -33,7 +33,8 @@ def result_records(session: Session, study_id: int, *, include_old: bool = False
     for result in session.execute(query).scalars():
         sources = json.loads(result.history_sources or "[]")
         records.append({
-            "result": result.id, "state": result.state, "study": round(result.probability, 4),
+            "result": result.id, "state": result.state,
+            "study": None if result.probability is None else round(result.probability, 4),
             "right": None if result.right_probability is None
             else round(result.right_probability, 4),
             "left": None if result.left_probability is None
@@ -41,6 +42,7 @@ def result_records(session: Session, study_id: int, *, include_old: bool = False
             "threshold": result.operating_threshold,
             "history": ", ".join(sources) if result.history_used else "none available",
             "views": "all" if result.all_views_used else "partial",
+            "not_attempted": result.not_attempted_reason,
             "model": result.model_version, "created_at": result.created_at,
             "rois": [{"view": roi.view_sop_instance_uid, "laterality": roi.laterality,
                       "rank": roi.rank,

@@ -66,7 +66,8 @@ class Result(Base):
     predecessor_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"))
     # The order whose history went in (and whose numbers the outputs echo), if any.
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
-    probability: Mapped[float] = mapped_column(Float)  # the study (case) probability
+    # The study (case) probability; null for a not-attempted result (no image analysable).
+    probability: Mapped[float | None] = mapped_column(Float)
     right_probability: Mapped[float | None] = mapped_column(Float)
     left_probability: Mapped[float | None] = mapped_column(Float)
     bundle_digest: Mapped[str] = mapped_column(String(64))
@@ -76,6 +77,9 @@ class Result(Base):
     # JSON list of the order fields the history came from ("OBR-13", "NTE-3"); [] = none.
     history_sources: Mapped[str] = mapped_column(Text, default="[]")
     all_views_used: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why the model did not run on the study (its state_reason): set on a not-attempted
+    # result only, whose outputs say so to the PACS and the RIS.
+    not_attempted_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -22,7 +22,8 @@ from mmbcd_node.match.matcher import MATCHER, live_orders, transition
 log = logging.getLogger(__name__)
 
 CANCELLABLE = (StudyState.COMPLETE, StudyState.HELD, StudyState.QUEUED)
-WITH_RESULTS = (StudyState.RUNNING, StudyState.DONE, StudyState.DELIVERED)
+WITH_RESULTS = (StudyState.RUNNING, StudyState.DONE, StudyState.DELIVERED,
+                StudyState.NOT_ANALYSABLE)  # a not-attempted result goes too
 
 
 def cancel_order_work(session: Session, order: Order) -> list[Study]:

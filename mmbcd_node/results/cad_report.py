@@ -20,6 +20,11 @@ highdicom's content item classes, following PS3.16:
 - Summary of Detections / Summary of Analyses (CID 6042) inferred from the successful and
   failed detections and analyses (TID 4015/4016), each naming the images it covers.
 
+A not-attempted result (nothing in the study could be analysed: a result set whose
+prediction has no views, its ``views`` the study's images) gives the same document with
+"No algorithms succeeded; without findings", both summaries "Not Attempted"
+(DCM 111225), and the image library listing the images that were not analysed.
+
 Rendering Intent (CID 6034) follows the bundle's operating threshold: a finding, breast
 or case whose malignancy probability (for a finding: its view's) is at or above the
 threshold is "Presentation Required", the rest "Presentation Optional", so a workstation
@@ -103,6 +108,7 @@ SCALE_0_100 = CodedConcept("{0:100}", "UCUM", "range: 0:100")
 SUCCEEDED = _dcm("111222", "Succeeded")
 PARTIALLY_SUCCEEDED = _dcm("111223", "Partially Succeeded")
 FAILED = _dcm("111224", "Failed")
+NOT_ATTEMPTED = _dcm("111225", "Not Attempted")
 
 # CID 6047 CAD Processing and Findings Summary.
 ALL_SUCCEEDED_WITHOUT_FINDINGS = _dcm("111241", "All algorithms succeeded; without findings")
@@ -301,7 +307,10 @@ def _performed(result: ResultSet, algorithm: AlgorithmIdentification) -> list[Co
     """Summary of Detections and Summary of Analyses with what succeeded and failed."""
     scored = [result.header_of(v) for v in result.scored_views]
     failed = [result.header_of(v) for v in result.failed_views]
-    status = SUCCEEDED if not failed else PARTIALLY_SUCCEEDED if scored else FAILED
+    if not result.prediction.views:
+        status = NOT_ATTEMPTED
+    else:
+        status = SUCCEEDED if not failed else PARTIALLY_SUCCEEDED if scored else FAILED
     summaries = []
     for name, performed, success, failure, what in (
             (SUMMARY_OF_DETECTIONS, DETECTION_PERFORMED, SUCCESSFUL_DETECTIONS,

@@ -5,7 +5,8 @@ the study's DICOM objects are delivered (or at once where no DICOM destination i
 configured), so the RIS flag never points at a result the PACS does not show yet.
 OBR echoes the order and says ``P`` (preliminary) in OBR-25: the worklist can sort by
 the score, but nobody mistakes it for the report. OBX rows: case probability with the
-abnormal flag from the bundle's operating threshold, each breast probability, the
+abnormal flag from the bundle's operating threshold (for a not-attempted result, the
+reason nothing could be analysed instead), each breast probability, the
 threshold, the model version, the clinical history used (by source field) or that
 the result is images-only, and the Study Instance UID.
 
@@ -106,9 +107,14 @@ def build_result_message(result: Result, study: Study, order: Order | None, *,
     obr.obr_24 = "MG"
     obr.obr_25 = "P"
     threshold = result.operating_threshold
-    flag = "" if threshold is None else ("A" if result.probability >= threshold else "N")
-    rows: list[tuple[str, str, str, str]] = [
-        ("NM", "111047^Probability of cancer^DCM", f"{result.probability:.4f}", flag)]
+    rows: list[tuple[str, str, str, str]] = []
+    if result.probability is None:  # not attempted: the reason instead of a score
+        rows.append(("ST", "NOT-ATTEMPTED^AI analysis not attempted^99MMBCD",
+                     result.not_attempted_reason or "nothing analysable", ""))
+    else:
+        flag = "" if threshold is None else ("A" if result.probability >= threshold else "N")
+        rows.append(("NM", "111047^Probability of cancer^DCM", f"{result.probability:.4f}",
+                     flag))
     for side, name, breast in (("R", "Right", result.right_probability),
                                ("L", "Left", result.left_probability)):
         if breast is not None:
@@ -122,8 +128,9 @@ def build_result_message(result: Result, study: Study, order: Order | None, *,
     rows.append(("ST", "HISTORY-SOURCE^Clinical history source^99MMBCD",
                  ("clinical history from " + ", ".join(sources)) if result.history_used
                  else "no history available (images only)", ""))
-    rows.append(("ST", "VIEWS-USED^Views used^99MMBCD",
-                 "all views used" if result.all_views_used else "not all views used", ""))
+    views_used = ("no image analysed" if result.probability is None
+                  else "all views used" if result.all_views_used else "not all views used")
+    rows.append(("ST", "VIEWS-USED^Views used^99MMBCD", views_used, ""))
     rows.append(("ST", "110180^Study Instance UID^DCM", study.study_uid, ""))
     for index, (value_type, code, value, row_flag) in enumerate(rows, start=1):
         _observation(group, index, value_type, code, value,

@@ -62,19 +62,26 @@ def object_references(session: Session, result: Result, study_uid: str) -> list[
 
 def record_result(session: Session, *, job_id: int, study_id: int,
                   prediction: StudyPrediction, model_version: str,
-                  history: HistoryProvenance, predecessor: Result | None) -> Result:
-    """Insert the result of one job with its views and ROIs (ranked by attention per view)."""
+                  history: HistoryProvenance, predecessor: Result | None,
+                  not_attempted_reason: str | None = None) -> Result:
+    """Insert the result of one job with its views and ROIs (ranked by attention per view).
+
+    A not-attempted result (``not_attempted_reason``: nothing in the study could be
+    analysed) has a prediction without views and no probability.
+    """
     result = Result(
         job_id=job_id, study_id=study_id, state=ResultState.ACTIVE,
         predecessor_id=predecessor.id if predecessor else None,
-        probability=float(prediction.probability or 0.0),
+        probability=prediction.probability,
+        not_attempted_reason=not_attempted_reason,
         right_probability=prediction.breasts.get("R"),
         left_probability=prediction.breasts.get("L"),
         bundle_digest=prediction.bundle_digest[:64], model_version=model_version[:64],
         operating_threshold=prediction.threshold,
         history_used=prediction.history_used and history.available,
         history_sources=json.dumps(list(history.source_fields) if history.available else []),
-        all_views_used=all(v.error is None for v in prediction.views))
+        all_views_used=bool(prediction.views) and all(v.error is None
+                                                      for v in prediction.views))
     session.add(result)
     session.flush()
     for view in prediction.views:

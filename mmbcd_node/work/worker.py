@@ -37,16 +37,18 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.installation import installation_uuid
 from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
+from mmbcd_node.db.result_models import OutputObject, Result
 from mmbcd_node.db.session import transaction
 from mmbcd_node.ops.heartbeat import MODEL_LOADED, beat
 from mmbcd_node.orders.history import StudyHistory, history_for_study
-from mmbcd_node.results.outputs import build_outputs
+from mmbcd_node.results.outputs import ResultObject, build_outputs
 from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.results.result_set import (
     BundleIdentity,
     HistoryProvenance,
     OrderContext,
     ResultError,
+    ResultSet,
     result_set_for_node,
 )
 from mmbcd_node.send.deliveries import create_deliveries
@@ -101,6 +103,7 @@ class _Work:
     transient: bool = False  # the error may not happen again: retry
     cancelled: bool = False  # the study was cancelled while the job waited
     not_analysable: str | None = None  # why no image of the study can be analysed
+    images: list[SourceImage] = dataclasses.field(default_factory=list)  # all, as read
 
     @property
     def views(self) -> list[SourceImage]:
@@ -187,8 +190,11 @@ class Worker:
             elif item.error is not None:
                 self._fail(item, item.error, retry=item.transient)
             elif item.not_analysable is not None:
-                self._fail(item, item.not_analysable, retry=False,
-                           study_state=StudyState.NOT_ANALYSABLE)
+                try:
+                    self._end_not_analysable(item, item.not_analysable)
+                except Exception as exc:
+                    log.exception("event=not_attempted_report_failed job=%s", item.job.id)
+                    self._fail(item, f"{type(exc).__name__}: {exc}", retry=is_transient(exc))
         for item, prediction in zip(runnable, predictions, strict=True):
             try:
                 self._finish(item, prediction)
@@ -241,6 +247,7 @@ class Worker:
                 log.info("event=image_defaults sop_instance_uid=%s defaults=%r",
                          image.sop_instance_uid, "; ".join(image.defaults))
             images.append(image)
+        work.images = images
         work.selection = select_images(
             images, allow_for_processing=self.pipeline.bundle.preprocess.allow_for_processing)
         if not work.selection.analysed:
@@ -263,20 +270,7 @@ class Worker:
                 transient=transient_message(first.error or ""))
         bundle = self.pipeline.bundle
         history = _provenance(item.history)
-        with self.sessions() as session:
-            previous = active_result(session, item.job.study_id)
-            predecessors = (tuple(object_references(session, previous, item.study_uid))
-                            if previous else ())
-        result_set = result_set_for_node(
-            self.config, prediction=prediction, views=item.views,
-            bundle=BundleIdentity(name=bundle.name, version=bundle.version, digest=bundle.digest,
-                                  parameters={"threshold": bundle.threshold,
-                                              "top_k": bundle.detector_params.k}),
-            history=history, order=_order_context(item.history),
-            predecessors=predecessors, uid_entropy=f"{item.study_uid}/job-{item.job.id}",
-            installation=self.installation,
-            not_analysed=tuple(item.selection.not_analysed),
-            missing_views=tuple(item.selection.missing))
+        result_set = self._result_set(item, prediction, item.views)
         objects = build_outputs(result_set, self.config.results.kinds,
                                 self.config.results.sr_class)
         # A destination may want the SR in another class ([[destinations]] sr_class):
@@ -289,8 +283,7 @@ class Worker:
                     dataclasses.replace(result_set,
                                         uid_entropy=f"{result_set.uid_entropy}/{sr_class}"),
                     ["sr"], sr_class)
-        root = Path(self.config.storage.root)
-        written = [(obj, write_object(root, obj.dataset, obj.kind)) for obj in objects]
+        written = self._write(objects)
         with transaction(self.sessions) as session:
             if not holds_lease(session, item.job.id, self.owner):
                 log.warning("event=result_dropped job=%s reason=lease_lost", item.job.id)
@@ -314,14 +307,7 @@ class Worker:
                                    prediction=prediction,
                                    model_version=f"{bundle.name} {bundle.version}",
                                    history=history, predecessor=previous)
-            result.order_id = item.history.order_id if item.history else None
-            outputs = [record_output(session, result.id, obj.kind, obj.dataset, path)
-                       for obj, path in written]
-            create_deliveries(session, outputs, self.config.destinations,
-                              default_sr_class=self.config.results.sr_class)
-            queue_result_message(session, self.config, result, study,
-                                 session.get(Order, result.order_id) if result.order_id
-                                 else None)
+            outputs = self._record_outputs(session, result, item, study, written)
             complete_job(session, item.job.id, self.owner, bundle_digest=bundle.digest[:64])
             session.execute(update(Study).where(Study.id == study.id,
                                                 Study.state == StudyState.RUNNING)
@@ -341,27 +327,100 @@ class Worker:
         log.info("event=job_done job=%s study_id=%s probability=%.4f objects=%d",
                  item.job.id, item.job.study_id, prediction.probability or 0.0, len(outputs))
 
-    def _fail(self, item: _Work, error: str, *, retry: bool,
-              study_state: StudyState = StudyState.FAILED) -> None:
-        """End the attempt: queued again (``retry`` and attempts left), else the study
-        goes to ``study_state`` with ``error`` as its reason."""
+    def _result_set(self, item: _Work, prediction: StudyPrediction,
+                    views: list[SourceImage]) -> ResultSet:
+        """The result set of ``item``'s job, replacing the study's active result."""
+        bundle = self.pipeline.bundle
+        with self.sessions() as session:
+            previous = active_result(session, item.job.study_id)
+            predecessors = (tuple(object_references(session, previous, item.study_uid))
+                            if previous else ())
+        return result_set_for_node(
+            self.config, prediction=prediction, views=views,
+            bundle=BundleIdentity(name=bundle.name, version=bundle.version, digest=bundle.digest,
+                                  parameters={"threshold": bundle.threshold,
+                                              "top_k": bundle.detector_params.k}),
+            history=_provenance(item.history), order=_order_context(item.history),
+            predecessors=predecessors, uid_entropy=f"{item.study_uid}/job-{item.job.id}",
+            installation=self.installation,
+            not_analysed=tuple(item.selection.not_analysed),
+            missing_views=tuple(item.selection.missing))
+
+    def _write(self, objects: list[ResultObject]) -> list[tuple[ResultObject, str]]:
+        root = Path(self.config.storage.root)
+        return [(obj, write_object(root, obj.dataset, obj.kind)) for obj in objects]
+
+    def _record_outputs(self, session: Session, result: Result, item: _Work, study: Study,
+                        written: list[tuple[ResultObject, str]]) -> list[OutputObject]:
+        """Record ``result``'s objects with their deliveries, and queue its ORU."""
+        result.order_id = item.history.order_id if item.history else None
+        outputs = [record_output(session, result.id, obj.kind, obj.dataset, path)
+                   for obj, path in written]
+        create_deliveries(session, outputs, self.config.destinations,
+                          default_sr_class=self.config.results.sr_class)
+        queue_result_message(session, self.config, result, study,
+                             session.get(Order, result.order_id) if result.order_id else None)
+        return outputs
+
+    def _end_not_analysable(self, item: _Work, reason: str) -> None:
+        """End the study ``not_analysable`` with ``reason``, after one attempt, and tell
+        the reading workstation and the RIS: a not-attempted result (no probability)
+        whose Mammography CAD SR, where configured, says "Not Attempted" over the
+        study's images, and whose ORU carries the reason."""
+        bundle = self.pipeline.bundle
+        prediction = StudyPrediction(study_uid=item.study_uid, probability=None, breasts={},
+                                     views=[], bundle_digest=bundle.digest,
+                                     history_used=False, threshold=bundle.threshold)
+        objects: list[ResultObject] = []
+        if "cad_sr" in self.config.results.kinds and item.images:
+            objects = build_outputs(self._result_set(item, prediction, item.images),
+                                    ["cad_sr"])
+        written = self._write(objects)
         with transaction(self.sessions) as session:
-            state = fail_job(session, item.job.id, self.owner, error, self.policy, retry=retry)
-            if state is None:
+            if not self._end_attempt(session, item, reason, retry=False,
+                                     study_state=StudyState.NOT_ANALYSABLE):
                 return
-            final = state == "failed"
-            session.execute(update(Study).where(Study.id == item.job.study_id,
-                                                Study.state == StudyState.RUNNING)
-                            .values(state=study_state if final else StudyState.QUEUED,
-                                    state_changed_at=utcnow(),
-                                    state_reason=error[:4000] if final else None)
-                            .execution_options(synchronize_session=False))
-            if final:
-                action = ("study_not_analysable" if study_state == StudyState.NOT_ANALYSABLE
-                          else "job_failed")
-                record_event(session, action, actor=self.owner, study_uid=item.study_uid,
-                             outcome="failure", detail={"job_id": item.job.id, "error": error,
-                                                        "retried": item.job.attempt > 1})
+            study = session.get(Study, item.job.study_id)
+            assert study is not None
+            previous = active_result(session, study.id)
+            if previous is not None:
+                withdraw_result(session, self.config, previous, study,
+                                RejectionReason.SUPERSEDED)
+            result = record_result(session, job_id=item.job.id, study_id=study.id,
+                                   prediction=prediction,
+                                   model_version=f"{bundle.name} {bundle.version}",
+                                   history=_provenance(item.history), predecessor=previous,
+                                   not_attempted_reason=reason[:4000])
+            self._record_outputs(session, result, item, study, written)
+
+    def _fail(self, item: _Work, error: str, *, retry: bool) -> None:
+        """End the attempt: queued again (``retry`` and attempts left), else the study
+        fails with ``error`` as its reason."""
+        with transaction(self.sessions) as session:
+            self._end_attempt(session, item, error, retry=retry, study_state=StudyState.FAILED)
+
+    def _end_attempt(self, session: Session, item: _Work, error: str, *, retry: bool,
+                     study_state: StudyState) -> bool:
+        """Fail the job's attempt: queued again (``retry`` and attempts left), else the
+        study goes to ``study_state`` with ``error`` as its reason. True when that was
+        the last attempt; False also when the lease was lost."""
+        state = fail_job(session, item.job.id, self.owner, error, self.policy, retry=retry)
+        if state is None:
+            return False
+        final = state == "failed"
+        session.execute(update(Study).where(Study.id == item.job.study_id,
+                                            Study.state == StudyState.RUNNING)
+                        .values(state=study_state if final else StudyState.QUEUED,
+                                state_changed_at=utcnow(),
+                                state_reason=error[:4000] if final else None)
+                        .execution_options(synchronize_session=False))
+        if final:
+            action = ("study_not_analysable" if study_state == StudyState.NOT_ANALYSABLE
+                      else "job_failed")
+            record_event(session, action, actor=self.owner, study_uid=item.study_uid,
+                         outcome="failure", detail={"job_id": item.job.id, "error": error,
+                                                    "retried": item.job.attempt > 1})
+        return final
 
 
 def _provenance(history: StudyHistory | None) -> HistoryProvenance:
