@@ -11,7 +11,9 @@ queueing). Two times per study:
 * last instance -> SR: from the last image received to the same point, which adds the
   completion quiet period (``--quiet`` seconds).
 
-Prints p50/p95 of both, studies/hour, and last ``p95 completion-to-SR s: X.XX``.
+Prints p50/p95 of both, studies/hour, what the worker's input contract and image
+selection cost per view beside reading the file (the peer), and last
+``p95 completion-to-SR s: X.XX``.
 
     python -m tests.bench.e2e [-n 10] [--size 1024x832] [--device auto] [--quiet 1.0]
 """
@@ -33,6 +35,8 @@ import tomli_w
 
 from mmbcd_node.db import migrate
 from mmbcd_node.db.models import Instance, Study
+from mmbcd_node.work.image_selection import select_images
+from mmbcd_node.work.source_image import source_image
 from tests.support.dicom_peers import db_rows
 from tests.support.e2e import make_study, push_study, send_order
 from tests.support.node import RunningNode, free_port
@@ -56,6 +60,24 @@ def _sr_arrivals(pacs: StoreScp) -> dict[str, datetime]:
         if ds.SOPClassUID == COMPREHENSIVE_SR:
             arrivals[str(ds.StudyInstanceUID)] = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return arrivals
+
+
+def _contract_cost(paths: list[Path], repeats: int = 3) -> tuple[list[float], list[float]]:
+    """Milliseconds per view of the worker's input contract and image selection
+    (``source_image`` and ``select_images`` on a read dataset), and of reading the file
+    alone, side by side on the same files."""
+    contract, reading = [], []
+    for path in paths:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            ds = pydicom.dcmread(path)
+            _ = ds.PixelData
+            read = time.perf_counter()
+            select_images([source_image(ds)], allow_for_processing=False)
+            done = time.perf_counter()
+            reading.append(1000 * (read - started))
+            contract.append(1000 * (done - read))
+    return contract, reading
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         node.stop()
         pacs.stop()
+    contract, reading = _contract_cost([path for study in studies for path in study.files])
     p = np.percentile
     print(f"studies: {len(studies)} x 4 views {rows}x{cols}, device {args.device}, "
           f"kinds sr+cad_sr+sc+gsps, quiet period {args.quiet:.1f} s")
     print(f"completion-to-SR s: p50 {p(to_completion, 50):.2f}  p95 {p(to_completion, 95):.2f}")
     print(f"last-instance-to-SR s: p50 {p(to_last, 50):.2f}  p95 {p(to_last, 95):.2f}")
     print(f"studies/hour (one at a time): {3600 * len(studies) / elapsed:.0f}")
+    print(f"input contract per view ms: p50 {p(contract, 50):.2f} (reading the file, the "
+          f"peer: p50 {p(reading, 50):.2f})")
     if args.keep:
         print(f"work folder: {folder}")
     else:
