@@ -60,6 +60,10 @@ class DicomConfig:
     # Entries are "AE" or "AE@address". An empty list admits any AE from loopback only.
     allowed_calling_aes: list[str] = field(default_factory=list)
     max_associations: int = 10
+    # Connections whose A-ASSOCIATE-RQ has not been accepted yet, in all and per peer
+    # address: they never take the slots of max_associations.
+    max_unauthenticated: int = 8
+    max_unauthenticated_per_peer: int = 4
     max_pdu_size: int = 0  # 0 = unlimited
     min_free_bytes: int = 1_000_000_000
     acse_timeout: float = 30.0

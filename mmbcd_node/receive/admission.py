@@ -15,6 +15,7 @@ from mmbcd_node.config import DicomConfig
 
 PERMANENT, TRANSIENT = 0x01, 0x02
 SERVICE_USER, SERVICE_PROVIDER_PRESENTATION = 0x01, 0x03
+LOCAL_LIMIT_EXCEEDED = 0x02  # diagnostic of the service-provider (presentation) source
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,10 @@ class Admission:
         self.storage_root = storage_root
         self.allowed = [AllowedPeer.parse(entry) for entry in config.allowed_calling_aes]
 
-    def check(self, *, called_ae: str, calling_ae: str, address: str) -> Rejection | None:
-        """The rejection for this association request, or None to accept it."""
+    def check(self, *, called_ae: str, calling_ae: str, address: str,
+              established: int = 0) -> Rejection | None:
+        """The rejection for this association request, or None to accept it;
+        ``established`` associations are open already."""
         called, calling = called_ae.strip(), calling_ae.strip()
         if called != self.config.ae_title.strip():
             return Rejection(PERMANENT, SERVICE_USER, 0x07,
@@ -74,6 +77,10 @@ class Admission:
             return Rejection(PERMANENT, SERVICE_USER, 0x03,
                              f"calling AE title {calling!r} from {address} is not in "
                              f"allowed_calling_aes")
+        if established >= self.config.max_associations:
+            return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, LOCAL_LIMIT_EXCEEDED,
+                             f"association limit (max_associations "
+                             f"{self.config.max_associations}) reached")
         free = free_bytes(self.storage_root)
         if free < self.config.min_free_bytes:
             return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, 0x01,

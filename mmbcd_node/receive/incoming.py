@@ -86,14 +86,17 @@ class DigestingFile:
         """Append a fragment of ``count`` bytes that ``recv_into`` reads from the socket:
         straight into the file's blocks once the head is complete, through the head
         before. Raises ``ConnectionError`` when the data ends short of ``count``."""
-        if len(self._head) >= HEAD_BYTES:
+        if len(self._head) < HEAD_BYTES:
+            # Through the head: only as many bytes as it still needs, whatever ``count``.
+            wanted = min(count, HEAD_BYTES - len(self._head))
+            fragment = memoryview(bytearray(wanted))
+            got = recv_into(fragment)
+            self.write_fragment(fragment[:got])
+            if got < wanted:
+                raise ConnectionError(f"data ended {count - got} bytes short of the fragment")
+            count -= wanted
+        if count:
             self._writer.write_from(recv_into, count)
-            return
-        fragment = memoryview(bytearray(count))
-        got = recv_into(fragment)
-        self.write_fragment(fragment[:got])
-        if got < count:
-            raise ConnectionError(f"data ended {count - got} bytes short of the fragment")
 
     def flush(self) -> None:
         """Nothing to do: blocks go to disk as they fill, the rest in ``finish``."""

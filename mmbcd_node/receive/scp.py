@@ -31,7 +31,11 @@ from mmbcd_node.receive.catalogue import Peer
 from mmbcd_node.receive.header import ReceiveError
 from mmbcd_node.receive.incoming import receive_into
 from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
-from mmbcd_node.receive.transport import ReceiverServer, start_receiver_server
+from mmbcd_node.receive.transport import (
+    ConnectionGate,
+    ReceiverServer,
+    start_receiver_server,
+)
 from mmbcd_node.send.commitment import bind_commitment_reports
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,9 @@ class DicomRole:
         ae = AE(ae_title=dicom.ae_title)
         # The called AE title is checked (and audited) by Admission.
         ae.require_called_aet = False
-        ae.maximum_associations = dicom.max_associations
+        # pynetdicom counts every connection's thread; connections not yet admitted
+        # have their own cap (the gate), and _on_requested caps associations.
+        ae.maximum_associations = dicom.max_associations + dicom.max_unauthenticated
         ae.maximum_pdu_size = dicom.max_pdu_size
         ae.acse_timeout = dicom.acse_timeout
         ae.dimse_timeout = dicom.dimse_timeout
@@ -85,7 +91,8 @@ class DicomRole:
         self.server = start_receiver_server(
             ae, (dicom.host, dicom.port), evt_handlers=handlers,
             tls=tls_context(dicom.tls) if dicom.tls.enabled else None,
-            on_tls_failure=self._on_tls_failure)
+            on_tls_failure=self._on_tls_failure,
+            gate=ConnectionGate(dicom.max_unauthenticated, dicom.max_unauthenticated_per_peer))
         log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s", dicom.ae_title,
                  dicom.host, dicom.port, dicom.tls.enabled)
 
@@ -104,8 +111,10 @@ class DicomRole:
 
     def _on_requested(self, event: evt.Event) -> None:
         peer = _peer(event)
+        established = sum(1 for assoc in self.ae.active_associations if assoc.is_established) \
+            if self.ae is not None else 0
         rejection = self.admission.check(called_ae=peer.called_ae, calling_ae=peer.calling_ae,
-                                         address=peer.address)
+                                         address=peer.address, established=established)
         if rejection is None:
             return
         self._audit_rejection(peer, rejection)
@@ -116,6 +125,9 @@ class DicomRole:
 
     def _on_accepted(self, event: evt.Event) -> None:
         peer = _peer(event)
+        if self.server is not None:  # admitted: no longer waiting at the gate
+            requestor = event.assoc.requestor
+            self.server.gate.leave((str(requestor.address), int(requestor.port)))
         contexts = len(event.assoc.accepted_contexts)
         self._audit("association_accepted", peer, detail={
             "contexts": contexts, "tls": self.config.dicom.tls.enabled})

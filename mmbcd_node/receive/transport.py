@@ -12,6 +12,19 @@ per-PDU objects, events and queues that pynetdicom builds for them (about 200 su
 PDUs make one mammogram); every other PDU, and the one that ends the data set, takes
 pynetdicom's own path.
 
+Whatever a peer announces, memory follows what it sends, and every PDU has a deadline:
+
+- before the association is accepted only an A-ASSOCIATE-RQ may come; one longer than
+  ``MAX_ASSOCIATE_RQ`` (user identity included), or any other PDU but P-DATA-TF longer
+  than ``MAX_CONTROL_PDU``, is answered A-ABORT and the connection closed at once,
+  before anything is allocated for it;
+- a P-DATA-TF body is read into a buffer that grows with the bytes that have arrived
+  (to twice them, or ``GROWTH_STEP`` beyond them; data set fragments go straight into
+  the file);
+- each PDU must arrive whole within ``acse_timeout`` (before the association is
+  accepted) or ``network_timeout`` (after), measured from its first byte: a peer
+  trickling bytes does not reset it. The connection is closed when it runs out.
+
 pynetdicom also performs the TLS handshake inside the accept loop, where a failure is
 dropped without a trace and a silent client holds up every other connection.
 ``ReceiverServer`` only wraps the socket there and completes the handshake on the
@@ -27,6 +40,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -57,6 +71,20 @@ P_DATA_TF = 0x04
 PDU_TYPES = range(0x01, 0x08)
 DATA_SET_FRAGMENT = 0x00  # PS3.8 E.2 message control header: data set, not the last
 
+# PS3.8 9.2 states of an acceptor before its A-ASSOCIATE-AC is sent: the connection not
+# yet taken in (Sta1), awaiting the A-ASSOCIATE-RQ (Sta2) or the node's answer (Sta3).
+# The reactor that reads also sends the A-ASSOCIATE-AC, so a PDU read after it sees Sta6.
+BEFORE_ASSOCIATION = frozenset({"Sta1", "Sta2", "Sta3"})
+MAX_ASSOCIATE_RQ = 64 << 10
+MAX_CONTROL_PDU = 64 << 10
+GROWTH_STEP = 1 << 20
+# A-ABORT, source 2 (service provider), reason 6 (invalid PDU parameter value).
+ABORT_INVALID_PARAMETER = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06)
+
+
+class PduDeadline(TimeoutError):
+    """A PDU did not arrive whole within its deadline."""
+
 
 class ReceiverSocket(AssociationSocket):
     """An ``AssociationSocket`` that reads whole PDUs in one call and waits in ``select``."""
@@ -83,20 +111,61 @@ class ReceiverSocket(AssociationSocket):
         del data[received:]
         return data
 
+    on_close: Callable[[], None] | None = None  # told once the connection is closed
+
+    def close(self) -> None:
+        super().close()
+        if self.on_close is not None:
+            self.on_close()
+
+    def start_deadline(self, seconds: float | None) -> None:
+        """Every read from now on must end within ``seconds`` (None or 0: no deadline)."""
+        self._deadline = time.monotonic() + seconds if seconds else None
+
     def recv_into(self, view: memoryview) -> int:
-        """Fill ``view``; return the bytes read (fewer only when the peer closes)."""
+        """Fill ``view``; return the bytes read (fewer only when the peer closes).
+
+        Raises ``PduDeadline`` when the deadline of ``start_deadline`` passes first.
+        """
         sock = self.socket
         assert sock is not None
         wanted = len(view)
         received = 0
+        tls = isinstance(sock, ssl.SSLSocket)
         # MSG_WAITALL lets the kernel gather a whole PDU; TLS sockets take no flags.
-        flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
-        while received < wanted:
-            count = sock.recv_into(view[received:], wanted - received, flags)
-            if not count:
-                break
-            received += count
+        flags = 0 if tls else socket.MSG_WAITALL
+        deadline: float | None = getattr(self, "_deadline", None)
+        try:
+            while received < wanted:
+                if deadline is not None:
+                    _arm_timeout(sock, deadline, tls)
+                try:
+                    count = sock.recv_into(view[received:], wanted - received, flags)
+                except (BlockingIOError, TimeoutError):  # the timeout armed above ran out
+                    continue
+                if not count:
+                    break
+                received += count
+        finally:
+            if deadline is not None and tls:
+                sock.settimeout(None)
         return received
+
+
+def _arm_timeout(sock: socket.socket, deadline: float, tls: bool) -> None:
+    """Let the next receive on ``sock`` block at most until ``deadline``; raise
+    ``PduDeadline`` when it has passed. Plain sockets keep blocking mode (a kernel
+    receive timeout, so MSG_WAITALL still gathers whole PDUs); TLS sockets get a
+    Python timeout."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise PduDeadline("the PDU did not arrive whole within its deadline")
+    if tls:
+        sock.settimeout(remaining)
+        return
+    seconds = int(remaining)
+    micros = max(int((remaining - seconds) * 1_000_000), 0 if seconds else 1)  # 0 = forever
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, micros))
 
 
 class ReceiverDUL(DULServiceProvider):
@@ -116,6 +185,9 @@ class ReceiverDUL(DULServiceProvider):
         # As DULServiceProvider._read_pdu_data (PS3.8 9.3.1: type, reserved, length),
         # with the fragment paths in between.
         sock = cast(ReceiverSocket, self.socket)  # switched over in _create_association
+        awaiting_request = self.state_machine.current_state in BEFORE_ASSOCIATION
+        sock.start_deadline(self.assoc.acse_timeout if awaiting_request
+                            else self.assoc.network_timeout)
         try:
             header = sock.recv(6)
             if len(header) < 6:
@@ -125,18 +197,25 @@ class ReceiverDUL(DULServiceProvider):
                 log.error("event=unknown_pdu type=0x%02X", pdu_type)
                 self.event_queue.put("Evt19")  # unrecognised or invalid PDU
                 return False
+            limit = (MAX_ASSOCIATE_RQ if awaiting_request
+                     else None if pdu_type == P_DATA_TF else MAX_CONTROL_PDU)
+            if limit is not None and length > limit:
+                self._refuse(sock, f"PDU type 0x{pdu_type:02X} of {length} bytes is over "
+                                   f"the {limit} allowed here")
+                return False
+            item = bytearray(6)
             received = 0
-            body = self._body(length)
             if pdu_type == P_DATA_TF and length >= 6:
-                received = sock.recv_into(body[:6])
-                if received == 6 and self._receive_fragment(sock, body[:6], length):
+                received = sock.recv_into(memoryview(item))
+                if received == 6 and self._receive_fragment(sock, memoryview(item), length):
                     return True
-            if received + sock.recv_into(body[received:]) != length:
-                raise ConnectionError("connection closed within a PDU")
+            body = self._receive_body(sock, item[:received], length)
         except (OSError, TimeoutError) as exc:
             log.info("event=association_connection_lost error=%r", str(exc))
-            self.event_queue.put("Evt17")  # transport connection closed
+            sock.close()  # Evt17, transport connection closed: the slot is free now
             return False
+        finally:
+            sock.start_deadline(None)
         if pdu_type == P_DATA_TF and self._write_fragments(body):
             return True
         try:
@@ -149,14 +228,45 @@ class ReceiverDUL(DULServiceProvider):
         self._recv_pdu.put(pdu)
         return False
 
-    def _body(self, length: int) -> memoryview:
-        """A view of ``length`` bytes of this association's PDU buffer, reused for every
-        PDU (a fresh 128 KiB buffer per PDU costs an allocation and a memset)."""
-        buffer: bytearray | None = getattr(self, "_pdu_buffer", None)
-        if buffer is None or len(buffer) < length:
-            buffer = bytearray(length)
-            self._pdu_buffer = buffer
+    def _receive_body(self, sock: ReceiverSocket, start: bytes | bytearray,
+                      length: int) -> memoryview:
+        """The PDU body of ``length`` bytes, ``start`` of it already read, in this
+        association's PDU buffer (reused for every PDU: a fresh 128 KiB buffer per PDU
+        costs an allocation and a memset). The buffer grows with the bytes received: to
+        twice them, or ``GROWTH_STEP`` beyond them. Raises ``ConnectionError`` when the
+        peer closes first."""
+        buffer: bytearray = getattr(self, "_pdu_buffer", None) or bytearray()
+        received = len(start)
+        while True:
+            if len(buffer) < min(length, received + 1):
+                # A fresh, larger buffer (the old one may still be viewed by the last
+                # PDU's consumers), up to GROWTH_STEP beyond what has arrived.
+                grown = bytearray(min(length, max(2 * len(buffer), received + GROWTH_STEP)))
+                grown[:received] = start if received == len(start) else buffer[:received]
+                buffer = grown
+            elif received == len(start):
+                buffer[:received] = start
+            end = min(length, len(buffer))
+            if received >= end:
+                break
+            received += sock.recv_into(memoryview(buffer)[received:end])
+            if received < end:
+                raise ConnectionError("connection closed within a PDU")
+        self._pdu_buffer = buffer
         return memoryview(buffer)[:length]
+
+    def _refuse(self, sock: ReceiverSocket, reason: str) -> None:
+        """Answer A-ABORT and close the connection now (not after the ARTIM timer: the
+        connection's slot is free at once)."""
+        log.warning("event=pdu_refused address=%s reason=%r",
+                    self.assoc.requestor.address, reason)
+        raw = sock.socket
+        try:
+            if raw is not None:
+                raw.sendall(ABORT_INVALID_PARAMETER)
+        except OSError:
+            pass
+        sock.close()  # Evt17: the state machine ends the association
 
     def _fragment_target(self) -> tuple[C_STORE_RQ, DigestingFile] | None:
         """The C-STORE being received and its file, when data set fragments may go
@@ -223,6 +333,9 @@ class ReceiverRequestHandler(RequestHandler):
         # state machine twice).
         assoc.dul.socket.__class__ = ReceiverSocket
         assoc.dul.__class__ = ReceiverDUL
+        server = cast(ReceiverServer, self.server)
+        address = _address(self.client_address)
+        cast(ReceiverSocket, assoc.dul.socket).on_close = lambda: server.gate.leave(address)
         raw = self.request
         try:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -231,17 +344,59 @@ class ReceiverRequestHandler(RequestHandler):
         return assoc
 
 
+class ConnectionGate:
+    """Connections not admitted yet (no A-ASSOCIATE-RQ accepted): at most ``total``, and
+    ``per_peer`` from one address. A connection leaves when its association is accepted
+    (``admitted``) or it closes, whichever comes first; both may be called."""
+
+    def __init__(self, total: int, per_peer: int) -> None:
+        self.total = total
+        self.per_peer = per_peer
+        self._waiting: dict[tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+
+    def enter(self, address: tuple[str, int]) -> bool:
+        """Let the connection from ``address`` (IP, port) wait for admission, if room."""
+        with self._lock:
+            from_peer = sum(1 for ip in self._waiting.values() if ip == address[0])
+            if len(self._waiting) >= self.total or from_peer >= self.per_peer:
+                return False
+            self._waiting[address] = address[0]
+            return True
+
+    def leave(self, address: tuple[str, int]) -> None:
+        with self._lock:
+            self._waiting.pop(address, None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+
 class ReceiverServer(ThreadedAssociationServer):
-    """A threaded association server whose TLS handshakes run per connection."""
+    """A threaded association server whose TLS handshakes run per connection, and whose
+    connections wait for admission through a ``ConnectionGate``."""
 
     def __init__(self, *args: Any, tls: ssl.SSLContext | None = None,
                  on_tls_failure: TlsFailureHandler | None = None,
-                 handshake_timeout: float | None = 30.0, **kwargs: Any) -> None:
+                 handshake_timeout: float | None = 30.0,
+                 gate: ConnectionGate | None = None, **kwargs: Any) -> None:
         kwargs["request_handler"] = ReceiverRequestHandler
         super().__init__(*args, **kwargs)
         self.tls = tls
         self.on_tls_failure = on_tls_failure
         self.handshake_timeout = handshake_timeout
+        self.gate = gate or ConnectionGate(total=8, per_peer=4)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        # On the accept loop, before a thread exists: over the gate's limits the
+        # connection is closed at once.
+        address = _address(client_address)
+        if self.gate.enter(address):
+            return True
+        log.warning("event=connection_refused address=%s reason=%r", address[0],
+                    "too many connections not yet associated")
+        return False
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
@@ -252,8 +407,11 @@ class ReceiverServer(ThreadedAssociationServer):
         return sock, address
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # The association runs on a thread of its own: its socket leaves the gate when
+        # it closes (ReceiverSocket.on_close), or when the association is accepted.
         if isinstance(request, ssl.SSLSocket) and not self._handshake(request, client_address):
             self.shutdown_request(request)
+            self.gate.leave(_address(client_address))
             return
         super().process_request_thread(request, client_address)
 
@@ -279,7 +437,8 @@ class ReceiverServer(ThreadedAssociationServer):
 
 def start_receiver_server(ae: AE, address: tuple[str, int], *, evt_handlers: list[Any],
                           tls: ssl.SSLContext | None,
-                          on_tls_failure: TlsFailureHandler | None) -> ReceiverServer:
+                          on_tls_failure: TlsFailureHandler | None,
+                          gate: ConnectionGate | None = None) -> ReceiverServer:
     """Start a ``ReceiverServer`` for ``ae`` on ``address`` in a background thread.
 
     Does what ``AE.start_server(block=False)`` does, with our server class; the
@@ -287,13 +446,18 @@ def start_receiver_server(ae: AE, address: tuple[str, int], *, evt_handlers: lis
     """
     server = ae.make_server(address, evt_handlers=evt_handlers, server_class=ReceiverServer,
                             tls=tls, on_tls_failure=on_tls_failure,
-                            handshake_timeout=ae.acse_timeout)
+                            handshake_timeout=ae.acse_timeout, gate=gate)
     assert isinstance(server, ReceiverServer)
     thread = threading.Thread(target=make_target(server.serve_forever),
                               name="AcceptorServer@receiver", daemon=True)
     thread.start()
     ae._servers.append(server)  # what start_server does; shutdown() removes it again
     return server
+
+
+def _address(client_address: Any) -> tuple[str, int]:
+    """A connection's (IP, port), its key at the gate."""
+    return str(client_address[0]), int(client_address[1])
 
 
 def _tls_reason(exc: BaseException) -> str:

@@ -1,0 +1,115 @@
+"""Peers that announce huge PDUs, trickle bytes or crowd the port cannot take the
+receiver out: memory follows what is sent, every PDU has a deadline, and connections
+not yet associated have a cap of their own, per peer address too.
+
+The attacking sockets come from other loopback addresses (127.0.0.2, ...), so the
+legitimate modality on 127.0.0.1 is a peer of its own, as on a real network.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.dicom_peers import echoscu
+from tests.support.raw_pdu import associate_rq
+
+SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+A_ABORT = 0x07
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def attacker(port: int, source: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                    source_address=(source, 0))
+    return sock
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> bytes | None:
+    """What the node sent before closing ``sock`` (None: still open after ``timeout``)."""
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], deadline - time.monotonic())
+        if not readable:
+            break
+        try:
+            chunk = sock.recv(4096)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    return None
+
+
+@SQLITE_ONLY
+def test_huge_pdu_announced_before_association_is_aborted_before_any_allocation(
+        node_factory) -> None:
+    node = node_factory(roles=["dicom"])
+    assert node.process is not None
+    before = rss_bytes(node.process.pid)
+    socks = [attacker(node.dicom_port, f"127.0.0.{2 + n // 4}") for n in range(8)]
+    for sock in socks:
+        sock.sendall(bytes.fromhex("0100FFFFFFFF"))  # A-ASSOCIATE-RQ of 4 GiB
+    answers = [closed_by_peer(sock, timeout=20) for sock in socks]
+    peak = rss_bytes(node.process.pid)
+    for sock in socks:
+        sock.close()
+    assert all(answer is not None and answer[:1] == bytes([A_ABORT]) for answer in answers), \
+        answers
+    assert peak - before < 64 << 20, f"RSS grew by {(peak - before) >> 20} MiB"
+    assert echoscu(node.dicom_port).returncode == 0
+
+
+@SQLITE_ONLY
+def test_trickling_peers_are_dropped_at_their_deadline_and_never_block_a_modality(
+        node_factory) -> None:
+    node = node_factory(roles=["dicom"], settings={"dicom": {
+        "acse_timeout": 2.0, "max_unauthenticated": 8, "max_unauthenticated_per_peer": 4}})
+    request = associate_rq("MMBCD", "SLOW", [(1, "1.2.840.10008.1.1",
+                                              ["1.2.840.10008.1.2"])])
+    sent = [0] * 4
+    closed = [threading.Event() for _ in sent]
+    socks = [attacker(node.dicom_port, "127.0.0.2") for _ in sent]
+
+    def trickle(index: int) -> None:
+        for byte in request:
+            try:
+                socks[index].send(bytes([byte]))
+            except OSError:
+                break
+            sent[index] += 1
+            if closed[index].wait(0.25):  # one byte every 0.25 s until the node closes
+                break
+
+    threads = [threading.Thread(target=trickle, args=(i,), daemon=True) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    # A fifth connection from the same peer is over its share: closed at once, unanswered.
+    extra = attacker(node.dicom_port, "127.0.0.2")
+    assert closed_by_peer(extra, timeout=10) == b""
+    extra.close()
+    assert "event=connection_refused address=127.0.0.2" in node.log_text()
+    # The modality is served while the four trickle.
+    assert echoscu(node.dicom_port).returncode == 0
+    for index, sock in enumerate(socks):
+        assert closed_by_peer(sock, timeout=30) is not None, (index, sent)
+        closed[index].set()
+    for thread in threads:
+        thread.join()
+    for sock in socks:
+        sock.close()
+    assert all(count < len(request) for count in sent), (sent, len(request))
+    assert "association_connection_lost" in node.log_text()
