@@ -12,7 +12,6 @@ import select
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,13 +20,6 @@ from tests.support.raw_pdu import associate_rq
 
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 A_ABORT = 0x07
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def attacker(port: int, source: str) -> socket.socket:
@@ -58,13 +50,12 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bytes | None:
 def test_huge_pdu_announced_before_association_is_aborted_before_any_allocation(
         node_factory) -> None:
     node = node_factory(roles=["dicom"])
-    assert node.process is not None
-    before = rss_bytes(node.process.pid)
+    before = node.rss_bytes
     socks = [attacker(node.dicom_port, f"127.0.0.{2 + n // 4}") for n in range(8)]
     for sock in socks:
         sock.sendall(bytes.fromhex("0100FFFFFFFF"))  # A-ASSOCIATE-RQ of 4 GiB
     answers = [closed_by_peer(sock, timeout=20) for sock in socks]
-    peak = rss_bytes(node.process.pid)
+    peak = node.rss_bytes
     for sock in socks:
         sock.close()
     assert all(answer is not None and answer[:1] == bytes([A_ABORT]) for answer in answers), \

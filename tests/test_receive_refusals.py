@@ -256,9 +256,10 @@ def test_incoming_leftovers_are_removed_at_start(node_factory) -> None:  # type:
 
 
 def test_big_endian_is_refused_at_negotiation_and_storescu_sends_little_endian(
-        node: RunningNode, tmp_path: Path) -> None:
+        node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
+    node = node_factory(roles=["dicom"])  # its own: the object is stored
     ds = make_mammogram()
     path = tmp_path / "be.dcm"
     ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
@@ -284,3 +285,57 @@ def test_context_without_a_transfer_syntax_is_answered_not_supported(node: Runni
         (1, "1.2.840.10008.1.1", []),
         (3, "1.2.840.10008.5.1.4.1.1.1.2", ["1.2.840.10008.1.2.1"])]), timeout=10)
     assert answer.pdu_type == A_ASSOCIATE_AC and answer.context_results == {1: 4, 3: 0}
+
+
+def _splice(path: Path, old: bytes, new: bytes) -> None:
+    data = path.read_bytes()
+    assert data.count(old) == 1, old
+    path.write_bytes(data.replace(old, new))
+
+
+def _unparseable(kind: str, tmp_path: Path) -> tuple[pydicom.Dataset, Path]:
+    """A mammogram whose header no parser can take: an IS value that overflows, sequences
+    nested 1,000 deep, or an element of an unknown VR."""
+    ds = make_mammogram(InstanceNumber="123456")
+    ds.add_new(0x0040A730, "SQ", [])  # Content Sequence, empty: the splice point
+    path = write_mammogram(tmp_path / f"{kind}.dcm", ds)
+    if kind == "overflowing_is":
+        _splice(path, b"IS\x06\x00123456", b"IS\x06\x001e999 ")
+    elif kind == "deep_nesting":
+        depth = 1000
+        opening = b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff"
+        closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+        _splice(path, b"\x40\x00\x30\xa7SQ\x00\x00\x00\x00\x00\x00",
+                opening * depth + closing * depth)
+    else:
+        _splice(path, b"\x40\x00\x30\xa7SQ\x00\x00\x00\x00\x00\x00",
+                b"\x40\x00\x30\xa7ZZ\x00\x00")
+    return ds, path
+
+
+@pytest.mark.parametrize("kind", ["overflowing_is", "deep_nesting", "unknown_vr"])
+def test_unparseable_content_gets_c000_and_nothing_is_left_behind(
+        node: RunningNode, tmp_path: Path, kind: str) -> None:
+    ds, path = _unparseable(kind, tmp_path)
+    assert pynetdicom_store(node.dicom_port, path) == 0xC000
+    assert_nothing_kept(node)
+    (event,) = audit(node, "instance_rejected", sop_instance_uid=ds.SOPInstanceUID)
+    assert "0xC000" in event.detail
+
+
+def test_deflate_bomb_is_refused_without_inflating_it_in_memory(
+        node: RunningNode, tmp_path: Path) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    # 96 MiB of zeros deflate to about 100 KB: far beyond any mammogram's ratio.
+    side = 7168
+    ds = make_mammogram(rows=8, cols=8, Rows=side, Columns=side, PixelData=bytes(2 * side * side))
+    path = write_mammogram(tmp_path / "bomb.dcm", ds, DeflatedExplicitVRLittleEndian)
+    assert path.stat().st_size < 1 << 20
+    before = node.rss_bytes
+    assert pynetdicom_store(node.dicom_port, path) == 0xC000
+    assert node.rss_bytes - before < 48 << 20
+    assert_nothing_kept(node)
+    (event,) = audit(node, "instance_rejected", sop_instance_uid=ds.SOPInstanceUID)
+    assert "inflates beyond" in event.detail
+

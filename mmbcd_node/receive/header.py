@@ -7,27 +7,35 @@ the value is complete. The file on disk is the object as it was received.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import Dataset, dcmread
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ml.views import laterality_of, view_of
+from mmbcd_node.receive.inflate import InflateRefused, inflated_copy
 
 # Pixel Data, Float Pixel Data, Double Float Pixel Data (where dcmread stops).
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
 _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 _UNDEFINED = 0xFFFFFFFF
-# What pydicom raises on data it cannot parse (zlib: a deflated stream cut short).
+_IS_MIN, _IS_MAX = -(2**31), 2**31 - 1  # PS3.5 6.2, Integer String
+# What pydicom raises on data it cannot parse (zlib: a deflated stream cut short;
+# OverflowError: a number too large, as IS "1e999"; RecursionError: sequences nested
+# deeper than the interpreter allows, a few hundred levels).
 _PARSE_ERRORS = (InvalidDicomError, EOFError, ValueError, KeyError, OSError, struct.error,
+                 OverflowError, RecursionError,
                  AttributeError, NotImplementedError, zlib.error)
 
 
@@ -132,17 +140,17 @@ def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str,
         size = path.stat().st_size
         if parsed is not None:
             has_pixels = _pixels_complete(path, parsed, head, size)
+        elif _transfer_syntax(path) == DeflatedExplicitVRLittleEndian:
+            parsed, has_pixels = _read_deflated(path)
         else:
             with path.open("rb") as fp:
                 parsed = _parse(fp)
-                if parsed.transfer_syntax == DeflatedExplicitVRLittleEndian:
-                    # The inflated stream has no file offsets to check against: parse it all.
-                    has_pixels = _read_deflated_whole(path)
-                else:
-                    has_pixels = _check_pixel_element(fp, bool(parsed.dataset.is_implicit_VR),
-                                                      size)
+                has_pixels = _check_pixel_element(fp, bool(parsed.dataset.is_implicit_VR),
+                                                  size)
     except ReceiveError:
         raise
+    except InflateRefused as exc:
+        raise UnreadableDataset(str(exc)) from exc
     except _PARSE_ERRORS as exc:
         raise UnreadableDataset(f"data set cannot be parsed: {exc}") from exc
     header = instance_header(parsed, has_pixels=has_pixels)
@@ -161,8 +169,9 @@ def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str,
 
 def instance_header(parsed: ParsedHeader, *, has_pixels: bool) -> InstanceHeader:
     """The ``InstanceHeader`` of a parsed header; ``InvalidIdentifiers`` when a SOP UID
-    is missing or a UID is malformed."""
+    is missing or a UID is malformed, ``UnreadableDataset`` when a number is not one."""
     ds = parsed.dataset
+    _check_numbers(ds)
     return InstanceHeader(
         dataset=ds,
         sop_class_uid=_uid(ds, "SOPClassUID"),
@@ -243,6 +252,40 @@ def _check_values_complete(ds: Dataset) -> None:
                 f"{len(raw.value)} of {raw.length} bytes")
 
 
+def _check_numbers(ds: Dataset) -> None:
+    """Every IS value an integer in PS3.5's range (-2^31 .. 2^31-1), every DS value a
+    finite number: what no reader of the image, the node's included, could take is
+    refused here, naming the element, rather than failing later."""
+    for element in _elements(ds):
+        if element.VR not in ("IS", "DS"):
+            continue
+        where = f"({element.tag.group:04X},{element.tag.element:04X}) {element.VR}"
+        try:
+            values = element.value if element.VM > 1 else [element.value]
+            numbers = [float(v) for v in values if v is not None and str(v).strip()]
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise UnreadableDataset(f"element {where} is not a number: {exc}") from exc
+        for number in numbers:
+            if not math.isfinite(number) or (
+                    element.VR == "IS" and not _IS_MIN <= number <= _IS_MAX):
+                raise UnreadableDataset(f"element {where} value {number!r} is out of range")
+
+
+def _elements(ds: Dataset) -> Iterator[DataElement]:
+    """Every element of ``ds``, sequence items included, each value converted;
+    ``UnreadableDataset`` naming the first one whose value cannot be."""
+    for tag in list(ds.keys()):
+        try:
+            element = ds[tag]
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise UnreadableDataset(f"element ({tag.group:04X},{tag.element:04X}) cannot "
+                                    f"be read: {exc}") from exc
+        yield element
+        if element.VR == "SQ":
+            for item in element.value or []:
+                yield from _elements(item)
+
+
 def _read_tag(fp: BinaryIO) -> tuple[int, int] | None:
     raw = fp.read(4)
     if not raw:
@@ -295,10 +338,20 @@ def _unpack(fmt: str, raw: bytes) -> int:
     return int(struct.unpack(fmt, raw)[0])
 
 
-def _read_deflated_whole(path: Path) -> bool:
-    ds = dcmread(path)
-    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-        if keyword in ds:
-            _ = ds[keyword].value  # forces the value to be read completely
-            return True
-    return False
+def _transfer_syntax(path: Path) -> str:
+    return str(read_file_meta_info(path).get("TransferSyntaxUID", ""))
+
+
+def _read_deflated(path: Path) -> tuple[ParsedHeader, bool]:
+    """Parse a deflated file through its inflated copy (``inflate.inflated_copy``: in a
+    stream, with limits), checked like any other file; the header keeps the file's
+    own transfer syntax."""
+    copy = inflated_copy(path)
+    try:
+        with copy.open("rb") as fp:
+            parsed = _parse(fp)
+            has_pixels = _check_pixel_element(fp, False, copy.stat().st_size)
+    finally:
+        copy.unlink(missing_ok=True)
+    parsed.dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return replace(parsed, transfer_syntax=UID(DeflatedExplicitVRLittleEndian)), has_pixels

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ from mmbcd_node.send.commitment import bind_commitment_reports
 log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (C-ECHO)
+UNABLE_TO_PROCESS = 0xC211  # failure status pynetdicom also answers for a handler's defect
 _PYNETDICOM_REJECTIONS = {(0x02, 0x03, 0x02): "association limit (max_associations) reached"}
 
 
@@ -57,6 +59,11 @@ class DicomRole:
         self.store = InstanceStore(root, config.dicom.uid_root, sessions)
         self.ae: AE | None = None
         self.server: ReceiverServer | None = None
+        # Associations admitted by _on_requested and not yet closed: what
+        # max_associations caps (pynetdicom's own count includes connections not
+        # yet admitted, which the gate caps).
+        self._admitted: set[int] = set()
+        self._admitted_lock = threading.Lock()
 
     def start(self) -> None:
         """Clear partial files of an earlier run and start listening (non-blocking)."""
@@ -82,6 +89,7 @@ class DicomRole:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
@@ -111,17 +119,26 @@ class DicomRole:
 
     def _on_requested(self, event: evt.Event) -> None:
         peer = _peer(event)
-        established = sum(1 for assoc in self.ae.active_associations if assoc.is_established) \
-            if self.ae is not None else 0
-        rejection = self.admission.check(called_ae=peer.called_ae, calling_ae=peer.calling_ae,
-                                         address=peer.address, established=established)
-        if rejection is None:
-            return
+        with self._admitted_lock:
+            # Associations whose thread has ended count no more, whether or not their
+            # connection's close was reported.
+            alive = {id(assoc) for assoc in self.ae.active_associations} if self.ae else set()
+            self._admitted &= alive
+            rejection = self.admission.check(
+                called_ae=peer.called_ae, calling_ae=peer.calling_ae, address=peer.address,
+                established=len(self._admitted))
+            if rejection is None:  # counted from now until its connection closes
+                self._admitted.add(id(event.assoc))
+                return
         self._audit_rejection(peer, rejection)
         event.assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
         # As pynetdicom does after its own rejections: wait for the A-ASSOCIATE-RJ to
         # go out and the peer to close, then end the association thread.
         event.assoc.kill()
+
+    def _on_closed(self, event: evt.Event) -> None:
+        with self._admitted_lock:
+            self._admitted.discard(id(event.assoc))
 
     def _on_accepted(self, event: evt.Event) -> None:
         peer = _peer(event)
@@ -166,6 +183,13 @@ class DicomRole:
                         sop_instance_uid=str(request.AffectedSOPInstanceUID or "")[:64] or None,
                         detail={"status": f"0x{exc.status:04X}", "reason": str(exc)})
             return exc.status
+        except Exception:
+            # A defect in the node, not in the object: said as such (0xC211, "unable to
+            # process"), logged with its traceback, and nothing left behind.
+            log.exception("event=store_failed sop_instance_uid=%s calling_ae=%s",
+                          request.AffectedSOPInstanceUID, peer.calling_ae)
+            Path(event.dataset_path).unlink(missing_ok=True)
+            return UNABLE_TO_PROCESS
         return 0x0000
 
     # -- audit ----------------------------------------------------------------------------

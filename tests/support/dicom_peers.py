@@ -73,9 +73,9 @@ def pynetdicom_store(port: int, path: Path, *, calling_ae: str = "PYSCU",
     Proposes the file's SOP class and transfer syntax only (what storescu cannot do for
     HTJ2K or private classes). Raises ``ConnectionError`` when the association fails.
     """
-    from pydicom import dcmread
+    from pydicom.filereader import read_file_meta_info
 
-    meta = dcmread(path, stop_before_pixels=True).file_meta
+    meta = read_file_meta_info(path)  # the data set is sent unparsed, whatever it holds
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
     previous = _config.STORE_SEND_CHUNKED_DATASET

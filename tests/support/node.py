@@ -126,6 +126,15 @@ class RunningNode:
             raise AssertionError(f"node did not start:\n{self.log_text()}") from None
         return self
 
+    @property
+    def rss_bytes(self) -> int:
+        """The node process's resident memory now (``VmRSS``)."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS for the node process")
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
