@@ -110,6 +110,9 @@ def test_same_control_id_from_another_sender_is_a_different_message(
     ("no patient id", order_message(patient_id="").encode()),
     ("second order of message broken", order_message(extra_orders=1).replace(
         "ORC|NW|PL1-1", "ORC|QQ|PL1-1").encode()),
+    ("MSH-10 longer than kept", order_message("M" * 200).encode()),
+    ("MSH-3 longer than kept", order_message(sending=("R" * 181, "HOSP")).encode()),
+    ("MSH-4 longer than kept", order_message(sending=("RIS", "H" * 181)).encode()),
 ])
 def test_rejected_message_leaves_nothing_stored_and_is_audited(
         intake: OrderIntake, sessions: sessionmaker[Session], case: str, raw: bytes) -> None:
@@ -123,6 +126,24 @@ def test_rejected_message_leaves_nothing_stored_and_is_audited(
                                 ).scalar_one()
     assert event.outcome == "failure"
     assert json.loads(event.detail)["ack"] == ack.code
+
+
+@pytest.mark.parametrize("field, raw", [
+    ("MSH-10", order_message("M" * 200).encode()),
+    ("MSH-3", order_message(sending=("R" * 181, "HOSP")).encode()),
+])
+def test_header_field_too_long_for_its_column_is_ae_naming_it_on_every_database(
+        intake: OrderIntake, field: str, raw: bytes) -> None:
+    ack = send(intake, raw)
+    assert (ack.code, ack.error_code) == ("AE", "102"), ack.raw
+    assert field.encode() in ack.raw
+
+
+def test_longest_header_fields_kept_are_accepted_on_every_database(
+        intake: OrderIntake, sessions: sessionmaker[Session]) -> None:
+    ack = send(intake, order_message("M" * 199, sending=("R" * 180, "H" * 180)))
+    assert ack.code == "AA", ack.raw
+    assert count(sessions, Hl7Message) == 1
 
 
 def test_latin1_and_utf8_history_is_stored_as_text(intake: OrderIntake,

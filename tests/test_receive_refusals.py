@@ -294,8 +294,9 @@ def _splice(path: Path, old: bytes, new: bytes) -> None:
 
 
 def _unparseable(kind: str, tmp_path: Path) -> tuple[pydicom.Dataset, Path]:
-    """A mammogram whose header no parser can take: an IS value that overflows, sequences
-    nested 1,000 deep, or an element of an unknown VR."""
+    """A mammogram whose header no parser (or database) can take: an IS value that
+    overflows, sequences nested 1,000 deep, an element of an unknown VR, or a Patient ID
+    holding a NUL byte (PostgreSQL refuses it, SQLite would keep it)."""
     ds = make_mammogram(InstanceNumber="123456")
     ds.add_new(0x0040A730, "SQ", [])  # Content Sequence, empty: the splice point
     path = write_mammogram(tmp_path / f"{kind}.dcm", ds)
@@ -307,13 +308,16 @@ def _unparseable(kind: str, tmp_path: Path) -> tuple[pydicom.Dataset, Path]:
         closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00"
         _splice(path, b"\x40\x00\x30\xa7SQ\x00\x00\x00\x00\x00\x00",
                 opening * depth + closing * depth)
+    elif kind == "nul_in_patient_id":
+        _splice(path, b"\x10\x00\x20\x00LO\x02\x00P1", b"\x10\x00\x20\x00LO\x02\x00P\x00")
     else:
         _splice(path, b"\x40\x00\x30\xa7SQ\x00\x00\x00\x00\x00\x00",
                 b"\x40\x00\x30\xa7ZZ\x00\x00")
     return ds, path
 
 
-@pytest.mark.parametrize("kind", ["overflowing_is", "deep_nesting", "unknown_vr"])
+@pytest.mark.parametrize("kind", ["overflowing_is", "deep_nesting", "unknown_vr",
+                                  "nul_in_patient_id"])
 def test_unparseable_content_gets_c000_and_nothing_is_left_behind(
         node: RunningNode, tmp_path: Path, kind: str) -> None:
     ds, path = _unparseable(kind, tmp_path)

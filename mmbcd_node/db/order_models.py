@@ -33,7 +33,8 @@ class Hl7Message(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # MSH-3 + MSH-4 + MSH-10: the duplicate-detection key.
-    message_key: Mapped[str] = mapped_column(String(400), unique=True)
+    # MSH-3|MSH-4|MSH-10: room for each at its longest (180, 180, 199).
+    message_key: Mapped[str] = mapped_column(String(561), unique=True)
     control_id: Mapped[str] = mapped_column(String(199), index=True)
     sending_application: Mapped[str | None] = mapped_column(String(180))
     sending_facility: Mapped[str | None] = mapped_column(String(180))

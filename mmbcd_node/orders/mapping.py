@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mmbcd_node.config import ConfigError
-from mmbcd_node.db.order_models import OrderControl, is_stat
+from mmbcd_node.db.order_models import Order, OrderControl, is_stat
 from mmbcd_node.orders.errors import (
     DATA_TYPE_ERROR,
     REQUIRED_FIELD_MISSING,
@@ -21,6 +21,7 @@ from mmbcd_node.orders.errors import (
     ErrorLocation,
     content_error,
 )
+from mmbcd_node.orders.field_limits import column_length
 from mmbcd_node.orders.message import FieldPath, OrderGroup, ParsedMessage
 
 DEFAULT_MAPPING: dict[str, list[str]] = {
@@ -39,11 +40,15 @@ DEFAULT_MAPPING: dict[str, list[str]] = {
     "order_date": ["TQ1-7", "ORC-7.4", "OBR-7", "ORC-9", "MSH-7"],
     "history": ["OBR-13", "OBR-31", "NTE-3"],
 }
-# Longest value each target may hold (the SQL column sizes).
-MAX_LENGTH = {"accession": 64, "accession_issuer": 64, "study_uid": 64,
-              "requested_procedure_id": 64, "patient_id": 64, "patient_id_issuer": 64,
-              "placer_number": 64, "filler_number": 64, "order_status": 8, "procedure": 200,
-              "priority": 16}
+# The Order column each target is kept in: its length is the longest value allowed.
+_COLUMNS = {"placer_number": "placer_number", "filler_number": "filler_number",
+            "order_status": "status", "accession": "accession_number",
+            "accession_issuer": "issuer_of_accession", "study_uid": "study_uid",
+            "requested_procedure_id": "requested_procedure_id", "patient_id": "patient_id",
+            "patient_id_issuer": "issuer_of_patient_id", "procedure": "procedure",
+            "priority": "priority"}
+MAX_LENGTH = {target: length for target, column in _COLUMNS.items()
+              if (length := column_length(Order, column)) is not None}
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 

@@ -17,6 +17,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
+from mmbcd_node.db.order_models import Hl7Message
 from mmbcd_node.orders.errors import (
     DATA_TYPE_ERROR,
     REQUIRED_FIELD_MISSING,
@@ -30,6 +31,7 @@ from mmbcd_node.orders.errors import (
     content_error,
     not_supported,
 )
+from mmbcd_node.orders.field_limits import check_fits
 from mmbcd_node.orders.text import codec_for, unescape
 
 # Message type -> (trigger event, versions accepted).
@@ -256,6 +258,11 @@ def parse_order_message(raw: bytes, processing_ids: Sequence[str]) -> ParsedMess
         raise content_error(DATA_TYPE_ERROR, f"MSH-2 encoding characters {encoding!r} are not "
                             "four distinct delimiters like '^~\\&'", ErrorLocation("MSH", 2))
     _check_header(header, processing_ids)
+    for value, column, name, number in (
+            (header.sending_application, "sending_application", "MSH-3 sending application", 3),
+            (header.sending_facility, "sending_facility", "MSH-4 sending facility", 4),
+            (header.control_id, "control_id", "MSH-10 message control id", 10)):
+        check_fits(value, Hl7Message, column, name, ErrorLocation("MSH", number))
     codec = codec_for(header.charset)
     if codec is None:
         raise content_error(TABLE_VALUE_NOT_FOUND, f"MSH-18 character set {header.charset!r} "

@@ -31,6 +31,8 @@ _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 _UNDEFINED = 0xFFFFFFFF
 _IS_MIN, _IS_MAX = -(2**31), 2**31 - 1  # PS3.5 6.2, Integer String
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
+                       "TM", "UC", "UI", "UR", "UT"})
 # What pydicom raises on data it cannot parse (zlib: a deflated stream cut short;
 # OverflowError: a number too large, as IS "1e999"; RecursionError: sequences nested
 # deeper than the interpreter allows, a few hundred levels).
@@ -171,7 +173,7 @@ def instance_header(parsed: ParsedHeader, *, has_pixels: bool) -> InstanceHeader
     """The ``InstanceHeader`` of a parsed header; ``InvalidIdentifiers`` when a SOP UID
     is missing or a UID is malformed, ``UnreadableDataset`` when a number is not one."""
     ds = parsed.dataset
-    _check_numbers(ds)
+    _check_values(ds)
     return InstanceHeader(
         dataset=ds,
         sop_class_uid=_uid(ds, "SOPClassUID"),
@@ -252,23 +254,34 @@ def _check_values_complete(ds: Dataset) -> None:
                 f"{len(raw.value)} of {raw.length} bytes")
 
 
-def _check_numbers(ds: Dataset) -> None:
+def _check_values(ds: Dataset) -> None:
     """Every IS value an integer in PS3.5's range (-2^31 .. 2^31-1), every DS value a
-    finite number: what no reader of the image, the node's included, could take is
-    refused here, naming the element, rather than failing later."""
+    finite number, no text value holding a NUL byte: what no reader of the image (the
+    node's database included) could take is refused here, naming the element, rather
+    than failing later or differently on each database."""
     for element in _elements(ds):
+        if element.VR in _TEXT_VRS and element.value is not None:
+            values = element.value if element.VM > 1 else [element.value]
+            if any("\x00" in str(v).rstrip("\x00" if element.VR == "UI" else "")
+                   for v in values):
+                raise UnreadableDataset(f"element {_where(element)} holds a NUL byte")
         if element.VR not in ("IS", "DS"):
             continue
-        where = f"({element.tag.group:04X},{element.tag.element:04X}) {element.VR}"
         try:
             values = element.value if element.VM > 1 else [element.value]
             numbers = [float(v) for v in values if v is not None and str(v).strip()]
         except (ValueError, OverflowError, TypeError) as exc:
-            raise UnreadableDataset(f"element {where} is not a number: {exc}") from exc
+            raise UnreadableDataset(f"element {_where(element)} is not a number: {exc}") \
+                from exc
         for number in numbers:
             if not math.isfinite(number) or (
                     element.VR == "IS" and not _IS_MIN <= number <= _IS_MAX):
-                raise UnreadableDataset(f"element {where} value {number!r} is out of range")
+                raise UnreadableDataset(f"element {_where(element)} value {number!r} is out "
+                                        "of range")
+
+
+def _where(element: DataElement) -> str:
+    return f"({element.tag.group:04X},{element.tag.element:04X}) {element.VR}"
 
 
 def _elements(ds: Dataset) -> Iterator[DataElement]:

@@ -211,13 +211,35 @@ def _hologic(ds, side, view):
 
 
 def _ge(ds, side, view):
-    ds.Manufacturer, ds.ManufacturerModelName = "GE MEDICAL SYSTEMS", "Senographe Pristina"
-    top = (1 << int(ds.BitsStored)) - 1
-    ds.PixelData = (top - np.frombuffer(ds.PixelData, "<u2")).astype("<u2").tobytes()
-    ds.PhotometricInterpretation = "MONOCHROME1"
-    ds.ImagerPixelSpacing = [0.1, 0.1]
+    # After a public GE Senographe Essential (ADS_54.10) For Presentation header: view
+    # code from SNOMED RT (SNM3 R-10242 / R-10226), four windows with explanations and
+    # a SIGMOID VOI LUT Function beside a VOI LUT of 3954 entries starting at 142,
+    # Pixel Padding Value with a Range Limit, magnification-corrected Imager Pixel
+    # Spacing, Presentation LUT Shape IDENTITY, and the GEMS_SENO_02 private block in
+    # group 0045.
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+    ds.ManufacturerModelName = "Senographe Essential VERSION ADS_54.10"
+    code = ds.ViewCodeSequence[0]
+    code.CodeValue = {"CC": "R-10242", "MLO": "R-10226"}[view]
+    code.CodingSchemeDesignator = "SNM3"
+    code.CodeMeaning = {"CC": "cranio-caudal", "MLO": "medio-lateral oblique"}[view]
+    ds.ImagerPixelSpacing = [0.09409090909091, 0.09409090909091]
+    ds.EstimatedRadiographicMagnificationFactor = 1
     _drop(ds, "PixelSpacing")
-    ds.DetectorType = "SCINTILLATOR"
+    ds.WindowCenter = [3703, 3745, 3631, 3907]
+    ds.WindowWidth = [900, 750, 1050, 1671]
+    ds.WindowCenterWidthExplanation = ["NORMAL", "HARDER", "SOFTER", "USER"]
+    ds.VOILUTFunction = "SIGMOID"
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LOG", -1
+    ds.PixelPaddingValue, ds.PixelPaddingRangeLimit = 0, 658
+    item = Dataset()
+    item.LUTDescriptor = [3954, 142, 12]
+    item.LUTExplanation = "USER"
+    item.add_new("LUTData", "US", [min(4095, v) for v in range(0, 3954 * 2, 2)])
+    ds.VOILUTSequence = Sequence([item])
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.DetectorType, ds.DetectorID = "SCINTILLATOR", "NPL0130_06"
     _private(ds, 0x0045, "GEMS_SENO_02", [("SL", 3), ("DS", "1.0"), ("LO", "STD")])
 
 
