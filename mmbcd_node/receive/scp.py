@@ -56,7 +56,8 @@ class DicomRole:
         self.sessions = sessions
         root = Path(config.storage.root)
         self.admission = Admission(config.dicom, root)
-        self.store = InstanceStore(root, config.dicom.uid_root, sessions)
+        self.store = InstanceStore(root, config.dicom.uid_root, sessions,
+                                   min_free_bytes=config.dicom.min_free_bytes)
         self.ae: AE | None = None
         self.server: ReceiverServer | None = None
         # Associations admitted by _on_requested and not yet closed: what

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import utcnow
 from mmbcd_node.db.session import transaction
 from mmbcd_node.logs import study_context
+from mmbcd_node.receive.admission import free_bytes
 from mmbcd_node.receive.catalogue import (
     Peer,
     StoredFile,
@@ -115,10 +117,15 @@ class InstanceStore:
     """Turns a received file into a stored, committed instance (or an audited no-op)."""
 
     def __init__(self, storage_root: Path, uid_root: str,
-                 sessions: sessionmaker[Session]) -> None:
+                 sessions: sessionmaker[Session], *, min_free_bytes: int = 0,
+                 free_space: Callable[[Path], int] = free_bytes) -> None:
         self.storage_root = storage_root
         self.uid_root = uid_root
         self.sessions = sessions
+        # Checked before each object is kept, not only when an association starts: a
+        # long push cannot fill the disk half-way through a study.
+        self.min_free_bytes = min_free_bytes
+        self._free_space = free_space
         self._placer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-place")
         self._preparer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-prepare")
 
@@ -166,6 +173,10 @@ class InstanceStore:
                  peer: Peer) -> StoreOutcome:
         # The received bytes are completely on disk (not yet fsynced) from here on.
         received = take_received(path)
+        free = self._free_space(self.storage_root)
+        if free < self.min_free_bytes:
+            raise StorageFailure(f"free space {free} bytes is below min_free_bytes "
+                                 f"{self.min_free_bytes}: not kept, send it again later")
         size, digest = received.size, received.digest
         preparation = _prepared(received)
         header = read_header(path, sop_class_uid=sop_class_uid,
