@@ -299,15 +299,8 @@ class Worker:
                                 .execution_options(synchronize_session=False))
                 log.info("event=result_dropped job=%s reason=order_cancelled", item.job.id)
                 return
-            previous = active_result(session, study.id)
-            if previous is not None:
-                withdraw_result(session, self.config, previous, study,
-                                RejectionReason.SUPERSEDED)
-            result = record_result(session, job_id=item.job.id, study_id=study.id,
-                                   prediction=prediction,
-                                   model_version=f"{bundle.name} {bundle.version}",
-                                   history=history, predecessor=previous)
-            outputs = self._record_outputs(session, result, item, study, written)
+            result, outputs, previous = self._replace_result(session, item, study, prediction,
+                                                             written)
             complete_job(session, item.job.id, self.owner, bundle_digest=bundle.digest[:64])
             session.execute(update(Study).where(Study.id == study.id,
                                                 Study.state == StudyState.RUNNING)
@@ -350,6 +343,24 @@ class Worker:
         root = Path(self.config.storage.root)
         return [(obj, write_object(root, obj.dataset, obj.kind)) for obj in objects]
 
+    def _replace_result(self, session: Session, item: _Work, study: Study,
+                        prediction: StudyPrediction, written: list[tuple[ResultObject, str]],
+                        not_attempted_reason: str | None = None,
+                        ) -> tuple[Result, list[OutputObject], Result | None]:
+        """Record the job's result in place of the study's active one (withdrawn as
+        superseded), with its objects, their deliveries and its ORU; return the result,
+        its outputs and the result it replaced."""
+        bundle = self.pipeline.bundle
+        previous = active_result(session, study.id)
+        if previous is not None:
+            withdraw_result(session, self.config, previous, study, RejectionReason.SUPERSEDED)
+        result = record_result(session, job_id=item.job.id, study_id=study.id,
+                               prediction=prediction,
+                               model_version=f"{bundle.name} {bundle.version}",
+                               history=_provenance(item.history), predecessor=previous,
+                               not_attempted_reason=not_attempted_reason)
+        return result, self._record_outputs(session, result, item, study, written), previous
+
     def _record_outputs(self, session: Session, result: Result, item: _Work, study: Study,
                         written: list[tuple[ResultObject, str]]) -> list[OutputObject]:
         """Record ``result``'s objects with their deliveries, and queue its ORU."""
@@ -382,16 +393,8 @@ class Worker:
                 return
             study = session.get(Study, item.job.study_id)
             assert study is not None
-            previous = active_result(session, study.id)
-            if previous is not None:
-                withdraw_result(session, self.config, previous, study,
-                                RejectionReason.SUPERSEDED)
-            result = record_result(session, job_id=item.job.id, study_id=study.id,
-                                   prediction=prediction,
-                                   model_version=f"{bundle.name} {bundle.version}",
-                                   history=_provenance(item.history), predecessor=previous,
-                                   not_attempted_reason=reason[:4000])
-            self._record_outputs(session, result, item, study, written)
+            self._replace_result(session, item, study, prediction, written,
+                                 not_attempted_reason=reason[:4000])
 
     def _fail(self, item: _Work, error: str, *, retry: bool) -> None:
         """End the attempt: queued again (``retry`` and attempts left), else the study
