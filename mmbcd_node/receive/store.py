@@ -173,7 +173,7 @@ class InstanceStore:
                  peer: Peer) -> StoreOutcome:
         # The received bytes are completely on disk (not yet fsynced) from here on.
         received = take_received(path)
-        free = self._free_space(self.storage_root)
+        free = self._free_space(self.storage_root) if self.min_free_bytes else 0
         if free < self.min_free_bytes:
             raise StorageFailure(f"free space {free} bytes is below min_free_bytes "
                                  f"{self.min_free_bytes}: not kept, send it again later")

@@ -241,6 +241,13 @@ def _window(ds: Dataset, defaults: list[str]) -> None:
 def _voi_lut(ds: Dataset, defaults: list[str]) -> None:
     if "VOILUTSequence" not in ds:
         return
+    if "WindowCenter" in ds:
+        # Both, as some units write them (PS3.3 C.11.2 leaves the choice to the
+        # reader): the first window, the unit's default, is used and the LUT dropped,
+        # so every output presents the image one way.
+        del ds["VOILUTSequence"]
+        defaults.append("VOI LUT Sequence beside a window: the window is used")
+        return
     items = list(ds.VOILUTSequence or [])
     problem = _voi_lut_problem(items[0]) if items else "is empty"
     if problem:
