@@ -309,7 +309,7 @@ def _unparseable(kind: str, tmp_path: Path) -> tuple[pydicom.Dataset, Path]:
         _splice(path, b"\x40\x00\x30\xa7SQ\x00\x00\x00\x00\x00\x00",
                 opening * depth + closing * depth)
     elif kind == "nul_in_patient_id":
-        _splice(path, b"\x10\x00\x20\x00LO\x02\x00P1", b"\x10\x00\x20\x00LO\x02\x00P\x00")
+        _splice(path, b"\x10\x00\x20\x00LO\x02\x00P1", b"\x10\x00\x20\x00LO\x02\x00\x00P")
     else:
         _splice(path, b"\x40\x00\x30\xa7SQ\x00\x00\x00\x00\x00\x00",
                 b"\x40\x00\x30\xa7ZZ\x00\x00")

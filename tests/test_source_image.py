@@ -31,8 +31,22 @@ def test_lut_data_written_as_us_is_rewritten_as_ow_with_the_same_entries() -> No
     item.LUTDescriptor = [4096, 0, 12]
     item.add_new("LUTData", "US", list(range(4096)))
     ds.VOILUTSequence = [item]
+    for keyword in ("WindowCenter", "WindowWidth"):
+        if keyword in ds:
+            del ds[keyword]
     lut = source_image(ds).dataset.VOILUTSequence[0]
     assert lut["LUTData"].VR == "OW" and lut.LUTData[:4] == b"\x00\x00\x01\x00"
+
+
+def test_voi_lut_beside_a_window_is_dropped_and_the_window_used() -> None:
+    ds = make_mammogram(WindowCenter=2048, WindowWidth=4096)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.add_new("LUTData", "US", list(range(4096)))
+    ds.VOILUTSequence = [item]
+    image = source_image(ds)
+    assert "VOILUTSequence" not in image.dataset and image.dataset.WindowWidth == 4096
+    assert any("beside a window" in note for note in image.defaults)
 
 
 def test_malformed_orientation_and_window_become_unknown_and_dropped_with_a_note() -> None:
