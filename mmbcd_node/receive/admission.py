@@ -81,12 +81,19 @@ class Admission:
             return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, LOCAL_LIMIT_EXCEEDED,
                              f"association limit (max_associations "
                              f"{self.config.max_associations}) reached")
-        free = free_bytes(self.storage_root)
-        if free < self.config.min_free_bytes:
-            return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, 0x01,
-                             f"free space {free} bytes is below min_free_bytes "
-                             f"{self.config.min_free_bytes}")
+        shortfall = free_space_shortfall(free_bytes(self.storage_root),
+                                         self.config.min_free_bytes)
+        if shortfall is not None:
+            return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, 0x01, shortfall)
         return None
+
+
+def free_space_shortfall(free: int, min_free_bytes: int) -> str | None:
+    """Why ``free`` bytes are too few to keep more objects, or None when they are not;
+    checked when an association starts and again before each object is kept."""
+    if free < min_free_bytes:
+        return f"free space {free} bytes is below min_free_bytes {min_free_bytes}"
+    return None
 
 
 def free_bytes(folder: Path) -> int:

@@ -218,7 +218,7 @@ def require_series_uid(header: InstanceHeader) -> str:
 def _uid(ds: Dataset, keyword: str) -> str:
     value = _optional_uid(ds, keyword)
     if value is None:
-        raise InvalidIdentifiers(f"{keyword} ({_tag_text(keyword)}) is missing")
+        raise InvalidIdentifiers(f"{keyword} ({_keyword_tag_text(keyword)}) is missing")
     return value
 
 
@@ -228,15 +228,15 @@ def _optional_uid(ds: Dataset, keyword: str) -> str | None:
         return None
     value = UID(str(raw).strip())
     if not value.is_valid:
-        raise InvalidIdentifiers(f"{keyword} ({_tag_text(keyword)}) {value!r} is not a valid UID")
+        raise InvalidIdentifiers(f"{keyword} ({_keyword_tag_text(keyword)}) {value!r} is not a "
+                                 "valid UID")
     return str(value)
 
 
-def _tag_text(keyword: str) -> str:
+def _keyword_tag_text(keyword: str) -> str:
     from pydicom.datadict import tag_for_keyword
 
-    tag = tag_for_keyword(keyword) or 0
-    return f"{tag >> 16:04X},{tag & 0xFFFF:04X}"
+    return _tag_text(tag_for_keyword(keyword) or 0)
 
 
 def _check_values_complete(ds: Dataset) -> None:
@@ -250,7 +250,7 @@ def _check_values_complete(ds: Dataset) -> None:
         if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED \
                 and raw.value is not None and len(raw.value) < raw.length:
             raise UnreadableDataset(
-                f"data set is truncated inside element ({tag.group:04X},{tag.element:04X}): "
+                f"data set is truncated inside element ({_tag_text(tag)}): "
                 f"{len(raw.value)} of {raw.length} bytes")
 
 
@@ -260,15 +260,15 @@ def _check_values(ds: Dataset) -> None:
     node's database included) could take is refused here, naming the element, rather
     than failing later or differently on each database."""
     for element in _elements(ds):
-        if element.VR in _TEXT_VRS and element.value is not None:
-            values = element.value if element.VM > 1 else [element.value]
-            if any("\x00" in str(v).rstrip("\x00" if element.VR == "UI" else "")
-                   for v in values):
-                raise UnreadableDataset(f"element {_where(element)} holds a NUL byte")
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        values = element.value if element.VM > 1 else [element.value]
+        if any("\x00" in str(v).rstrip("\x00" if element.VR == "UI" else "")
+               for v in values):
+            raise UnreadableDataset(f"element {_where(element)} holds a NUL byte")
         if element.VR not in ("IS", "DS"):
             continue
         try:
-            values = element.value if element.VM > 1 else [element.value]
             numbers = [float(v) for v in values if v is not None and str(v).strip()]
         except (ValueError, OverflowError, TypeError) as exc:
             raise UnreadableDataset(f"element {_where(element)} is not a number: {exc}") \
@@ -281,7 +281,11 @@ def _check_values(ds: Dataset) -> None:
 
 
 def _where(element: DataElement) -> str:
-    return f"({element.tag.group:04X},{element.tag.element:04X}) {element.VR}"
+    return f"({_tag_text(element.tag)}) {element.VR}"
+
+
+def _tag_text(tag: int) -> str:
+    return f"{tag >> 16:04X},{tag & 0xFFFF:04X}"
 
 
 def _elements(ds: Dataset) -> Iterator[DataElement]:
@@ -291,8 +295,8 @@ def _elements(ds: Dataset) -> Iterator[DataElement]:
         try:
             element = ds[tag]
         except (ValueError, OverflowError, TypeError) as exc:
-            raise UnreadableDataset(f"element ({tag.group:04X},{tag.element:04X}) cannot "
-                                    f"be read: {exc}") from exc
+            raise UnreadableDataset(f"element ({_tag_text(tag)}) cannot be read: {exc}") \
+                from exc
         yield element
         if element.VR == "SQ":
             for item in element.value or []:

@@ -35,6 +35,7 @@ from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
 from mmbcd_node.receive.transport import (
     ConnectionGate,
     ReceiverServer,
+    connection_address,
     start_receiver_server,
 )
 from mmbcd_node.send.commitment import bind_commitment_reports
@@ -145,7 +146,7 @@ class DicomRole:
         peer = _peer(event)
         if self.server is not None:  # admitted: no longer waiting at the gate
             requestor = event.assoc.requestor
-            self.server.gate.leave((str(requestor.address), int(requestor.port)))
+            self.server.gate.leave(connection_address((requestor.address, requestor.port)))
         contexts = len(event.assoc.accepted_contexts)
         self._audit("association_accepted", peer, detail={
             "contexts": contexts, "tls": self.config.dicom.tls.enabled})

@@ -38,7 +38,7 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import utcnow
 from mmbcd_node.db.session import transaction
 from mmbcd_node.logs import study_context
-from mmbcd_node.receive.admission import free_bytes
+from mmbcd_node.receive.admission import free_bytes, free_space_shortfall
 from mmbcd_node.receive.catalogue import (
     Peer,
     StoredFile,
@@ -173,10 +173,10 @@ class InstanceStore:
                  peer: Peer) -> StoreOutcome:
         # The received bytes are completely on disk (not yet fsynced) from here on.
         received = take_received(path)
-        free = self._free_space(self.storage_root) if self.min_free_bytes else 0
-        if free < self.min_free_bytes:
-            raise StorageFailure(f"free space {free} bytes is below min_free_bytes "
-                                 f"{self.min_free_bytes}: not kept, send it again later")
+        shortfall = free_space_shortfall(self._free_space(self.storage_root),
+                                         self.min_free_bytes) if self.min_free_bytes else None
+        if shortfall is not None:
+            raise StorageFailure(f"{shortfall}: not kept, send it again later")
         size, digest = received.size, received.digest
         preparation = _prepared(received)
         header = read_header(path, sop_class_uid=sop_class_uid,

@@ -19,8 +19,8 @@ Whatever a peer announces, memory follows what it sends, and every PDU has a dea
   than ``MAX_CONTROL_PDU``, is answered A-ABORT and the connection closed at once,
   before anything is allocated for it;
 - a P-DATA-TF body is read into a buffer that grows with the bytes that have arrived
-  (to twice them, or ``GROWTH_STEP`` beyond them; data set fragments go straight into
-  the file);
+  (at most ``GROWTH_STEP``, or twice them; data set fragments go straight into the
+  file);
 - each PDU must arrive whole within ``acse_timeout`` (before the association is
   accepted) or ``network_timeout`` (after), measured from its first byte: a peer
   trickling bytes does not reset it. The connection is closed when it runs out.
@@ -232,23 +232,22 @@ class ReceiverDUL(DULServiceProvider):
                       length: int) -> memoryview:
         """The PDU body of ``length`` bytes, ``start`` of it already read, in this
         association's PDU buffer (reused for every PDU: a fresh 128 KiB buffer per PDU
-        costs an allocation and a memset). The buffer grows with the bytes received: to
-        twice them, or ``GROWTH_STEP`` beyond them. Raises ``ConnectionError`` when the
+        costs an allocation and a memset). A new buffer holds at most ``GROWTH_STEP``, or
+        twice the bytes received. Raises ``ConnectionError`` when the
         peer closes first."""
         buffer: bytearray = getattr(self, "_pdu_buffer", None) or bytearray()
+        if len(buffer) < min(length, GROWTH_STEP):
+            buffer = bytearray(min(length, GROWTH_STEP))
         received = len(start)
-        while True:
-            if len(buffer) < min(length, received + 1):
-                # A fresh, larger buffer (the old one may still be viewed by the last
-                # PDU's consumers), up to GROWTH_STEP beyond what has arrived.
-                grown = bytearray(min(length, max(2 * len(buffer), received + GROWTH_STEP)))
-                grown[:received] = start if received == len(start) else buffer[:received]
+        buffer[:received] = start
+        while received < length:
+            if received == len(buffer):
+                # Full: a fresh buffer twice as large (the old one may still be viewed
+                # by the last PDU's consumers).
+                grown = bytearray(min(length, 2 * received))
+                grown[:received] = buffer
                 buffer = grown
-            elif received == len(start):
-                buffer[:received] = start
             end = min(length, len(buffer))
-            if received >= end:
-                break
             received += sock.recv_into(memoryview(buffer)[received:end])
             if received < end:
                 raise ConnectionError("connection closed within a PDU")
@@ -334,7 +333,7 @@ class ReceiverRequestHandler(RequestHandler):
         assoc.dul.socket.__class__ = ReceiverSocket
         assoc.dul.__class__ = ReceiverDUL
         server = cast(ReceiverServer, self.server)
-        address = _address(self.client_address)
+        address = connection_address(self.client_address)
         cast(ReceiverSocket, assoc.dul.socket).on_close = lambda: server.gate.leave(address)
         raw = self.request
         try:
@@ -346,8 +345,9 @@ class ReceiverRequestHandler(RequestHandler):
 
 class ConnectionGate:
     """Connections not admitted yet (no A-ASSOCIATE-RQ accepted): at most ``total``, and
-    ``per_peer`` from one address. A connection leaves when its association is accepted
-    (``admitted``) or it closes, whichever comes first; both may be called."""
+    ``per_peer`` from one address, each known by ``connection_address``. A connection
+    ``leave``s when its association is accepted or it closes, whichever comes first;
+    leaving twice is harmless."""
 
     def __init__(self, total: int, per_peer: int) -> None:
         self.total = total
@@ -379,19 +379,19 @@ class ReceiverServer(ThreadedAssociationServer):
 
     def __init__(self, *args: Any, tls: ssl.SSLContext | None = None,
                  on_tls_failure: TlsFailureHandler | None = None,
-                 handshake_timeout: float | None = 30.0,
-                 gate: ConnectionGate | None = None, **kwargs: Any) -> None:
+                 handshake_timeout: float | None = 30.0, gate: ConnectionGate,
+                 **kwargs: Any) -> None:
         kwargs["request_handler"] = ReceiverRequestHandler
         super().__init__(*args, **kwargs)
         self.tls = tls
         self.on_tls_failure = on_tls_failure
         self.handshake_timeout = handshake_timeout
-        self.gate = gate or ConnectionGate(total=8, per_peer=4)
+        self.gate = gate
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         # On the accept loop, before a thread exists: over the gate's limits the
         # connection is closed at once.
-        address = _address(client_address)
+        address = connection_address(client_address)
         if self.gate.enter(address):
             return True
         log.warning("event=connection_refused address=%s reason=%r", address[0],
@@ -411,7 +411,7 @@ class ReceiverServer(ThreadedAssociationServer):
         # it closes (ReceiverSocket.on_close), or when the association is accepted.
         if isinstance(request, ssl.SSLSocket) and not self._handshake(request, client_address):
             self.shutdown_request(request)
-            self.gate.leave(_address(client_address))
+            self.gate.leave(connection_address(client_address))
             return
         super().process_request_thread(request, client_address)
 
@@ -438,7 +438,7 @@ class ReceiverServer(ThreadedAssociationServer):
 def start_receiver_server(ae: AE, address: tuple[str, int], *, evt_handlers: list[Any],
                           tls: ssl.SSLContext | None,
                           on_tls_failure: TlsFailureHandler | None,
-                          gate: ConnectionGate | None = None) -> ReceiverServer:
+                          gate: ConnectionGate) -> ReceiverServer:
     """Start a ``ReceiverServer`` for ``ae`` on ``address`` in a background thread.
 
     Does what ``AE.start_server(block=False)`` does, with our server class; the
@@ -455,8 +455,8 @@ def start_receiver_server(ae: AE, address: tuple[str, int], *, evt_handlers: lis
     return server
 
 
-def _address(client_address: Any) -> tuple[str, int]:
-    """A connection's (IP, port), its key at the gate."""
+def connection_address(client_address: Any) -> tuple[str, int]:
+    """A connection's (IP, port) from its peer address, its key at the gate."""
     return str(client_address[0]), int(client_address[1])
 
 
