@@ -175,6 +175,9 @@ class DestinationConfig:
     backoff_seconds: float = 10.0
     # With storage_commitment: objects without a commitment report this long are resent.
     commitment_timeout_seconds: float = 3600.0
+    # Before sending again what a dead sender may have sent, ask by C-FIND (Study Root,
+    # IMAGE level) whether the destination has it already.
+    query_before_resend: bool = False
 
 
 @dataclass(frozen=True)

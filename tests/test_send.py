@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
-import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.uid import RLELossless, generate_uid
 from pynetdicom import AE
 from sqlalchemy import select
 
 from mmbcd_node.config import DestinationConfig, DicomConfig, NodeConfig, StorageConfig
-from mmbcd_node.db.models import Job, JobState, Study, StudyState
+from mmbcd_node.db.models import AuditEvent, Study, StudyState
 from mmbcd_node.db.result_models import (
     CommitmentState,
     Delivery,
@@ -24,11 +24,12 @@ from mmbcd_node.db.result_models import (
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.send.commitment import bind_commitment_reports
-from mmbcd_node.send.deliveries import claim_due_deliveries, create_deliveries
+from mmbcd_node.send.deliveries import claim_due_deliveries, extend_claims, mark_sent
 from mmbcd_node.send.sender import Sender
 from mmbcd_node.send.store_scu import DestinationUnavailable, echo
 from mmbcd_node.work.withdrawal import withdraw_result
-from tests.support.mammo import make_mammogram, write_mammogram
+from tests.support.deliveries import stored_outputs
+from tests.support.dicom_peers import pynetdicom_store
 from tests.support.node import free_port
 from tests.support.pacs import wait_until
 
@@ -52,40 +53,6 @@ def node_config(tmp_path: Path, *destinations: DestinationConfig) -> NodeConfig:
 def destination(name: str, port: int, ae_title: str = "PACS", **kw) -> DestinationConfig:
     return DestinationConfig(name=name, ae_title=ae_title, host="127.0.0.1", port=port,
                              backoff_seconds=0.0, **kw)
-
-
-def stored_outputs(sessions, config: NodeConfig,
-                   kinds=("cad_sr", "sc", "gsps")) -> tuple[int, list]:
-    """A done study with one result whose output files lie under the storage root."""
-    with transaction(sessions) as session:
-        study = Study(study_uid=generate_uid(), correlation_id=uuid.uuid4().hex,
-                      state=StudyState.DONE)
-        session.add(study)
-        session.flush()
-        job = Job(study_id=study.id, state=JobState.DONE)
-        session.add(job)
-        session.flush()
-        result = Result(job_id=job.id, study_id=study.id, probability=0.5, bundle_digest="d" * 64)
-        session.add(result)
-        session.flush()
-        outputs = []
-        for n, kind in enumerate(kinds):
-            ds = make_mammogram(study_uid=study.study_uid, seed=n, rows=64, cols=48)
-            relative = Path(study.study_uid) / f"{kind}-{ds.SOPInstanceUID}.dcm"
-            (config.storage.root / relative).parent.mkdir(parents=True, exist_ok=True)
-            written = write_mammogram(config.storage.root / relative, ds,
-                                      transfer_syntax=RLELossless if kind == "sc" else
-                                      "1.2.840.10008.1.2.1")
-            ds = dcmread(written, stop_before_pixels=True)  # compressing may renew the UID
-            output = OutputObject(result_id=result.id, kind=kind, sop_class_uid=ds.SOPClassUID,
-                                  sop_instance_uid=ds.SOPInstanceUID,
-                                  series_instance_uid=ds.SeriesInstanceUID,
-                                  path=str(relative))
-            session.add(output)
-            outputs.append(output)
-        session.flush()
-        create_deliveries(session, outputs, config.destinations)
-        return study.id, [o.sop_instance_uid for o in outputs]
 
 
 def deliveries(sessions) -> list[Delivery]:
@@ -232,7 +199,7 @@ def test_withdrawal_names_objects_in_flight_and_never_sends_the_unsent_ones(
     config = node_config(tmp_path, destination("pacs", free_port()))
     study_id, uids = stored_outputs(sessions, config)
     with transaction(sessions) as session:
-        (in_flight,) = claim_due_deliveries(session, "sender-1", limit=1)
+        (in_flight,) = claim_due_deliveries(session, "sender-1", 120.0, limit=1)
     with transaction(sessions) as session:
         result = session.execute(select(Result)).scalar_one()
         note = withdraw_result(session, config, result, session.get(Study, study_id),
@@ -249,6 +216,61 @@ def test_withdrawal_names_objects_in_flight_and_never_sends_the_unsent_ones(
          (DeliveryState.FAILED, "withdrawn before it was sent"),
          (DeliveryState.FAILED, "withdrawn before it was sent")], key=str)
     with transaction(sessions) as session:
-        due = claim_due_deliveries(session, "sender-2")
+        due = claim_due_deliveries(session, "sender-2", 120.0)
     assert [d.sop_instance_uid for d in due] == [note.sop_instance_uid], \
         "only the rejection note is due; the withdrawn objects never go out"
+
+
+def test_a_claim_runs_out_after_the_lease_unless_renewed_and_a_lost_claim_records_nothing(
+        sessions, tmp_path) -> None:
+    config = node_config(tmp_path, destination("pacs", free_port()))
+    stored_outputs(sessions, config, kinds=("cad_sr",))
+    start = datetime.now(UTC)
+
+    def claim(owner: str, seconds: float) -> list:
+        with transaction(sessions) as session:
+            return claim_due_deliveries(session, owner, 10.0,
+                                        now=start + timedelta(seconds=seconds))
+
+    (first,) = claim("sender-1", 0)
+    assert not first.interrupted
+    assert claim("sender-2", 9) == [], "held within the lease"
+    with transaction(sessions) as session:
+        assert extend_claims(session, "sender-1", [first.id], 10.0,
+                             now=start + timedelta(seconds=8)) == 1
+    assert claim("sender-2", 17) == [], "held within the renewed lease"
+    (taken,) = claim("sender-2", 19)
+    assert taken.id == first.id and taken.interrupted, "the dead claim's outcome is unknown"
+    with transaction(sessions) as session:
+        assert extend_claims(session, "sender-1", [first.id], 10.0) == 0
+        assert not mark_sent(session, first.id, "sender-1"), "a lost claim records nothing"
+        assert mark_sent(session, first.id, "sender-2")
+    (row,) = deliveries(sessions)
+    assert (row.state, row.attempts, row.lease_owner) == (DeliveryState.SENT, 1, None)
+
+
+@pytest.mark.parametrize("query", [True, False], ids=["query", "no-query"])
+def test_an_interrupted_delivery_is_looked_up_at_orthanc_before_it_is_sent_again(
+        sessions, tmp_path, orthanc_factory, query: bool) -> None:
+    pacs = orthanc_factory(node_ae=NODE_AE, node_port=free_port())
+    config = node_config(tmp_path, destination("pacs", pacs.port, ae_title="ORTHANC",
+                                               query_before_resend=query))
+    study_id, uids = stored_outputs(sessions, config)
+    # A sender claimed all three, stored the first, and died before recording anything;
+    # its lease (0 s here) has run out.
+    with transaction(sessions) as session:
+        claimed = claim_due_deliveries(session, "dead-sender", 0.0)
+        first = config.storage.root / session.execute(
+            select(OutputObject.path).where(OutputObject.sop_instance_uid == uids[0])
+        ).scalar_one()
+    assert len(claimed) == 3
+    assert pynetdicom_store(pacs.port, first, calling_ae=NODE_AE, called_ae="ORTHANC") == 0
+    assert Sender(config, sessions).send_due() == 3
+    assert pacs.sop_instance_uids() == set(uids)
+    assert {d.state for d in deliveries(sessions)} == {DeliveryState.SENT}
+    assert study_state(sessions, study_id) == StudyState.DELIVERED
+    with sessions() as session:
+        (event,) = session.execute(select(AuditEvent).where(
+            AuditEvent.action == "results_sent")).scalars()
+    detail = json.loads(event.detail)
+    assert (detail["sent"], detail["already_there"]) == (3, 1 if query else 0)

@@ -6,9 +6,13 @@ destination's N-EVENT-REPORT says so (a reported failure makes it ``pending`` ag
 Failed attempts back off exponentially up to the destination's ``max_attempts``,
 then the delivery is ``failed`` with the last error kept.
 
-A sender claims due deliveries by moving ``next_attempt_at`` forward and writing its
-name into ``lease_owner``: another sender sees them as not due, and if the first one
-dies they fall due again when that claim runs out.
+A sender claims due deliveries by writing its name into ``lease_owner`` and moving
+``next_attempt_at`` forward by a lease (``[worker] lease_seconds``, as for jobs), which
+it renews while it works on them (``extend_claims``). Another sender sees them as not
+due; if the first one dies they fall due again when the lease runs out, and the next
+claim knows the last attempt was interrupted (``DueDelivery.interrupted``): the object
+may have reached the destination before the crash. Marking a delivery sent or failed
+needs the claim, so a sender that lost it to another changes nothing.
 """
 
 from __future__ import annotations
@@ -35,8 +39,6 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 
-# How long a sender may hold claimed deliveries before another may take them.
-CLAIM_SECONDS = 300.0
 WITHDRAWN_UNSENT = "withdrawn before it was sent"
 # ``sr_class`` names (``[results]`` and ``[[destinations]]``) -> SR SOP Class UID.
 SR_CLASS_UIDS = {"comprehensive": str(ComprehensiveSRStorage),
@@ -54,6 +56,9 @@ class DueDelivery:
     sop_instance_uid: str
     path: str
     study_id: int
+    # The claim before this one ran out without an outcome (its sender died): the
+    # destination may hold the object already.
+    interrupted: bool = False
 
 
 def takes(destination: DestinationConfig, output: OutputObject, default_sr_class: str) -> bool:
@@ -98,9 +103,10 @@ def create_deliveries(session: Session, outputs: Iterable[OutputObject],
     return created
 
 
-def claim_due_deliveries(session: Session, owner: str, *, limit: int = 100,
-                         now: datetime | None = None) -> list[DueDelivery]:
-    """Claim pending deliveries whose time has come, oldest first; commit right after."""
+def claim_due_deliveries(session: Session, owner: str, lease_seconds: float, *,
+                         limit: int = 100, now: datetime | None = None) -> list[DueDelivery]:
+    """Claim pending deliveries whose time has come, oldest first, for ``lease_seconds``;
+    commit right after."""
     now = now or utcnow()
     due = and_(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
     # Objects withdrawn while they waited (a re-run superseded them) are never sent.
@@ -110,16 +116,19 @@ def claim_due_deliveries(session: Session, owner: str, *, limit: int = 100,
         update(Delivery).where(due, Delivery.output_id.in_(withdrawn))
         .values(state=DeliveryState.FAILED, last_error=WITHDRAWN_UNSENT, lease_owner=None)
         .execution_options(synchronize_session=False))
-    ids_query = select(Delivery.id).where(due).order_by(Delivery.id).limit(limit)
+    ids_query = (select(Delivery.id, Delivery.lease_owner).where(due)
+                 .order_by(Delivery.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
-        ids = session.execute(ids_query.with_for_update(skip_locked=True)).scalars().all()
-    else:
-        ids = session.execute(ids_query).scalars().all()
+        ids_query = ids_query.with_for_update(skip_locked=True)
+    # A pending delivery still naming a sender: that sender's claim ran out unreleased.
+    candidates = session.execute(ids_query).all()
+    interrupted = {row.id for row in candidates if row.lease_owner}
+    ids = [row.id for row in candidates]
     if not ids:
         return []
     claimed = session.execute(
         update(Delivery).where(Delivery.id.in_(ids), due)
-        .values(lease_owner=owner, next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+        .values(lease_owner=owner, next_attempt_at=now + timedelta(seconds=lease_seconds))
         .returning(Delivery.id).execution_options(synchronize_session=False)
     ).scalars().all()
     rows = session.execute(
@@ -129,7 +138,19 @@ def claim_due_deliveries(session: Session, owner: str, *, limit: int = 100,
         .join(Result, OutputObject.result_id == Result.id)
         .where(Delivery.id.in_(claimed)).order_by(Delivery.id)
     ).all()
-    return [DueDelivery(*row) for row in rows]
+    return [DueDelivery(*row, interrupted=row.id in interrupted) for row in rows]
+
+
+def extend_claims(session: Session, owner: str, ids: Iterable[int], lease_seconds: float, *,
+                  now: datetime | None = None) -> int:
+    """Renew ``owner``'s claims on the deliveries ``ids`` for another ``lease_seconds``;
+    returns how many it still holds."""
+    now = now or utcnow()
+    return int(session.execute(
+        update(Delivery).where(Delivery.id.in_(list(ids)), Delivery.lease_owner == owner,
+                               Delivery.state == DeliveryState.PENDING)
+        .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)).rowcount)  # type: ignore[attr-defined]
 
 
 def mark_sent(session: Session, delivery_id: int, owner: str, *,

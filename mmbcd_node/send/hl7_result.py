@@ -12,6 +12,8 @@ the result is images-only, and the Study Instance UID.
 
 ``AE``, ``AR`` and an ACK that never comes are failed attempts, retried with backoff
 up to ``[hl7.results] max_attempts``; after ``AA`` the message is never sent again.
+Messages are claimed under the sender's lease (``[worker] lease_seconds``, renewed
+while they are sent), so a dead sender's messages go out again once it runs out.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 from mmbcd_node.db.session import transaction
+from mmbcd_node.process import renewing
 
 log = logging.getLogger(__name__)
 
 SENDING_APPLICATION = "MMBCD-NODE"
-CLAIM_SECONDS = 300.0
 
 
 def _observation(group, index: int, value_type: str, code: str, value: str,  # type: ignore[no-untyped-def]
@@ -169,6 +171,7 @@ class Hl7ResultSender:
         if receiving is None:
             return 0
         now = now or utcnow()
+        lease = self.config.worker.lease_seconds
         # Due once no DICOM delivery of its result is outstanding (none pending, or sent
         # and awaiting commitment): the RIS flag follows the images into the PACS.
         outstanding = exists(
@@ -193,14 +196,26 @@ class Hl7ResultSender:
                     and_(Hl7ResultMessage.state == Hl7ResultState.PENDING,
                          Hl7ResultMessage.next_attempt_at <= now))
                 .values(lease_owner=self.owner,
-                        next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+                        next_attempt_at=now + timedelta(seconds=lease))
                 .returning(Hl7ResultMessage.id, Hl7ResultMessage.message,
                            Hl7ResultMessage.attempts)
                 .execution_options(synchronize_session=False)).all()
-        for message_id, text, attempts in claimed:
-            code, error = self._send(text, receiving)
-            self._record(message_id, attempts + 1, code, error, receiving)
+        ids = [row.id for row in claimed]
+        with renewing(lambda: self._renew(ids), self.config.worker.heartbeat_seconds,
+                      "hl7-result-claims"):
+            for message_id, text, attempts in claimed:
+                code, error = self._send(text, receiving)
+                self._record(message_id, attempts + 1, code, error, receiving)
         return len(claimed)
+
+    def _renew(self, ids: list[int]) -> None:
+        lease = timedelta(seconds=self.config.worker.lease_seconds)
+        with transaction(self.sessions) as session:
+            session.execute(update(Hl7ResultMessage).where(
+                Hl7ResultMessage.id.in_(ids), Hl7ResultMessage.lease_owner == self.owner,
+                Hl7ResultMessage.state == Hl7ResultState.PENDING)
+                .values(next_attempt_at=utcnow() + lease)
+                .execution_options(synchronize_session=False))
 
     def _send(self, text: str, receiving: Hl7ResultsConfig) -> tuple[str | None, str | None]:
         try:

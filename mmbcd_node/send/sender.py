@@ -5,13 +5,17 @@ and records every outcome in SQL. A destination that is down costs one failed at
 per delivery and a backoff; nothing is dropped, and an object already accepted by
 the destination is never sent to it again (unless an admin asks with ``resend``, or
 the destination reports a failed commitment).
+
+Deliveries are claimed under a lease that the sender renews while it sends them; a
+sender that dies loses them when the lease runs out. Its last C-STORE may have been
+accepted before the outcome was recorded: where the destination answers C-FIND
+(``query_before_resend``), such interrupted deliveries are looked up first and only
+the missing ones are sent; elsewhere they are sent again (at least once).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -24,23 +28,25 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Study
 from mmbcd_node.db.result_models import CommitmentState, Delivery, DeliveryState
 from mmbcd_node.db.session import transaction
+from mmbcd_node.process import process_name, renewing
 from mmbcd_node.send.deliveries import (
     DueDelivery,
     claim_due_deliveries,
+    extend_claims,
     mark_attempt_failed,
     mark_sent,
     mark_study_delivered_if_complete,
     resend_uncommitted,
 )
 from mmbcd_node.send.hl7_result import Hl7ResultSender
-from mmbcd_node.send.store_scu import DestinationUnavailable, OutgoingObject, store_objects
+from mmbcd_node.send.store_scu import (
+    DestinationUnavailable,
+    OutgoingObject,
+    instances_held,
+    store_objects,
+)
 
 log = logging.getLogger(__name__)
-
-
-def process_name(role: str) -> str:
-    """``role@host:pid``: who holds a lease, as shown by ``jobs`` and in the logs."""
-    return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
 class Sender:
@@ -58,13 +64,35 @@ class Sender:
             for destination in self.config.destinations:
                 if destination.storage_commitment:
                     resend_uncommitted(session, destination)
-            due = claim_due_deliveries(session, self.owner)
+            due = claim_due_deliveries(session, self.owner, self.config.worker.lease_seconds)
+        if not due:
+            return 0
         by_destination: dict[str, list[DueDelivery]] = defaultdict(list)
         for item in due:
             by_destination[item.destination].append(item)
-        for name, items in by_destination.items():
-            self._send_batch(name, items)
+        ids = [item.id for item in due]
+        with renewing(lambda: self._renew(ids), self.config.worker.heartbeat_seconds,
+                      "delivery-claims"):
+            for name, items in by_destination.items():
+                self._send_batch(name, items)
         return len(due)
+
+    def _renew(self, ids: list[int]) -> None:
+        with transaction(self.sessions) as session:
+            extend_claims(session, self.owner, ids, self.config.worker.lease_seconds)
+
+    def _held(self, destination: DestinationConfig,
+              interrupted: list[OutgoingObject]) -> list[OutgoingObject]:
+        """Which interrupted objects the destination already has, where it can tell."""
+        if not interrupted or not destination.query_before_resend:
+            return []
+        try:
+            held = instances_held(interrupted, destination, self.config.dicom)
+        except (DestinationUnavailable, OSError, TimeoutError) as exc:
+            log.warning("event=resend_unchecked destination=%s deliveries=%d error=%r",
+                        destination.name, len(interrupted), str(exc))
+            return []
+        return [o for o in interrupted if o.sop_instance_uid in held]
 
     def _send_batch(self, name: str, items: list[DueDelivery]) -> None:
         try:
@@ -81,6 +109,9 @@ class Sender:
         objects = [OutgoingObject(i.sop_class_uid, i.sop_instance_uid, root / i.path)
                    for i in present]
         by_uid = {i.sop_instance_uid: i for i in present}
+        held = self._held(destination, [o for o in objects
+                                         if by_uid[o.sop_instance_uid].interrupted])
+        objects = [o for o in objects if o not in held]
 
         def record_stored(stored: list[str], transaction_uid: str | None) -> None:
             with transaction(self.sessions) as session:
@@ -90,7 +121,7 @@ class Sender:
 
         try:
             outcome = store_objects(objects, destination, self.config.dicom,
-                                    on_stored=record_stored)
+                                    on_stored=record_stored, held=held)
         except (DestinationUnavailable, OSError, TimeoutError) as exc:
             log.warning("event=destination_unavailable destination=%s deliveries=%d error=%r",
                         name, len(present), str(exc))
@@ -101,14 +132,15 @@ class Sender:
                 mark_attempt_failed(session, by_uid[uid].id, self.owner, error, destination)
             if outcome.commitment_error:
                 session.execute(update(Delivery).where(
-                    Delivery.id.in_([by_uid[uid].id for uid in outcome.stored]),
+                    Delivery.id.in_([by_uid[uid].id for uid in [*outcome.stored, *outcome.held]]),
                     Delivery.commitment_state == CommitmentState.REQUESTED).values(
                     commitment_state=CommitmentState.FAILED, last_error=outcome.commitment_error))
             for study_id in {i.study_id for i in present}:
                 mark_study_delivered_if_complete(session, study_id)
                 study = session.get(Study, study_id)
                 mine = [i for i in present if i.study_id == study_id]
-                sent = [i for i in mine if i.sop_instance_uid in set(outcome.stored)]
+                kept = {*outcome.stored, *outcome.held}
+                sent = [i for i in mine if i.sop_instance_uid in kept]
                 record_event(session, "results_sent",
                              outcome="success" if len(sent) == len(mine) else "partial",
                              called_ae=destination.ae_title, peer_address=destination.host,
@@ -116,6 +148,8 @@ class Sender:
                              patient_id=study.patient_id if study else None,
                              detail={"destination": name, "sent": len(sent),
                                      "refused": len(mine) - len(sent),
+                                     "already_there": sum(i.sop_instance_uid in outcome.held
+                                                          for i in mine),
                                      "commitment": outcome.commitment_transaction_uid})
 
     def _fail(self, items: list[DueDelivery], error: str, *, retry: bool = True,

@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import Dataset, dcmread
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 # C-STORE statuses that mean the destination kept the instance (PS3.4 B.2.3).
 STORED = frozenset({0x0000, 0x0001, 0xB000, 0xB006, 0xB007})
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+PENDING_MATCH = frozenset({0xFF00, 0xFF01})  # C-FIND: a match follows (PS3.4 C.4.1.1.4)
 
 
 class DestinationUnavailable(ConnectionError):
@@ -48,6 +51,8 @@ class StoreOutcome:
     """What happened to each object of a batch, by SOP Instance UID."""
 
     stored: list[str] = field(default_factory=list)
+    # Already at the destination (a C-FIND found them): not sent again.
+    held: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     commitment_transaction_uid: str | None = None
     commitment_error: str | None = None
@@ -91,20 +96,23 @@ def _contexts(objects: Sequence[OutgoingObject], commitment: bool) -> list:  # t
 
 def store_objects(objects: Sequence[OutgoingObject], destination: DestinationConfig,
                   dicom: DicomConfig,
-                  on_stored: Callable[[list[str], str | None], None] | None = None) -> StoreOutcome:
+                  on_stored: Callable[[list[str], str | None], None] | None = None, *,
+                  held: Sequence[OutgoingObject] = ()) -> StoreOutcome:
     """C-STORE ``objects`` to ``destination`` over one association.
 
     Returns which instances the destination kept and the error for each it refused.
-    ``on_stored(kept_uids, transaction_uid)`` is called once the C-STOREs are done and
-    before any commitment request, so the caller can record the transaction before
-    the destination's report (which may come at once, on another association) arrives.
-    With ``destination.storage_commitment`` commitment is then requested for the kept
-    instances. Raises ``DestinationUnavailable`` when no association can be made
-    (nothing was sent then).
+    ``held`` are instances the destination already has (``instances_held``): they are
+    not sent again, only counted as kept. ``on_stored(kept_uids, transaction_uid)`` is
+    called once the C-STOREs are done and before any commitment request, so the caller
+    can record the transaction before the destination's report (which may come at
+    once, on another association) arrives. With ``destination.storage_commitment``
+    commitment is then requested for the kept instances. Raises
+    ``DestinationUnavailable`` when no association can be made (nothing was sent then).
     """
-    outcome = StoreOutcome()
+    outcome = StoreOutcome(held=[o.sop_instance_uid for o in held])
     ae = _application_entity(dicom)
-    assoc = _associate(ae, destination, _contexts(objects, destination.storage_commitment))
+    assoc = _associate(ae, destination,
+                       _contexts([*objects, *held], destination.storage_commitment))
     try:
         for obj in objects:
             try:
@@ -127,13 +135,14 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
         for obj in objects:
             if obj.sop_instance_uid not in answered:
                 outcome.errors[obj.sop_instance_uid] = "not sent: association ended before it"
-        commit = destination.storage_commitment and bool(outcome.stored)
+        kept_uids = {*outcome.stored, *outcome.held}
+        commit = destination.storage_commitment and bool(kept_uids)
         if commit:
             outcome.commitment_transaction_uid = new_transaction_uid()
         if on_stored is not None:
-            on_stored(list(outcome.stored), outcome.commitment_transaction_uid)
+            on_stored([*outcome.stored, *outcome.held], outcome.commitment_transaction_uid)
         if commit:
-            kept = [o for o in objects if o.sop_instance_uid in set(outcome.stored)]
+            kept = [o for o in [*objects, *held] if o.sop_instance_uid in kept_uids]
             try:
                 if not assoc.is_established:
                     raise RuntimeError("association lost before the commitment request")
@@ -143,10 +152,57 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
     finally:
         if assoc.is_established:
             assoc.release()
-    log.info("event=store_batch destination=%s stored=%d refused=%d commitment=%s",
-             destination.name, len(outcome.stored), len(outcome.errors),
+    log.info("event=store_batch destination=%s stored=%d held=%d refused=%d commitment=%s",
+             destination.name, len(outcome.stored), len(outcome.held), len(outcome.errors),
              outcome.commitment_transaction_uid or "-")
     return outcome
+
+
+def instances_held(objects: Sequence[OutgoingObject], destination: DestinationConfig,
+                   dicom: DicomConfig) -> set[str]:
+    """The SOP Instance UIDs of ``objects`` that ``destination`` already has.
+
+    One Study Root C-FIND at IMAGE level per object, with its study, series and
+    instance UIDs as unique keys (PS3.4 C.4.1.2.1, hierarchical as relational
+    destinations answer it). Raises ``DestinationUnavailable`` when the destination
+    takes no association or refuses the query model: the caller cannot know then.
+    """
+    ae = _application_entity(dicom)
+    assoc = _associate(ae, destination, [build_context(StudyRootQueryRetrieveInformationModelFind)])
+    found: set[str] = set()
+    try:
+        for obj in objects:
+            if _find_instance(assoc, obj, destination):
+                found.add(obj.sop_instance_uid)
+    except (ValueError, RuntimeError) as exc:  # the query model was not accepted
+        raise DestinationUnavailable(f"{destination.name} cannot be queried: {exc}") from exc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return found
+
+
+def _find_instance(assoc: Association, obj: OutgoingObject,
+                   destination: DestinationConfig) -> bool:
+    """Whether the C-FIND over ``assoc`` finds the object at the destination."""
+    header = dcmread(obj.path, stop_before_pixels=True,
+                     specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = header.StudyInstanceUID
+    query.SeriesInstanceUID = header.SeriesInstanceUID
+    query.SOPInstanceUID = obj.sop_instance_uid
+    found = False
+    for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        code = int(getattr(status, "Status", -1))
+        if code in PENDING_MATCH:
+            found |= identifier is not None \
+                and identifier.get("SOPInstanceUID") == obj.sop_instance_uid
+        elif code != 0x0000:
+            raise DestinationUnavailable(
+                f"{destination.name} answered the C-FIND with status "
+                f"{'none' if code < 0 else f'0x{code:04X}'}")
+    return found
 
 
 def echo(destination: DestinationConfig, dicom: DicomConfig) -> int:

@@ -41,6 +41,7 @@ from mmbcd_node.db.result_models import OutputObject, Result
 from mmbcd_node.db.session import transaction
 from mmbcd_node.ops.heartbeat import MODEL_LOADED, beat
 from mmbcd_node.orders.history import StudyHistory, history_for_study
+from mmbcd_node.process import process_name, renewing
 from mmbcd_node.results.outputs import ResultObject, build_outputs
 from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.results.result_set import (
@@ -53,7 +54,6 @@ from mmbcd_node.results.result_set import (
 )
 from mmbcd_node.send.deliveries import create_deliveries
 from mmbcd_node.send.hl7_result import queue_result_message
-from mmbcd_node.send.sender import process_name
 from mmbcd_node.work.failures import is_transient, transient_message
 from mmbcd_node.work.image_selection import ImageSelection, select_images
 from mmbcd_node.work.queue import (
@@ -153,23 +153,16 @@ class Worker:
                                  limit=self.config.worker.batch_size)
         if not claimed:
             return 0
-        stop_beating = threading.Event()
-        beater = threading.Thread(target=self._heartbeat, args=(claimed, stop_beating),
-                                  name="job-heartbeat", daemon=True)
-        beater.start()
-        try:
+        with renewing(lambda: self._heartbeat(claimed), self.config.worker.heartbeat_seconds,
+                      "job-heartbeat"):
             self._run(claimed)
-        finally:
-            stop_beating.set()
-            beater.join()
         return len(claimed)
 
-    def _heartbeat(self, jobs: list[ClaimedJob], stop: threading.Event) -> None:
-        while not stop.wait(self.config.worker.heartbeat_seconds):
-            with transaction(self.sessions) as session:
-                for job in jobs:
-                    if not heartbeat(session, job.id, self.owner, self.policy):
-                        log.warning("event=lease_lost job=%s", job.id)
+    def _heartbeat(self, jobs: list[ClaimedJob]) -> None:
+        with transaction(self.sessions) as session:
+            for job in jobs:
+                if not heartbeat(session, job.id, self.owner, self.policy):
+                    log.warning("event=lease_lost job=%s", job.id)
 
     def _run(self, claimed: list[ClaimedJob]) -> None:
         work = [self._start(job) for job in claimed]
