@@ -52,6 +52,9 @@ class TlsConfig:
         return self.cert is not None
 
 
+MIN_PDU_SIZE, MAX_PDU_SIZE = 4096, 16 << 20
+
+
 @dataclass(frozen=True)
 class DicomConfig:
     ae_title: str = "MMBCD"
@@ -64,13 +67,23 @@ class DicomConfig:
     # address: they never take the slots of max_associations.
     max_unauthenticated: int = 8
     max_unauthenticated_per_peer: int = 4
-    max_pdu_size: int = 0  # 0 = unlimited
+    # The Maximum Length Received the node announces: a longer P-DATA-TF is aborted.
+    max_pdu_size: int = 1_048_576
+    # What the receiver's connections may make it hold at once, worst case; a node whose
+    # limits could exceed it refuses to start (receive/memory_budget.py).
+    memory_budget_bytes: int = 1 << 30
     min_free_bytes: int = 1_000_000_000
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
     uid_root: str = "1.2.826.0.1.3680043.10.1453."
     tls: TlsConfig = field(default_factory=TlsConfig)
+
+    def __post_init__(self) -> None:
+        # 0 (no limit) is refused: the PDU is what a connection holds in memory.
+        if not MIN_PDU_SIZE <= self.max_pdu_size <= MAX_PDU_SIZE:
+            raise ConfigError(f"dicom.max_pdu_size must be {MIN_PDU_SIZE} .. {MAX_PDU_SIZE} "
+                              f"bytes, not {self.max_pdu_size}")
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,20 @@ def test_invalid_policy_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, "[orders]\nno_order_policy = 'guess'\n")
     with pytest.raises(ConfigError, match="no_order_policy"):
         load_config(path, environ={})
+
+
+def test_a_pdu_size_without_limit_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[dicom]\nmax_pdu_size = 0\n")
+    with pytest.raises(ConfigError, match=r"dicom\.max_pdu_size must be 4096 \.\. 16777216"):
+        load_config(path, environ={})
+
+
+def test_limits_beyond_the_memory_budget_stop_the_receiver_naming_the_figures(
+        tmp_path: Path) -> None:
+    from mmbcd_node.receive.memory_budget import check_memory_budget
+
+    fits = load_config(EXAMPLE, environ={}).dicom
+    assert check_memory_budget(fits).total <= fits.memory_budget_bytes
+    path = write(tmp_path, "[dicom]\nmax_associations = 40\n")
+    with pytest.raises(ConfigError, match=r"worst case of \d+ bytes .*max_associations 40 x"):
+        check_memory_budget(load_config(path, environ={}).dicom)

@@ -17,6 +17,7 @@ from mmbcd_node.receive.header import (
     parse_head,
     read_header,
 )
+from mmbcd_node.receive.structure import MAX_DEPTH, MAX_ELEMENTS, MAX_HEADER_BYTES
 from tests.support.mammo import make_mammogram, write_mammogram
 
 HEAD = 64 << 10
@@ -113,3 +114,63 @@ def test_deflated_data_set_cut_short_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(UnreadableDataset, match="cannot be parsed|truncated"):
         read_header(path, sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
                     sop_instance_uid="1.2.3")
+
+
+def nested(depth: int, implicit: bool) -> bytes:
+    """Referenced Series Sequences nested ``depth`` deep, each level's item of undefined
+    length holding the next sequence (its length defined at even levels, undefined at odd)."""
+    inner = b""
+    for level in range(depth):
+        item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + inner + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+        header = b"\x08\x00\x15\x11" + (b"" if implicit else b"SQ\x00\x00")
+        if level % 2:
+            inner = header + b"\xff\xff\xff\xff" + item + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+        else:
+            inner = header + len(item).to_bytes(4, "little") + item
+    return inner
+
+
+def with_structure(tmp_path: Path, extra: bytes, transfer_syntax: str) -> Path:
+    """A mammogram with ``extra`` encoded elements spliced in before Patient ID."""
+    path, data = mammogram_file(tmp_path, transfer_syntax, side=16)
+    at = data.index(b"\x10\x00\x20\x00")  # (0010,0020) Patient ID
+    path.write_bytes(data[:at] + extra + data[at:])
+    return path
+
+
+def read(path: Path) -> None:
+    read_header(path, sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
+                sop_instance_uid=dcmread(path, stop_before_pixels=True,
+                                         specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+
+
+@pytest.mark.parametrize("transfer_syntax", ["1.2.840.10008.1.2.1", ImplicitVRLittleEndian])
+def test_sequences_nest_to_the_limit_and_no_deeper(tmp_path: Path, transfer_syntax: str) -> None:
+    implicit = transfer_syntax == ImplicitVRLittleEndian
+    read(with_structure(tmp_path, nested(MAX_DEPTH, implicit), transfer_syntax))
+    with pytest.raises(UnreadableDataset, match=f"nested deeper than {MAX_DEPTH} levels"):
+        read(with_structure(tmp_path, nested(MAX_DEPTH + 1, implicit), transfer_syntax))
+
+
+def test_an_undefined_length_un_is_walked_as_an_implicit_sequence(tmp_path: Path) -> None:
+    # PS3.5 6.2.2: a sequence whose VR the sender did not know, inside explicit VR.
+    sequence = nested(MAX_DEPTH + 1, implicit=True)  # the outermost of defined length
+    un = (b"\x08\x00\x15\x11UN\x00\x00\xff\xff\xff\xff" + sequence[8:]
+          + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+    with pytest.raises(UnreadableDataset, match="nested deeper"):
+        read(with_structure(tmp_path, un, "1.2.840.10008.1.2.1"))
+
+
+def test_more_elements_than_the_limit_are_refused_before_they_are_built(
+        tmp_path: Path) -> None:
+    empty_private = b"\x09\x00\x10\x10LO\x00\x00"  # (0009,1010) LO, zero length
+    with pytest.raises(UnreadableDataset, match=f"more than {MAX_ELEMENTS} elements"):
+        read(with_structure(tmp_path, empty_private * (MAX_ELEMENTS + 1),
+                            "1.2.840.10008.1.2.1"))
+
+
+def test_values_before_the_pixel_data_are_bounded(tmp_path: Path) -> None:
+    size = MAX_HEADER_BYTES + 2
+    private_ob = b"\x09\x00\x10\x10OB\x00\x00" + size.to_bytes(4, "little") + bytes(size)
+    with pytest.raises(UnreadableDataset, match="MiB of values before the pixel data"):
+        read(with_structure(tmp_path, private_ob, "1.2.840.10008.1.2.1"))

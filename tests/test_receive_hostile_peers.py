@@ -19,7 +19,7 @@ from tests.support.dicom_peers import echoscu
 from tests.support.raw_pdu import associate_rq
 
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
-A_ABORT = 0x07
+A_ASSOCIATE_AC, A_ABORT = 0x02, 0x07
 
 
 def attacker(port: int, source: str) -> socket.socket:
@@ -44,6 +44,16 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bytes | None:
             return received
         received += chunk
     return None
+
+
+def read_pdu(sock: socket.socket) -> bytes:
+    """One whole PDU from ``sock``."""
+    data = b""
+    while len(data) < 6 or len(data) < 6 + int.from_bytes(data[2:6], "big"):
+        chunk = sock.recv(65536)
+        assert chunk, "closed within a PDU"
+        data += chunk
+    return data
 
 
 @SQLITE_ONLY
@@ -104,3 +114,28 @@ def test_trickling_peers_are_dropped_at_their_deadline_and_never_block_a_modalit
         sock.close()
     assert all(count < len(request) for count in sent), (sent, len(request))
     assert "association_connection_lost" in node.log_text()
+
+
+@SQLITE_ONLY
+def test_huge_pdu_announced_by_an_associated_peer_is_aborted_within_the_budget(
+        node_factory) -> None:
+    node = node_factory(roles=["dicom"])
+    before = node.rss_bytes
+    request = associate_rq("MMBCD", "BIGPDU", [(1, "1.2.840.10008.1.1",
+                                                ["1.2.840.10008.1.2"])])
+    socks = [attacker(node.dicom_port, f"127.0.0.{2 + n // 4}") for n in range(8)]
+    for sock in socks:
+        sock.sendall(request)
+        assert read_pdu(sock)[0] == A_ASSOCIATE_AC
+    for sock in socks:
+        # P-DATA-TF of 4 GiB, one PDV item of a command fragment, then a trickle.
+        sock.sendall(bytes.fromhex("0400FFFFFFFF" "FFFFFFFB" "0103") + bytes(4096))
+    answers = [closed_by_peer(sock, timeout=20) for sock in socks]
+    peak = node.rss_bytes
+    for sock in socks:
+        sock.close()
+    assert all(answer is not None and answer[:1] == bytes([A_ABORT]) for answer in answers), \
+        answers
+    assert peak - before < 64 << 20, f"RSS grew by {(peak - before) >> 20} MiB"
+    assert echoscu(node.dicom_port).returncode == 0
+    assert "over the 1048576 allowed" in node.log_text()

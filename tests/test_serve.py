@@ -6,6 +6,7 @@ import gc
 import threading
 import time
 
+import pytest
 from sqlalchemy.orm import sessionmaker
 
 from mmbcd_node.config import load_config
@@ -31,3 +32,13 @@ def test_a_serving_process_takes_what_start_up_built_out_of_the_collectors_reach
         serving.join(timeout=30)
         gc.unfreeze()
     assert not serving.is_alive()
+
+
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+def test_a_receiver_whose_limits_exceed_its_memory_budget_does_not_start(node_factory) -> None:
+    node = node_factory(roles=["dicom"], start=False,
+                        settings={"dicom": {"max_associations": 40}})
+    result = node.cli("serve", "--role", "dicom", check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "dicom.memory_budget_bytes" in result.stderr
+    assert "max_associations 40" in result.stderr

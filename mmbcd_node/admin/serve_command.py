@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mmbcd_node.admin.context import cli_context
+from mmbcd_node.config import ConfigError
 from mmbcd_node.db import migrate
 from mmbcd_node.logs import configure_logging
 from mmbcd_node.serve import ROLE_ORDER, role_factories, run_roles
@@ -36,4 +37,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"database is at revision {current}, not {head}: "
                        f"run `mmbcd-node db upgrade` first", err=True)
             raise typer.Exit(1)
-        run_roles(config, cli.sessions, names)
+        try:
+            run_roles(config, cli.sessions, names)
+        except ConfigError as exc:  # found when a role starts, e.g. the memory budget
+            typer.echo(f"{config.source}: {exc}", err=True)
+            raise typer.Exit(2) from exc

@@ -23,7 +23,17 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from ml.views import laterality_of, view_of
+from mmbcd_node.receive.errors import (
+    InvalidIdentifiers,
+    ReceiveError,
+    StorageFailure,
+    UnreadableDataset,
+)
 from mmbcd_node.receive.inflate import InflateRefused, inflated_copy
+from mmbcd_node.receive.structure import check_structure
+
+__all__ = ["InstanceHeader", "InvalidIdentifiers", "ParsedHeader", "ReceiveError",
+           "StorageFailure", "UnreadableDataset", "parse_head", "read_header"]
 
 # Pixel Data, Float Pixel Data, Double Float Pixel Data (where dcmread stops).
 _PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
@@ -39,30 +49,6 @@ _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN
 _PARSE_ERRORS = (InvalidDicomError, EOFError, ValueError, KeyError, OSError, struct.error,
                  OverflowError, RecursionError,
                  AttributeError, NotImplementedError, zlib.error)
-
-
-class ReceiveError(Exception):
-    """A received object is refused; ``status`` is the C-STORE status to answer."""
-
-    status = 0xC000
-
-
-class InvalidIdentifiers(ReceiveError):
-    """Missing, malformed or inconsistent UIDs (0xA900: data set does not match SOP class)."""
-
-    status = 0xA900
-
-
-class UnreadableDataset(ReceiveError):
-    """Truncated or unparseable data (0xC000: cannot understand)."""
-
-    status = 0xC000
-
-
-class StorageFailure(ReceiveError):
-    """Disk or database failure while keeping the object (0xA700: out of resources)."""
-
-    status = 0xA700
 
 
 @dataclass(frozen=True)
@@ -186,7 +172,10 @@ def instance_header(parsed: ParsedHeader, *, has_pixels: bool) -> InstanceHeader
 
 
 def _parse(fp: BinaryIO) -> ParsedHeader:
-    """Parse up to the pixel element; ``fp`` is left at the element that follows."""
+    """Parse up to the pixel element, within the limits of ``structure``; ``fp`` is left
+    at the element that follows."""
+    check_structure(fp)
+    fp.seek(0)
     ds = dcmread(fp, stop_before_pixels=True)
     _check_values_complete(ds)
     return ParsedHeader(dataset=ds, transfer_syntax=UID(ds.file_meta.TransferSyntaxUID),

@@ -31,6 +31,7 @@ from mmbcd_node.receive.admission import Admission, Rejection
 from mmbcd_node.receive.catalogue import Peer
 from mmbcd_node.receive.header import ReceiveError
 from mmbcd_node.receive.incoming import receive_into
+from mmbcd_node.receive.memory_budget import check_memory_budget
 from mmbcd_node.receive.store import InstanceStore, clear_incoming, incoming_dir
 from mmbcd_node.receive.transport import (
     ConnectionGate,
@@ -56,6 +57,7 @@ class DicomRole:
         self.config = config
         self.sessions = sessions
         root = Path(config.storage.root)
+        self.memory = check_memory_budget(config.dicom)
         self.admission = Admission(config.dicom, root)
         self.store = InstanceStore(root, config.dicom.uid_root, sessions,
                                    min_free_bytes=config.dicom.min_free_bytes)
@@ -103,8 +105,9 @@ class DicomRole:
             tls=tls_context(dicom.tls) if dicom.tls.enabled else None,
             on_tls_failure=self._on_tls_failure,
             gate=ConnectionGate(dicom.max_unauthenticated, dicom.max_unauthenticated_per_peer))
-        log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s", dicom.ae_title,
-                 dicom.host, dicom.port, dicom.tls.enabled)
+        log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s "
+                 "worst_case_memory_mib=%d", dicom.ae_title, dicom.host, dicom.port,
+                 dicom.tls.enabled, self.memory.total >> 20)
 
     def stop(self) -> None:
         """Abort associations in flight and close the listener.

@@ -18,9 +18,10 @@ Whatever a peer announces, memory follows what it sends, and every PDU has a dea
   ``MAX_ASSOCIATE_RQ`` (user identity included), or any other PDU but P-DATA-TF longer
   than ``MAX_CONTROL_PDU``, is answered A-ABORT and the connection closed at once,
   before anything is allocated for it;
-- a P-DATA-TF body is read into a buffer that grows with the bytes that have arrived
-  (at most ``GROWTH_STEP``, or twice them; data set fragments go straight into the
-  file);
+- after it, a P-DATA-TF longer than the Maximum Length Received the node announced
+  (``[dicom] max_pdu_size``) is answered A-ABORT in the same way; its body is read
+  into a buffer that grows with the bytes that have arrived (at most ``GROWTH_STEP``,
+  or twice them; data set fragments go straight into the file);
 - each PDU must arrive whole within ``acse_timeout`` (before the association is
   accepted) or ``network_timeout`` (after), measured from its first byte: a peer
   trickling bytes does not reset it. The connection is closed when it runs out.
@@ -198,7 +199,8 @@ class ReceiverDUL(DULServiceProvider):
                 self.event_queue.put("Evt19")  # unrecognised or invalid PDU
                 return False
             limit = (MAX_ASSOCIATE_RQ if awaiting_request
-                     else None if pdu_type == P_DATA_TF else MAX_CONTROL_PDU)
+                     else self.assoc.acceptor.maximum_length or None if pdu_type == P_DATA_TF
+                     else MAX_CONTROL_PDU)
             if limit is not None and length > limit:
                 self._refuse(sock, f"PDU type 0x{pdu_type:02X} of {length} bytes is over "
                                    f"the {limit} allowed here")
