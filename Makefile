@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training
+.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -61,6 +61,11 @@ check-training: venv
 # Study complete -> SR at a storescp PACS, p50/p95 (BENCH_ARGS="-n 20 --device cuda").
 bench-e2e: venv system-tools
 	$(PY) -m tests.bench.e2e $(BENCH_ARGS)
+
+# Fuzz a node on SQLite and PostgreSQL: 36 DICOM data-set classes x 15, 18 raw PDU attack
+# classes x 2 (slowloris included), 21 HL7 classes x 50; exit 1 on any dishonest answer.
+fuzz: venv system-tools
+	$(PY) -m tests.fuzz $(FUZZ_ARGS)
 
 bench-ops: venv
 	$(PY) -m tests.bench.ops $(BENCH_ARGS)

@@ -133,8 +133,7 @@ def read_header(path: Path, *, sop_class_uid: str, sop_instance_uid: str,
         else:
             with path.open("rb") as fp:
                 parsed = _parse(fp)
-                has_pixels = _check_pixel_element(fp, bool(parsed.dataset.is_implicit_VR),
-                                                  size)
+                has_pixels = _check_pixel_element(fp, parsed, size)
     except ReceiveError:
         raise
     except InflateRefused as exc:
@@ -191,10 +190,10 @@ def _pixels_complete(path: Path, parsed: ParsedHeader, head: bytes, size: int) -
     if len(head) >= length_at + 4 and head[length_at:length_at + 4] != b"\xff\xff\xff\xff":
         with BytesIO(head) as fp:
             fp.seek(parsed.end)
-            return _check_pixel_element(fp, implicit_vr, size)
+            return _check_pixel_element(fp, parsed, size)
     with path.open("rb") as fp:
         fp.seek(parsed.end)
-        return _check_pixel_element(fp, implicit_vr, size)
+        return _check_pixel_element(fp, parsed, size)
 
 
 def require_series_uid(header: InstanceHeader) -> str:
@@ -283,7 +282,7 @@ def _elements(ds: Dataset) -> Iterator[DataElement]:
     for tag in list(ds.keys()):
         try:
             element = ds[tag]
-        except (ValueError, OverflowError, TypeError) as exc:
+        except (ValueError, OverflowError, TypeError, NotImplementedError) as exc:
             raise UnreadableDataset(f"element ({_tag_text(tag)}) cannot be read: {exc}") \
                 from exc
         yield element
@@ -302,8 +301,11 @@ def _read_tag(fp: BinaryIO) -> tuple[int, int] | None:
     return group, element
 
 
-def _check_pixel_element(fp: BinaryIO, implicit_vr: bool, size: int) -> bool:
-    """Check the pixel element at the file position is complete; False if there is none."""
+def _check_pixel_element(fp: BinaryIO, parsed: ParsedHeader, size: int) -> bool:
+    """Check the pixel element at the file position is complete, and encapsulated
+    exactly when the transfer syntax is a compressed one (PS3.5 A.4); False if there is
+    none."""
+    implicit_vr = bool(parsed.dataset.is_implicit_VR)
     start = fp.tell()
     tag = _read_tag(fp)
     if tag is None:
@@ -315,6 +317,12 @@ def _check_pixel_element(fp: BinaryIO, implicit_vr: bool, size: int) -> bool:
     else:
         fp.read(4)  # VR and two reserved bytes: always the 4-byte-length form here
         length = _unpack("<L", fp.read(4))
+    compressed = _is_compressed(parsed.transfer_syntax)
+    if compressed is not None and (length == _UNDEFINED) != compressed:
+        raise UnreadableDataset(
+            f"Pixel Data is {'encapsulated' if length == _UNDEFINED else 'native'} under "
+            f"transfer syntax {parsed.transfer_syntax}, which "
+            f"{'requires' if compressed else 'does not allow'} encapsulation")
     if length != _UNDEFINED:
         end = fp.tell() + length
         if end > size:
@@ -338,6 +346,15 @@ def _check_pixel_element(fp: BinaryIO, implicit_vr: bool, size: int) -> bool:
         fp.seek(item_length, 1)
 
 
+def _is_compressed(transfer_syntax: UID) -> bool | None:
+    """Whether pixel data must be encapsulated; None for a transfer syntax pydicom does
+    not know (a private one), where the file decides."""
+    try:
+        return bool(transfer_syntax.is_compressed)
+    except ValueError:
+        return None
+
+
 def _unpack(fmt: str, raw: bytes) -> int:
     if len(raw) < struct.calcsize(fmt):
         raise UnreadableDataset("data set ends inside an element header")
@@ -356,7 +373,7 @@ def _read_deflated(path: Path) -> tuple[ParsedHeader, bool]:
     try:
         with copy.open("rb") as fp:
             parsed = _parse(fp)
-            has_pixels = _check_pixel_element(fp, False, copy.stat().st_size)
+            has_pixels = _check_pixel_element(fp, parsed, copy.stat().st_size)
     finally:
         copy.unlink(missing_ok=True)
     parsed.dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian

@@ -10,7 +10,9 @@ VR, length) of the file, seeking over the values, and refuses the object with
 
 - ``MAX_ELEMENTS`` elements and sequence items in all;
 - ``MAX_DEPTH`` levels of nested sequences;
-- ``MAX_HEADER_BYTES`` of values before the pixel data.
+- ``MAX_HEADER_BYTES`` of values before the pixel data;
+
+and where an explicit VR is not one of PS3.5's.
 
 The walk follows PS3.5 7.1 (element encodings), 7.5 (sequences and items, of defined
 or undefined length) and 6.2.2 (an undefined-length UN holds a sequence in implicit
@@ -25,6 +27,7 @@ from typing import BinaryIO
 
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 from mmbcd_node.receive.errors import UnreadableDataset
 
@@ -37,6 +40,7 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _TRANSFER_SYNTAX = 0x00020010
 # Explicit VRs with a reserved field and a 4-byte length (PS3.5 table 7.1-1).
+_VRS = frozenset(vr.value.encode() for vr in VR if len(vr.value) == 2)
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                        b"UR", b"UT", b"UV"})
 
@@ -97,6 +101,9 @@ class _Walk:
                 vr = _implicit_vr(tag, length)
             else:
                 vr, length = self._explicit_header()
+                if vr not in _VRS:
+                    raise UnreadableDataset(f"element ({_tag_text(tag)}) has an unknown VR "
+                                            f"{vr!r}")
             if vr == b"SQ" or (vr == b"UN" and length == _UNDEFINED):
                 # An undefined-length UN is a sequence in implicit VR (PS3.5 6.2.2).
                 self._sequence(tag, length, depth + 1, implicit or vr == b"UN")

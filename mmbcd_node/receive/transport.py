@@ -49,6 +49,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.transport import (
     AssociationSocket,
     RequestHandler,
@@ -226,6 +227,15 @@ class ReceiverDUL(DULServiceProvider):
             log.exception("event=pdu_decode_failed")
             self.event_queue.put("Evt19")
             return False
+        if isinstance(pdu, A_ASSOCIATE_RQ):
+            # pynetdicom converts the request when the state machine takes it, and a
+            # value it refuses there (a presentation context ID that is not odd) ends
+            # the connection without an answer: convert it here, and abort instead.
+            try:
+                pdu.to_primitive()
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._refuse(sock, f"A-ASSOCIATE-RQ with an invalid parameter: {exc}")
+                return False
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
         return False
