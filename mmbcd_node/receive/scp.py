@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,7 +67,7 @@ class DicomRole:
         # Associations admitted by _on_requested and not yet closed: what
         # max_associations caps (pynetdicom's own count includes connections not
         # yet admitted, which the gate caps).
-        self._admitted: set[int] = set()
+        self._admitted: set[Association] = set()
         self._admitted_lock = threading.Lock()
 
     def start(self) -> None:
@@ -126,14 +127,14 @@ class DicomRole:
         peer = _peer(event)
         with self._admitted_lock:
             # Associations whose thread has ended count no more, whether or not their
-            # connection's close was reported.
-            alive = {id(assoc) for assoc in self.ae.active_associations} if self.ae else set()
-            self._admitted &= alive
+            # connection's close was reported. (Kept as objects, not ids: the id of an
+            # ended association is soon reused by a new one.)
+            self._admitted = {assoc for assoc in self._admitted if assoc.is_alive()}
             rejection = self.admission.check(
                 called_ae=peer.called_ae, calling_ae=peer.calling_ae, address=peer.address,
                 established=len(self._admitted))
             if rejection is None:  # counted from now until its connection closes
-                self._admitted.add(id(event.assoc))
+                self._admitted.add(event.assoc)
                 return
         self._audit_rejection(peer, rejection)
         event.assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
@@ -143,7 +144,7 @@ class DicomRole:
 
     def _on_closed(self, event: evt.Event) -> None:
         with self._admitted_lock:
-            self._admitted.discard(id(event.assoc))
+            self._admitted.discard(event.assoc)
 
     def _on_accepted(self, event: evt.Event) -> None:
         peer = _peer(event)

@@ -346,7 +346,17 @@ class ReceiverRequestHandler(RequestHandler):
         assoc.dul.__class__ = ReceiverDUL
         server = cast(ReceiverServer, self.server)
         address = connection_address(self.client_address)
-        cast(ReceiverSocket, assoc.dul.socket).on_close = lambda: server.gate.leave(address)
+
+        def closed() -> None:
+            server.gate.leave(address)
+            if not assoc.is_established:
+                # The acceptor thread waits up to acse_timeout for an A-ASSOCIATE-RQ
+                # that can no longer come, holding a slot of pynetdicom's own cap: wake
+                # it now (None is its "timed out"), so thread and slot end with the
+                # connection.
+                assoc.dul.to_user_queue.put(None)
+
+        cast(ReceiverSocket, assoc.dul.socket).on_close = closed
         raw = self.request
         try:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
