@@ -112,14 +112,30 @@ def _truncate(rng: random.Random, folder: Path, in_pixels: bool) -> Path:
     return _rewrite(_base(rng, folder), change)
 
 
+# Short-form elements every base mammogram has at the top level: (group, element).
+_KNOWN = [(0x0008, 0x0060), (0x0008, 0x0070), (0x0008, 0x0020), (0x0010, 0x0020),
+          (0x0010, 0x0040), (0x0018, 0x5101), (0x0020, 0x0013), (0x0020, 0x0062),
+          (0x0028, 0x0010), (0x0028, 0x0011), (0x0008, 0x1030), (0x0020, 0x0010)]
+
+
+def _element_offsets(data: bytes, start: int) -> list[int]:
+    """Where the elements of ``_KNOWN`` start (each found with its tag and VR)."""
+    end = data.index(PIXEL_DATA, start)
+    found = []
+    for group, element in _KNOWN:
+        at = data.find(struct.pack("<HH", group, element), start, end)
+        while at != -1 and (at - start) % 2:
+            at = data.find(struct.pack("<HH", group, element), at + 1, end)
+        if at != -1 and data[at + 4:at + 6].isalpha():
+            found.append(at)
+    return found
+
+
 def _element_lengths(rng: random.Random, folder: Path, length: Callable[[random.Random], int]
                      ) -> Path:
     """One short-form element's 2-byte length replaced, or a long-form one's 4 bytes."""
     def change(data: bytes, start: int) -> bytes:
-        pixels = data.index(PIXEL_DATA, start)
-        offsets = [i for i in range(start, pixels - 8, 2)
-                   if data[i + 4:i + 6] in (b"LO", b"CS", b"DA", b"UI", b"PN", b"SH", b"US")]
-        at = rng.choice(offsets) + 6
+        at = rng.choice(_element_offsets(data, start)) + 6
         value = length(rng) & 0xFFFF
         return data[:at] + struct.pack("<H", value) + data[at + 2:]
     return _rewrite(_base(rng, folder), change)
@@ -129,9 +145,7 @@ def _vr(rng: random.Random, folder: Path, valid: bool) -> Path:
     vrs = [b"AE", b"AS", b"CS", b"DA", b"DS", b"IS", b"LO", b"PN", b"SH", b"TM", b"UI", b"US"]
 
     def change(data: bytes, start: int) -> bytes:
-        pixels = data.index(PIXEL_DATA, start)
-        offsets = [i for i in range(start, pixels - 8, 2) if data[i + 4:i + 6] in vrs]
-        at = rng.choice(offsets) + 4
+        at = rng.choice(_element_offsets(data, start)) + 4
         vr = rng.choice(vrs) if valid else bytes(rng.choice(b"QWXZ") for _ in range(2))
         return data[:at] + vr + data[at + 2:]
     return _rewrite(_base(rng, folder), change)
