@@ -106,6 +106,7 @@ def test_same_control_id_from_another_sender_is_a_different_message(
     ("unknown type", order_message(message_type="ADT^A08").encode()),
     ("unsupported version", order_message(version="2.8").encode()),
     ("broken escape", order_message(clinical="lump \\Zpp").encode()),
+    ("escape standing for NUL", order_message(clinical="lump \\X00\\ left").encode()),
     ("latin-1 without MSH-18", order_message(clinical="Größe").encode("latin-1")),
     ("no patient id", order_message(patient_id="").encode()),
     ("second order of message broken", order_message(extra_orders=1).replace(

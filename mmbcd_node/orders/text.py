@@ -69,6 +69,9 @@ def unescape(value: str, *, separators: str, codec: str,
             except UnicodeDecodeError:
                 raise content_error(DATA_TYPE_ERROR, f"{_where(location)}escape \\{sequence}\\ "
                                     f"is not valid {codec}", location) from None
+            if "\x00" in out[-1]:  # no field may hold a NUL (nor can PostgreSQL's text)
+                raise content_error(DATA_TYPE_ERROR, f"{_where(location)}escape \\{sequence}\\ "
+                                    "stands for a NUL character", location)
         else:
             raise content_error(DATA_TYPE_ERROR, f"{_where(location)}unknown escape sequence "
                                 f"\\{sequence}\\", location)
