@@ -38,6 +38,7 @@ from mmbcd_node.db.result_models import (
     Result,
     ResultState,
 )
+from mmbcd_node.retry import backoff
 
 WITHDRAWN_UNSENT = "withdrawn before it was sent"
 # ``sr_class`` names (``[results]`` and ``[[destinations]]``) -> SR SOP Class UID.
@@ -182,13 +183,12 @@ def mark_attempt_failed(session: Session, delivery_id: int, owner: str, error: s
     attempts = session.execute(
         select(Delivery.attempts).where(Delivery.id == delivery_id)).scalar_one() + 1
     give_up = not retry or attempts >= destination.max_attempts
-    delay = timedelta(seconds=destination.backoff_seconds * 2 ** (attempts - 1))
     values: dict[str, object] = {
         "attempts": attempts, "last_error": error[:4000], "lease_owner": None,
         "state": DeliveryState.FAILED if give_up else DeliveryState.PENDING,
     }
     if not give_up:
-        values["next_attempt_at"] = now + min(delay, timedelta(hours=1))
+        values["next_attempt_at"] = now + backoff(destination.backoff_seconds, attempts)
     result = session.execute(
         update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
         .values(**values).execution_options(synchronize_session=False))

@@ -44,6 +44,7 @@ from mmbcd_node.db.result_models import (
 )
 from mmbcd_node.db.session import transaction
 from mmbcd_node.process import renewing
+from mmbcd_node.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +246,8 @@ class Hl7ResultSender:
         elif attempts >= receiving.max_attempts:
             values.update(state=Hl7ResultState.FAILED, last_error=error)
         else:
-            delay = receiving.backoff_seconds * 2 ** (attempts - 1)
             values.update(last_error=error,
-                          next_attempt_at=now + timedelta(seconds=min(delay, 3600.0)))
+                          next_attempt_at=now + backoff(receiving.backoff_seconds, attempts))
         with transaction(self.sessions) as session:
             session.execute(update(Hl7ResultMessage).where(
                 Hl7ResultMessage.id == message_id, Hl7ResultMessage.lease_owner == self.owner)

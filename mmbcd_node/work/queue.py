@@ -28,13 +28,9 @@ from sqlalchemy.orm import Session
 
 from mmbcd_node.config import WorkerConfig
 from mmbcd_node.db.models import Job, JobState, Priority, utcnow
+from mmbcd_node.retry import backoff
 
 log = logging.getLogger(__name__)
-
-
-def backoff_after(policy: WorkerConfig, attempts: int) -> timedelta:
-    """Exponential backoff after ``attempts`` failed tries: b, 2b, 4b, ..."""
-    return timedelta(seconds=policy.backoff_seconds * 2 ** max(0, attempts - 1))
 
 
 @dataclass(frozen=True)
@@ -195,7 +191,8 @@ def _end_attempt(session: Session, job_id: int, owner: str | None, error: str,
     if give_up:
         values.update(state=JobState.FAILED, finished_at=now)
     else:
-        values.update(state=JobState.QUEUED, not_before=now + backoff_after(policy, attempts))
+        values.update(state=JobState.QUEUED,
+                      not_before=now + backoff(policy.backoff_seconds, attempts))
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner,
                           Job.state == JobState.RUNNING, Job.attempts == attempts)
