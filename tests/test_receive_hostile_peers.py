@@ -15,7 +15,9 @@ import time
 
 import pytest
 
+from mmbcd_node.receive.transport import ConnectionGate
 from tests.support.dicom_peers import echoscu
+from tests.support.pacs import wait_until
 from tests.support.raw_pdu import associate_rq
 
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
@@ -143,3 +145,64 @@ def test_huge_pdu_announced_by_an_associated_peer_is_aborted_within_the_budget(
     assert peak - before < 64 << 20, f"RSS grew by {(peak - before) >> 20} MiB"
     assert echoscu(node.dicom_port).returncode == 0
     assert "over the 1048576 allowed" in node.log_text()
+
+
+def test_the_gate_gives_the_longest_silent_connection_s_place_to_a_new_one() -> None:
+    now = [0.0]
+    gate = ConnectionGate(total=2, per_peer=2, clock=lambda: now[0])
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        assert gate.enter(("10.0.0.1", 1), pairs[0][0])
+        now[0] = 0.2
+        assert gate.enter(("10.0.0.2", 1), pairs[1][0])
+        now[0] = 0.9
+        assert not gate.enter(("10.0.0.3", 1)), "nobody has waited a second yet"
+        assert not gate.enter(("10.0.0.1", 2)), "over its peer's share"
+        now[0] = 1.1
+        assert gate.enter(("10.0.0.3", 1), pairs[2][0])
+        assert gate.waiting == 2
+        pairs[0][1].settimeout(5)
+        assert pairs[0][1].recv(1) == b"", "the oldest was shut down"
+        pairs[1][1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            pairs[1][1].recv(1)  # the younger one stays open
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+@SQLITE_ONLY
+def test_trickling_peers_from_several_addresses_cannot_keep_a_modality_out(
+        node_factory) -> None:
+    node = node_factory(roles=["dicom"])  # acse_timeout 30 s, 8 waiting at most
+    request = associate_rq("MMBCD", "SLOW", [(1, "1.2.840.10008.1.1",
+                                              ["1.2.840.10008.1.2"])])
+    socks = [attacker(node.dicom_port, f"127.0.0.{2 + n // 4}") for n in range(8)]
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:
+        for byte in request:
+            if stop.wait(0.25):
+                return
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                return
+
+    threads = [threading.Thread(target=trickle, args=(s,), daemon=True) for s in socks]
+    for thread in threads:
+        thread.start()
+    try:
+        # The gate is full; once the tricklers have waited a second, a modality's
+        # connection takes the place of the one that waited longest (well before
+        # acse_timeout would free one).
+        wait_until(lambda: echoscu(node.dicom_port).returncode == 0, timeout=10,
+                   message="a C-ECHO served while eight connections trickle")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for sock in socks:
+            sock.close()
+    assert "event=connection_evicted" in node.log_text()

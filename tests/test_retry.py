@@ -12,7 +12,7 @@ def test_the_wait_doubles_after_each_failed_attempt() -> None:
 
 
 def test_the_wait_is_capped_at_an_hour_however_many_attempts_failed() -> None:
-    assert MAX_BACKOFF == timedelta(hours=1)
+    assert timedelta(hours=1) == MAX_BACKOFF
     assert backoff(10.0, 10) == MAX_BACKOFF  # 10 x 2^9 = 5120 s
     assert backoff(30.0, 10_000) == MAX_BACKOFF  # no overflow
 

@@ -35,6 +35,7 @@ connection's own thread, bounded by ``acse_timeout``; a failed handshake is repo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -366,25 +367,52 @@ class ReceiverRequestHandler(RequestHandler):
 
 
 class ConnectionGate:
-    """Connections not admitted yet (no A-ASSOCIATE-RQ accepted): at most ``total``, and
-    ``per_peer`` from one address, each known by ``connection_address``. A connection
-    ``leave``s when its association is accepted or it closes, whichever comes first;
-    leaving twice is harmless."""
+    """Connections not admitted yet (no A-ASSOCIATE-RQ accepted): at most ``per_peer``
+    from one address, and ``total`` in all, each known by ``connection_address``. A
+    connection ``leave``s when its association is accepted or it closes, whichever
+    comes first; leaving twice is harmless.
 
-    def __init__(self, total: int, per_peer: int) -> None:
+    When ``total`` are waiting, a new connection takes the place of the one that has
+    waited longest, if that one has waited ``EVICT_AFTER`` seconds or more (a modality
+    sends its A-ASSOCIATE-RQ within milliseconds of connecting; a peer still silent or
+    trickling after a second is the likelier attacker): its socket is shut down. So
+    peers holding connections open from several addresses cannot keep a modality out.
+    """
+
+    EVICT_AFTER = 1.0
+
+    def __init__(self, total: int, per_peer: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.per_peer = per_peer
-        self._waiting: dict[tuple[str, int], str] = {}
+        self._clock = clock
+        self._waiting: dict[tuple[str, int], tuple[float, socket.socket | None]] = {}
         self._lock = threading.Lock()
 
-    def enter(self, address: tuple[str, int]) -> bool:
+    def enter(self, address: tuple[str, int], sock: socket.socket | None = None) -> bool:
         """Let the connection from ``address`` (IP, port) wait for admission, if room."""
+        evicted: tuple[tuple[str, int], float, socket.socket | None] | None = None
         with self._lock:
-            from_peer = sum(1 for ip in self._waiting.values() if ip == address[0])
-            if len(self._waiting) >= self.total or from_peer >= self.per_peer:
+            now = self._clock()
+            from_peer = sum(1 for other in self._waiting if other[0] == address[0])
+            if from_peer >= self.per_peer:
                 return False
-            self._waiting[address] = address[0]
-            return True
+            if len(self._waiting) >= self.total:
+                oldest = min(self._waiting, key=lambda key: self._waiting[key][0])
+                since, oldest_sock = self._waiting[oldest]
+                if now - since < self.EVICT_AFTER:
+                    return False
+                del self._waiting[oldest]
+                evicted = (oldest, now - since, oldest_sock)
+            self._waiting[address] = (now, sock)
+        if evicted is not None:
+            old_address, waited, old_sock = evicted
+            log.warning("event=connection_evicted address=%s waited_s=%.1f reason=%r",
+                        old_address[0], waited, "no A-ASSOCIATE-RQ while the gate was full")
+            if old_sock is not None:
+                with contextlib.suppress(OSError):  # closed already
+                    old_sock.shutdown(socket.SHUT_RDWR)  # its thread sees the close
+        return True
 
     def leave(self, address: tuple[str, int]) -> None:
         with self._lock:
@@ -414,7 +442,7 @@ class ReceiverServer(ThreadedAssociationServer):
         # On the accept loop, before a thread exists: over the gate's limits the
         # connection is closed at once.
         address = connection_address(client_address)
-        if self.gate.enter(address):
+        if self.gate.enter(address, request if isinstance(request, socket.socket) else None):
             return True
         log.warning("event=connection_refused address=%s reason=%r", address[0],
                     "too many connections not yet associated")

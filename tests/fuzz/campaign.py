@@ -26,6 +26,9 @@ from tests.support.dicom_peers import echoscu, pynetdicom_store
 from tests.support.hl7_client import MllpConnection, order_message
 from tests.support.node import RunningNode
 
+# A modality may be turned away while the connections filling the gate are younger
+# than ConnectionGate.EVICT_AFTER (1 s), never longer.
+MAX_REFUSED_SECONDS = 2.0
 FUZZ_SETTINGS = {
     "dicom": {"acse_timeout": 2.0, "network_timeout": 3.0, "dimse_timeout": 10.0},
     "hl7": {"read_timeout_seconds": 5.0},
@@ -43,10 +46,18 @@ class ClassReport:
     echo_served: bool = False
     order_served: bool = False
     echo_seconds: float = 0.0
+    # C-ECHOs sent by a modality while the class ran: how many, how many failed, the
+    # slowest, and the longest time the modality was refused (first failure to the
+    # next success, or to the end of the class).
+    probe_echoes: int = 0
+    probe_failures: int = 0
+    probe_max_seconds: float = 0.0
+    probe_refused_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.dishonest and self.echo_served and self.order_served
+        return (not self.dishonest and self.echo_served and self.order_served
+                and self.probe_refused_seconds < MAX_REFUSED_SECONDS)
 
 
 @dataclass
@@ -92,6 +103,41 @@ class RssSampler:
         self._thread.join()
 
 
+class EchoProbe:
+    """A modality sending a C-ECHO (dcmtk ``echoscu``) every 0.2 s while a class runs."""
+
+    def __init__(self, node: RunningNode) -> None:
+        self.node = node
+        self.echoes = self.failures = 0
+        self.slowest = self.refused_for = 0.0
+        self._refused_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            started = time.monotonic()
+            ok = echoscu(self.node.dicom_port).returncode == 0
+            now = time.monotonic()
+            self.slowest = max(self.slowest, now - started)
+            self.echoes += 1
+            self.failures += not ok
+            if not ok and self._refused_since is None:
+                self._refused_since = started
+            if self._refused_since is not None:
+                self.refused_for = max(self.refused_for, now - self._refused_since)
+                if ok:
+                    self._refused_since = None
+
+    def __enter__(self) -> EchoProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _legitimate_peers(node: RunningNode, report: ClassReport, control_id: str) -> None:
     started = time.monotonic()
     report.echo_served = echoscu(node.dicom_port).returncode == 0
@@ -128,7 +174,7 @@ def _run_class(node: RunningNode, report: Report, family: str, name: str, count:
                ) -> None:
     """Run ``one(index)`` -> (answer, honest, detail) ``count`` times as one class."""
     result = ClassReport(family, name)
-    with RssSampler(node) as sampler:
+    with RssSampler(node) as sampler, EchoProbe(node) as probe:
         for index in range(count):
             answer, honest, detail = one(index)
             result.cases += 1
@@ -139,6 +185,9 @@ def _run_class(node: RunningNode, report: Report, family: str, name: str, count:
                 report.node_alive = False
                 break
         result.peak_rss = sampler.peak
+    result.probe_echoes, result.probe_failures = probe.echoes, probe.failures
+    result.probe_max_seconds = probe.slowest
+    result.probe_refused_seconds = probe.refused_for
     if report.node_alive:
         _legitimate_peers(node, result, f"LEGIT-{family}-{name}"[:40])
     report.classes.append(result)
@@ -197,13 +246,19 @@ def render(report: Report, title: str) -> str:
     mib = 1 << 20
     lines = [f"== {title}: baseline RSS {report.baseline_rss // mib} MiB, peak "
              f"{report.peak_rss // mib} MiB, node {'alive' if report.node_alive else 'DEAD'}",
-             f"{'class':44} {'n':>4} {'peak MiB':>8} {'echo s':>6} {'echo':>4} {'ORM':>4}  answers"]
+             f"{'class':44} {'n':>4} {'peak MiB':>8} {'during: echo ok':>15} {'max s':>5} "
+             f"{'after: echo':>11} {'ORM':>4}  answers"]
     for c in report.classes:
         answers = ", ".join(f"{k} x{v}" for k, v in sorted(c.answers.items()))
+        during = f"{c.probe_echoes - c.probe_failures}/{c.probe_echoes}"
         lines.append(f"{c.family + '/' + c.name:44} {c.cases:>4} {c.peak_rss // mib:>8} "
-                     f"{c.echo_seconds:>6.2f} {'ok' if c.echo_served else 'NO':>4} "
+                     f"{during:>15} {c.probe_max_seconds:>5.2f} "
+                     f"{'ok' if c.echo_served else 'NO':>11} "
                      f"{'ok' if c.order_served else 'NO':>4}  {answers}")
         lines += [f"    DISHONEST {d}" for d in c.dishonest[:5]]
+        if c.probe_failures:
+            lines.append(f"    modality refused {c.probe_failures} of {c.probe_echoes} C-ECHOs, "
+                         f"for {c.probe_refused_seconds:.1f} s at most")
     totals = Counter[str]()
     for c in report.classes:
         totals[c.family] += c.cases

@@ -210,6 +210,8 @@ CASES: list[PduCase] = [
             _trickle(associate=False)),
     PduCase("slowloris_associated", frozenset({"closed", "ABORT+closed"}),
             _trickle(associate=True)),
+    PduCase("slowloris_x8_from_two_addresses", frozenset({"closed", "ABORT+closed"}),
+            _run_in_parallel(_trickle(associate=False), 8)),
     PduCase("silent_connection", frozenset({"closed", "ABORT+closed"}), _silent),
     PduCase("one_peer_crowding_the_port", frozenset({"closed"}), _crowd),
 ]
