@@ -13,7 +13,7 @@ external encoder file that differs from its pin, or weights that do not fit.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from ml.manifest import (
 )
 from ml.model import MMBCD
 from ml.preprocess import PreprocessParams
+from ml.types import MarkOperatingPoint
 
 MODEL_WEIGHTS = "model.safetensors"
 DETECTOR_CONFIG = "detector.yaml"
@@ -78,6 +79,7 @@ class Bundle:
     crop: CropParams
     max_length: int
     threshold: float
+    marks: MarkOperatingPoint = field(default_factory=MarkOperatingPoint)
 
     @property
     def digest(self) -> str:
@@ -134,13 +136,15 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
                 detector_config: dict[str, Any], tokenizer_dir: Path | None,
                 preprocess: PreprocessParams, threshold: float,
                 training_data: dict[str, Any], extra_files: dict[str, bytes] | None = None,
-                notes: str = "") -> dict[str, Any]:
+                notes: str = "", marks: MarkOperatingPoint | None = None) -> dict[str, Any]:
     """Write a bundle to ``out_dir`` (created; must be empty) and return its manifest.
 
     ``model_section`` describes the architecture as ``build_model`` reads it; for an
     internal text encoder its ``config`` is written to ``text_encoder.json`` and its
     tokenizer files are copied from ``tokenizer_dir``. ``extra_files`` (relative path ->
-    bytes), e.g. an evaluation report, are written and pinned too.
+    bytes), e.g. an evaluation report, are written and pinned too. ``marks`` is the
+    operating point for marks (``ml.types.MarkOperatingPoint``); without it the manifest
+    names none and readers take the defaults.
     """
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -176,6 +180,7 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
         "model": section,
         "preprocessing": {f.name: getattr(preprocess, f.name) for f in fields(preprocess)},
         "threshold": threshold,
+        **({"marks": asdict(marks)} if marks is not None else {}),
         "training_data": training_data,
         "files": {p.relative_to(root).as_posix(): sha256_file(p)
                   for p in sorted(root.rglob("*")) if p.is_file()},
@@ -222,4 +227,14 @@ def load_bundle(path: Path | str | None = None) -> Bundle:
         crop=_dataclass_from(CropParams, crop),
         max_length=int(text.get("max_length", 128)),
         threshold=float(manifest["threshold"]),
+        marks=_marks(manifest.get("marks", {})),
     )
+
+
+def _marks(section: dict[str, Any]) -> MarkOperatingPoint:
+    """The manifest's optional ``marks`` section, checked; defaults where it is absent."""
+    marks: MarkOperatingPoint = _dataclass_from(MarkOperatingPoint, section)
+    if not 0.0 <= marks.threshold <= 1.0 or marks.max_per_image < 1:
+        raise BundleError(f"{MANIFEST}: marks {section} needs a threshold in 0..1 and "
+                          "max_per_image of at least 1")
+    return marks

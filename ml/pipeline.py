@@ -235,4 +235,4 @@ class Pipeline:
                                probability=max(candidates) if candidates else None,
                                breasts=breasts, views=views, bundle_digest=self.bundle.digest,
                                history_used=bool(study.history.strip()),
-                               threshold=self.bundle.threshold)
+                               threshold=self.bundle.threshold, marks=self.bundle.marks)

@@ -47,6 +47,20 @@ class ViewPrediction:
 
 
 @dataclass(frozen=True)
+class MarkOperatingPoint:
+    """Which ROIs a reader is shown: the bundle's operating point for marks.
+
+    A ROI whose detector score is at or above ``threshold`` is a mark a workstation must
+    present; the others may be shown on request. At most ``max_per_image`` ROIs of a view
+    become marks, the highest detector scores first. The defaults stand where a bundle
+    names none: 0.25 is Ultralytics' default prediction confidence.
+    """
+
+    threshold: float = 0.25
+    max_per_image: int = 4
+
+
+@dataclass(frozen=True)
 class StudyPrediction:
     study_uid: str
     probability: float | None  # max over breasts
@@ -55,3 +69,4 @@ class StudyPrediction:
     bundle_digest: str
     history_used: bool
     threshold: float  # the bundle's operating threshold
+    marks: MarkOperatingPoint = field(default_factory=MarkOperatingPoint)

@@ -230,14 +230,14 @@ def test_presentation_states_draw_the_boxes_on_the_original_views(tmp_path, resu
         boxes = {layer: [tuple(g.GraphicData) for g in a.get("GraphicObjectSequence", [])]
                  for layer, a in layers.items()}
         expected = ROIS[(view.ImageLaterality, view.ViewPosition)]
-        top = max(expected, key=lambda roi: roi[2])[0]
+        top = max(expected, key=lambda roi: roi[1])[0]  # the highest detector score
         x0, y0, x1, y1 = top
         assert boxes["MMBCD TOP ROI"] == [(x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)]
         assert len(boxes.get("MMBCD ROIS", [])) == len(expected) - 1
         labels = [t.UnformattedTextValue for a in layers.values()
                   for t in a.get("TextObjectSequence", [])]
         assert any(NOT_FOR_DIAGNOSIS in label for label in labels)
-        assert f"att {max(r[2] for r in expected):.2f}" in " ".join(labels)
+        assert f"#1 {max(r[1] for r in expected):.3g}" in " ".join(labels)
         colours = {layer.GraphicLayer: layer.GraphicLayerRecommendedDisplayCIELabValue
                    for layer in gsps.GraphicLayerSequence}
         assert colours["MMBCD TOP ROI"] != colours.get("MMBCD ROIS", colours["MMBCD TOP ROI"]) \

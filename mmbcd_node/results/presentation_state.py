@@ -26,7 +26,7 @@ from highdicom.pr import (
 from pydicom import Dataset
 
 import mmbcd_node
-from ml.types import ViewPrediction
+from ml.types import MarkOperatingPoint, ViewPrediction
 from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultSet
 from mmbcd_node.results.roi_marks import (
     GREEN,
@@ -51,7 +51,7 @@ def build_presentation_states(result: ResultSet) -> list[Dataset]:
     states: list[Dataset] = []
     for number, view in enumerate(result.scored_views, start=1):
         source = result.header_of(view)
-        layers, annotations = _annotations(source, view)
+        layers, annotations = _annotations(source, view, result.prediction.marks)
         gsps = GrayscaleSoftcopyPresentationState(
             referenced_images=[source],
             series_instance_uid=series_uid,
@@ -96,11 +96,11 @@ def _full_range_lut(gsps: Dataset, source: Dataset) -> None:
             lut.LUTDescriptor = [*list(lut.LUTDescriptor)[:2], 16]
 
 
-def _annotations(source: Dataset, view: ViewPrediction,
+def _annotations(source: Dataset, view: ViewPrediction, operating_point: MarkOperatingPoint,
                  ) -> tuple[list[GraphicLayer], list[GraphicAnnotation]]:
     """Layers and annotations for one view: top box, other boxes, caption text."""
-    marks = roi_marks(view)
-    top = GraphicLayer("MMBCD TOP ROI", order=1, description="Most-attended ROI",
+    marks = roi_marks(view, operating_point)
+    top = GraphicLayer("MMBCD TOP ROI", order=1, description="Most suspicious ROI",
                        display_color=CIELabColor.from_rgb(*RED))
     others = GraphicLayer("MMBCD ROIS", order=2, description="Other ROIs",
                           display_color=CIELabColor.from_rgb(*GREEN))
@@ -113,8 +113,8 @@ def _annotations(source: Dataset, view: ViewPrediction,
                                  units=AnnotationUnitsValues.DISPLAY,
                                  bounding_box=(0.01, 0.01, 0.99, 0.05),
                                  text_justification=TextJustificationValues.LEFT)])]
-    for layer, chosen in ((top, [m for m in marks if m.most_attended]),
-                          (others, [m for m in marks if not m.most_attended])):
+    for layer, chosen in ((top, [m for m in marks if m.most_suspicious]),
+                          (others, [m for m in marks if not m.most_suspicious])):
         if not chosen:
             continue
         annotations.append(GraphicAnnotation(

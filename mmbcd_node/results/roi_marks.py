@@ -1,7 +1,8 @@
-"""How a view's ROIs are marked for the eye: which box is highlighted and what it says.
+"""Which of a view's ROIs are shown to a reader, in which order, and what they say.
 
-The Secondary Capture burns these marks into pixels and the presentation state draws
-them as annotations; both take them from here so the two never disagree.
+The Secondary Capture burns these marks into pixels, the presentation state draws them
+as annotations and the SR documents report them; all take them from here so they never
+disagree on which ROIs matter.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.types import ViewPrediction
+from ml.types import MarkOperatingPoint, RoiPrediction, ViewPrediction
 
 RED = (255, 0, 0)
 GREEN = (0, 200, 0)
@@ -18,27 +19,55 @@ GREEN = (0, 200, 0)
 
 @dataclass(frozen=True)
 class RoiMark:
-    """One box to draw: stored-pixel coordinates, its label, whether it is most attended."""
+    """One ROI shown to a reader: its rank by suspicion and whether it must be shown.
 
-    box: tuple[float, float, float, float]
-    label: str
+    ``rank`` 1 is the view's most suspicious ROI (highest detector score); ``required``
+    says its score reaches the bundle's operating point for marks; ``most_attended`` is
+    the ROI the clinical history weighted most, secondary information beside the score.
+    """
+
+    rank: int
+    roi: RoiPrediction
+    required: bool
     most_attended: bool
 
     @property
+    def box(self) -> tuple[float, float, float, float]:
+        return self.roi.box
+
+    @property
+    def score(self) -> float:
+        return self.roi.detector_score
+
+    @property
+    def most_suspicious(self) -> bool:
+        return self.rank == 1
+
+    @property
+    def label(self) -> str:
+        """``#1 0.873``: the rank and the detector score to three significant figures."""
+        return f"#{self.rank} {self.score:.3g}"
+
+    @property
     def color(self) -> tuple[int, int, int]:
-        return RED if self.most_attended else GREEN
+        return RED if self.most_suspicious else GREEN
 
 
-def roi_marks(view: ViewPrediction) -> list[RoiMark]:
-    """The view's ROIs in prediction order; the highest attention weight is highlighted.
+def roi_marks(view: ViewPrediction, operating_point: MarkOperatingPoint) -> list[RoiMark]:
+    """The view's marks, most suspicious first: its detected ROIs (a whole-breast region
+    is not a finding) ranked by detector score, at most ``operating_point.max_per_image``
+    of them, each required when its score reaches ``operating_point.threshold``.
 
-    A tie goes to the first ROI, so exactly one box is red whenever there is a box.
+    Ties keep the model's order, so the ranking is the same every time.
     """
-    if not view.rois:
+    detected = [roi for roi in view.rois if not roi.whole_breast]
+    if not detected:
         return []
-    top = max(range(len(view.rois)), key=lambda i: (view.rois[i].attention, -i))
-    return [RoiMark(box=roi.box, label=f"{i + 1} att {roi.attention:.2f}", most_attended=i == top)
-            for i, roi in enumerate(view.rois)]
+    attended = max(detected, key=lambda roi: roi.attention)
+    ranked = sorted(detected, key=lambda roi: -roi.detector_score)
+    return [RoiMark(rank=rank, roi=roi, required=roi.detector_score >= operating_point.threshold,
+                    most_attended=roi is attended)
+            for rank, roi in enumerate(ranked[:operating_point.max_per_image], start=1)]
 
 
 def box_polyline(box: tuple[float, float, float, float]) -> np.ndarray:

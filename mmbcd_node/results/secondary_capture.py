@@ -18,7 +18,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import RLELossless
 
 import mmbcd_node
-from ml.types import ViewPrediction
+from ml.types import MarkOperatingPoint, ViewPrediction
 from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultError, ResultSet
 from mmbcd_node.results.roi_marks import roi_marks, view_caption
 
@@ -36,7 +36,7 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
     series_uid = result.new_uid(kind.config_name, "series")
     captures: list[Dataset] = []
     for number, view in enumerate(result.scored_views, start=1):
-        picture = render_view(result.source_of(view), view, max_side)
+        picture = render_view(result.source_of(view), view, max_side, result.prediction.marks)
         source = result.header_of(view)
         sc = SCImage.from_ref_dataset(
             ref_dataset=source,
@@ -66,7 +66,8 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
     return captures
 
 
-def render_view(source: Dataset, view: ViewPrediction, max_side: int) -> Image.Image:
+def render_view(source: Dataset, view: ViewPrediction, max_side: int,
+                operating_point: MarkOperatingPoint = MarkOperatingPoint()) -> Image.Image:
     """The view as an RGB picture: windowed, downscaled, banner on top, boxes burned in."""
     height, width = int(source.Rows), int(source.Columns)
     scale = min(1.0, max_side / max(height, width))
@@ -81,7 +82,7 @@ def render_view(source: Dataset, view: ViewPrediction, max_side: int) -> Image.I
     draw.text((3, 2), NOT_FOR_DIAGNOSIS, fill=(255, 255, 0), font=font)
     draw.text((3, 2 + line), view_caption(view), fill=(255, 255, 255), font=font)
     stroke = max(1, round(size[0] / 400))
-    for mark in roi_marks(view):
+    for mark in roi_marks(view, operating_point):
         x0, y0, x1, y1 = (round(c * scale) for c in mark.box)
         box = (x0, y0 + banner, max(x0, x1 - 1), max(y0, y1 - 1) + banner)
         draw.rectangle(box, outline=mark.color, width=stroke)

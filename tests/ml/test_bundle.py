@@ -19,8 +19,10 @@ from ml.bundle import (
     resolve_location,
     save_bundle,
 )
+from ml.manifest import manifest_digest
 from ml.preprocess import PreprocessParams
 from ml.random_bundle import random_parts, train_tokenizer, write_random_bundle
+from ml.types import MarkOperatingPoint
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,8 @@ def test_save_then_load_gives_identical_outputs_on_cpu(tmp_path):
                 model_section=parts.model_section, detector=detector,
                 detector_config=parts.detector_config, tokenizer_dir=tokenizer_dir,
                 preprocess=PreprocessParams(voi="voi_lut"), threshold=0.3,
-                training_data={"studies": 0})
+                training_data={"studies": 0},
+                marks=MarkOperatingPoint(threshold=0.6, max_per_image=2))
     loaded = load_bundle(tmp_path / "b")
     with torch.inference_mode():
         logits2, attention2 = loaded.model(*_inputs())
@@ -65,6 +68,31 @@ def test_save_then_load_gives_identical_outputs_on_cpu(tmp_path):
     assert torch.equal(detections, detections2)
     assert loaded.preprocess.voi == "voi_lut" and loaded.threshold == 0.3
     assert loaded.detector_params.k == 8 and loaded.crop.size == 224
+    assert loaded.marks == MarkOperatingPoint(threshold=0.6, max_per_image=2)
+
+
+def _rewrite_manifest(bundle: Path, **changes: object) -> None:
+    """Change manifest keys and re-sign it, as a bundle author would."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(changes)
+    manifest["digest"] = manifest_digest(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_bundle_without_an_operating_point_for_marks_gets_the_documented_default(bundle_copy):
+    assert "marks" not in read_manifest(bundle_copy)
+    assert load_bundle(bundle_copy).marks == MarkOperatingPoint()
+
+
+@pytest.mark.parametrize("marks, reason", [
+    ({"threshold": 1.5}, "threshold in 0..1"),
+    ({"max_per_image": 0}, "max_per_image of at least 1"),
+    ({"cutoff": 0.5}, "unknown MarkOperatingPoint keys"),
+])
+def test_an_impossible_operating_point_for_marks_is_refused(bundle_copy, marks, reason):
+    _rewrite_manifest(bundle_copy, marks=marks)
+    with pytest.raises(BundleError, match=reason):
+        load_bundle(bundle_copy)
 
 
 def test_manifest_records_every_file_and_an_overall_digest(bundle_dir):
