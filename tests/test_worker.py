@@ -176,7 +176,7 @@ def test_study_with_nothing_analysable_gets_a_not_attempted_cad_sr_and_oru_after
 
     from mmbcd_node.config import Hl7Config, Hl7ResultsConfig
     from mmbcd_node.db.result_models import Hl7ResultMessage
-    from mmbcd_node.results import cad_report
+    from mmbcd_node.results import cad_codes
     from tests.support.dicom_validation import dciodvfy_errors
 
     def for_processing(ds: pydicom.Dataset) -> None:
@@ -210,7 +210,7 @@ def test_study_with_nothing_analysable_gets_a_not_attempted_cad_sr_and_oru_after
     assert summary.ConceptCodeSequence[0].CodeValue == "111245"  # none succeeded
     statuses = [item.ConceptCodeSequence[0].CodeValue for item in cad.ContentSequence
                 if item.ConceptNameCodeSequence[0].CodeValue in ("111064", "111065")]
-    assert statuses == [cad_report.NOT_ATTEMPTED.value] * 2
+    assert statuses == [cad_codes.NOT_ATTEMPTED.value] * 2
     library = next(item for item in cad.ContentSequence
                    if item.ConceptNameCodeSequence[0].CodeValue == "111028")
     assert len(library.ContentSequence) == 4  # every image, none analysed
