@@ -89,6 +89,14 @@ def test_history_is_obr13_then_obr31_text_then_notes_each_with_its_field() -> No
     assert order.reason == "Palpable lump"
 
 
+def test_history_repeated_in_another_field_is_read_once() -> None:
+    (order,) = read(order_message(clinical="Palpable lump  right breast",
+                                  reason="R1^palpable lump right breast^L",
+                                  notes=("family history",)))
+    assert [field for field, _ in order.history_sources] == ["OBR-13", "OBR-31", "NTE-3"]
+    assert order.history_text == "Palpable lump  right breast\nfamily history"
+
+
 def test_coded_reason_without_text_gives_its_code() -> None:
     (order,) = read(order_message(reason="SCREEN"))
     assert order.history_sources[-1] == ("OBR-31", "SCREEN")

@@ -27,7 +27,7 @@ from mmbcd_node.results.result_set import (
 from mmbcd_node.results.secondary_capture import build_secondary_captures
 from mmbcd_node.results.structured_report import build_structured_report
 from tests.support.dicom_validation import dciodvfy_errors, dsrdump, write
-from tests.support.predictions import ROIS, SERIES_NUMBERS, UID_ROOT, make_result_set
+from tests.support.predictions import ORDER, ROIS, SERIES_NUMBERS, UID_ROOT, make_result_set
 
 UID_PREFIX = UID_ROOT
 
@@ -129,6 +129,35 @@ def test_structured_report_states_history_fields_and_views_used(tmp_path, result
     assert texts["Clinical history source"] == ["clinical history from OBR-13, OBR-31"]
     assert texts["Clinical history used"] == [result_set.history.text]
     assert texts["Views used"] == ["all 4 views used"]
+
+
+def test_order_values_too_long_for_their_vr_are_cut_with_a_marker_and_kept_whole(tmp_path):
+    reason = ("Palpable lump right breast upper outer quadrant, growing over three months, "
+              "with skin dimpling")
+    order = dataclasses.replace(ORDER, reason_for_requested_procedure=reason,
+                                placer_order_number="P" * 70, requested_procedure_id="RP-" * 7)
+    result = make_result_set(order=order)
+    path = write(build_structured_report(result), tmp_path, "sr.dcm")
+    assert dciodvfy_errors(path) == []
+    (request,) = pydicom.dcmread(path).ReferencedRequestSequence
+    assert request.ReasonForTheRequestedProcedure == reason[:61].rstrip() + "..."
+    assert request.PlacerOrderNumberImagingServiceRequest == "P" * 61 + "..."
+    assert request.RequestedProcedureID == "RP-RP-RP-RP-R..."
+    texts = _text_items(pydicom.dcmread(path))
+    assert texts["Indications for Procedure"] == [reason]
+
+
+def test_every_sr_container_is_separate_so_a_renderer_names_each_value(tmp_path, result_set):
+    sr = _read_back(tmp_path, build_structured_report(result_set), "sr.dcm")
+
+    def containers(items):
+        for item in items:
+            if item.ValueType == "CONTAINER":
+                yield item
+            yield from containers(item.get("ContentSequence", []))
+
+    assert {item.ContinuityOfContent for item in containers(sr.ContentSequence)} == {"SEPARATE"}
+    assert sr.ContinuityOfContent == "SEPARATE"
 
 
 def test_report_without_order_or_history_says_no_history_available(tmp_path):

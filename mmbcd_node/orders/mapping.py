@@ -116,7 +116,12 @@ class ParsedOrder:
 
     @property
     def history_text(self) -> str:
-        return "\n".join(text for _, text in self.history_sources)
+        """The history parts one per line; a part repeated in another field (a RIS
+        often copies OBR-13 into OBR-31) is kept once."""
+        parts: dict[str, str] = {}
+        for _, text in self.history_sources:
+            parts.setdefault(" ".join(text.split()).casefold(), text)
+        return "\n".join(parts.values())
 
     @property
     def urgent(self) -> bool:

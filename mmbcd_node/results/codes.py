@@ -34,6 +34,7 @@ LATERALITY = {
 }
 DEVICE_OBSERVER = codes.DCM.Device
 SOURCE_IMAGE = CodedConcept("260753009", "SCT", "Source")
+INDICATIONS = CodedConcept("121109", "DCM", "Indications for Procedure")
 
 # Private concepts (declared by ``coding_scheme_identification``).
 ROI_DETECTOR_SCORE = _private("ROI-SCORE", "ROI detector score")

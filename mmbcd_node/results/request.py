@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from pydicom import Dataset
 
+from mmbcd_node.results.value_fit import fit
+
 # Patient and study attributes every object copies from its study (Type 2 in PS3.3).
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                        "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
@@ -19,14 +21,15 @@ def referenced_requests(result: ResultSet) -> list[Dataset] | None:
     """Referenced Request Sequence items (PS3.3 C.17.2) for the order, or None without one.
 
     The sequence is required only when the object fulfils a requested procedure, so a
-    study run without an order carries none rather than an empty, misleading item.
+    study run without an order carries none rather than an empty, misleading item. Order
+    values longer than their VR are cut with a marker (``value_fit``).
     """
     order = result.order
     if order is None:
         return None
     item = Dataset()
     item.StudyInstanceUID = result.prediction.study_uid
-    item.AccessionNumber = order.accession_number
+    item.AccessionNumber = fit(order.accession_number, "SH")
     item.ReferencedStudySequence = []
     if order.accession_issuer:
         issuer = Dataset()
@@ -34,13 +37,14 @@ def referenced_requests(result: ResultSet) -> list[Dataset] | None:
         item.IssuerOfAccessionNumberSequence = [issuer]
     # The identifier sequences are left out, not sent empty: validators read an empty
     # one as a sequence missing its item.
-    item.PlacerOrderNumberImagingServiceRequest = order.placer_order_number
-    item.FillerOrderNumberImagingServiceRequest = order.filler_order_number
-    item.RequestedProcedureID = order.requested_procedure_id
-    item.RequestedProcedureDescription = order.requested_procedure_description
+    item.PlacerOrderNumberImagingServiceRequest = fit(order.placer_order_number, "LO")
+    item.FillerOrderNumberImagingServiceRequest = fit(order.filler_order_number, "LO")
+    item.RequestedProcedureID = fit(order.requested_procedure_id, "SH")
+    item.RequestedProcedureDescription = fit(order.requested_procedure_description, "LO")
     item.RequestedProcedureCodeSequence = []
     if order.reason_for_requested_procedure:
-        item.ReasonForTheRequestedProcedure = order.reason_for_requested_procedure
+        # The whole reason goes into the TID 1500 report when this cuts it.
+        item.ReasonForTheRequestedProcedure = fit(order.reason_for_requested_procedure, "LO")
     return [item]
 
 

@@ -42,6 +42,7 @@ from mmbcd_node.results.image_library import image_library
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
 from mmbcd_node.results.roi_marks import box_polyline
 from mmbcd_node.results.sr_document import document_arguments, observation_context
+from mmbcd_node.results.value_fit import was_cut
 
 SR_CLASSES = {"comprehensive": ComprehensiveSR, "comprehensive3d": Comprehensive3DSR}
 # A re-run may switch SR class; the earlier report of either class is its predecessor.
@@ -82,10 +83,20 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
     first_group = next(i for i, item in enumerate(root)
                        if item.ValueType == "CONTAINER")
     root.insert(first_group, image_library(result.views))
+    _separate(report[0])
     sr = document_class(content=report, **document_arguments(
         result, OutputKind.STRUCTURED_REPORT, TID_1500_SOP_CLASSES))
     result.stamp_identity(sr, private_codes=True)
     return sr
+
+
+def _separate(item: Dataset) -> None:
+    """Every container SEPARATE: each item is a statement of its own, so a renderer
+    names every value instead of running them together as one sentence."""
+    if item.get("ValueType") == "CONTAINER":
+        item.ContinuityOfContent = "SEPARATE"
+    for child in item.get("ContentSequence", []):
+        _separate(child)
 
 
 def algorithm_identification(result: ResultSet) -> AlgorithmIdentification:
@@ -127,6 +138,9 @@ def _study_group(result: ResultSet,
     items.append(TextContentItem(codes.HISTORY_SOURCE, result.history.statement(), contains))
     if result.history.available:
         items.append(TextContentItem(codes.HISTORY_TEXT, result.history.text, contains))
+    reason = result.order.reason_for_requested_procedure if result.order else ""
+    if was_cut(reason, "LO"):  # Referenced Request Sequence holds it cut
+        items.append(TextContentItem(codes.INDICATIONS, reason, contains))
     items.append(TextContentItem(codes.VIEWS_USED, result.views_statement(), contains))
     for view in result.failed_views:
         label = f"{view.laterality or '?'} {view.view or '?'} {view.sop_instance_uid}: " \
