@@ -69,32 +69,67 @@ def test_structured_report_validates_and_reads_back_with_dsrdump(tmp_path, resul
     assert pydicom.dcmread(path).SOPClassUID == sop_class
 
 
-def test_structured_report_states_study_breast_and_roi_results(tmp_path, result_set):
-    path = write(build_structured_report(result_set), tmp_path, "sr.dcm")
-    report = hd.sr.srread(path).content
-    study, *breasts = report.get_image_measurement_groups()
-    assert study.tracking_identifier == "Study"
-    assert [m.value for m in study.get_measurements()] == [pytest.approx(0.81)]
-    by_side = {g.finding_sites[0].laterality.value: g.get_measurements()[0].value for g in breasts}
-    assert by_side == {"24028007": pytest.approx(0.81), "7771000": pytest.approx(0.22)}
+def _content(item: pydicom.Dataset, meaning: str) -> list[pydicom.Dataset]:
+    return [child for child in item.get("ContentSequence", [])
+            if "ConceptNameCodeSequence" in child
+            and child.ConceptNameCodeSequence[0].CodeMeaning == meaning]
 
-    rois = report.get_planar_roi_measurement_groups()
-    assert len(rois) == sum(len(boxes) for boxes in ROIS.values()) == 7
-    expected = {}
-    for view in result_set.prediction.views:
-        for roi in view.rois:
-            expected[(view.sop_instance_uid, roi.box)] = (roi.detector_score, roi.attention)
-    for group in rois:
-        points = np.asarray(group.roi.value)
-        assert points.shape == (5, 2) and (points[0] == points[-1]).all()  # closed polyline
-        box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
-        source_uid = group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-        score, attention = expected.pop((source_uid, tuple(float(v) for v in box)))
-        values = {m.name.meaning: m.value for m in group.get_measurements()}
-        assert values == {"ROI detector score": pytest.approx(score),
-                          "Attention weight of ROI": pytest.approx(attention)}
-        assert group.finding_sites[0].value.meaning == "Breast"
-    assert expected == {}, "every ROI of the prediction is in the report"
+
+def _number(item: pydicom.Dataset) -> float:
+    return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+def test_structured_report_groups_are_the_marks_by_suspicion_each_with_its_region(
+        tmp_path, result_set):
+    sr = _read_back(tmp_path, build_structured_report(result_set), "sr.dcm")
+    (measurements,) = _content(sr, "Imaging Measurements")
+    groups = measurements.ContentSequence
+    view_of = {v.sop_instance_uid: v for v in result_set.prediction.views}
+    order = []
+    for group in groups:
+        assert group.ContentTemplateSequence[0].TemplateIdentifier == "1501"
+        (label,) = _content(group, "Tracking Identifier")
+        (comment,) = _content(group, "Comment")
+        assert comment.TextValue.startswith(label.TextValue + ": score ")
+        values = {}
+        for number in (item for item in group.ContentSequence if item.ValueType == "NUM"):
+            (region,) = number.ContentSequence  # INFERRED FROM the box, where viewers read it
+            assert (region.RelationshipType, region.ValueType, region.GraphicType) == (
+                "INFERRED FROM", "SCOORD", "POLYLINE")
+            points = np.asarray(region.GraphicData, dtype=float).reshape(-1, 2)
+            assert points.shape == (5, 2) and (points[0] == points[-1]).all()
+            box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
+            source = region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            values[number.ConceptNameCodeSequence[0].CodeMeaning] = _number(number)
+        view = view_of[source]
+        roi = next(r for r in view.rois if tuple(float(c) for c in r.box) == box)
+        assert values == {"ROI detector score": pytest.approx(roi.detector_score),
+                          "Attention weight of ROI": pytest.approx(roi.attention)}
+        assert label.TextValue.startswith(f"{view.laterality} {view.view} #")
+        order.append((view.probability, roi.detector_score))
+    # Views by probability, then marks by detector score: the most suspicious first.
+    assert order == sorted(order, key=lambda pair: (-pair[0], -pair[1]))
+    assert len(groups) == sum(min(len(rois), 4) for rois in ROIS.values()) == 7
+
+
+def test_structured_report_derives_view_breast_and_study_probabilities(tmp_path, result_set):
+    sr = _read_back(tmp_path, build_structured_report(result_set), "sr.dcm")
+    (derived,) = _content(sr, "Derived Imaging Measurements")
+    found = []
+    for number in derived.ContentSequence:
+        assert number.ConceptNameCodeSequence[0].CodeValue == "111047"
+        (site,) = _content(number, "Finding Site")
+        side = {c.ConceptCodeSequence[0].CodeMeaning for c in _content(site, "Laterality")}
+        images = _content(number, "Source of Measurement")
+        maximum = bool(_content(number, "Derivation"))
+        found.append((_number(number), "".join(side), len(images), maximum))
+    assert found == [(pytest.approx(0.81), "Right", 1, False),  # R CC
+                     (pytest.approx(0.74), "Right", 1, False),  # R MLO
+                     (pytest.approx(0.22), "Left", 1, False),  # L CC
+                     (pytest.approx(0.18), "Left", 1, False),  # L MLO
+                     (pytest.approx(0.81), "Right", 0, True),  # right breast
+                     (pytest.approx(0.22), "Left", 0, True),  # left breast
+                     (pytest.approx(0.81), "", 0, True)]  # the study
 
 
 def test_structured_report_references_source_views_order_and_identity(tmp_path, result_set):
@@ -179,7 +214,7 @@ def test_report_of_a_partial_result_names_the_unscored_view(tmp_path):
     assert failed.startswith("L MLO") and "could not be decoded" in failed
     assert sr.CompletionFlag == "PARTIAL"
     assert len(hd.sr.srread(write(sr, tmp_path, "b.dcm")).content
-               .get_planar_roi_measurement_groups()) == 6
+               .get_image_measurement_groups()) == 6  # the unscored view's ROI is not a mark
 
 
 def test_rerun_report_names_its_predecessor(tmp_path, result_set):

@@ -44,7 +44,6 @@ HISTORY_TEXT = _private("HISTORY-TEXT", "Clinical history used")
 VIEWS_USED = _private("VIEWS-USED", "Views used")
 VIEW_NOT_SCORED = _private("VIEW-ERROR", "View not scored")
 IMAGE_NOT_ANALYSED = _private("INPUT-NOTE", "Input not analysed")
-ROI_ORIGIN = _private("ROI-ORIGIN", "ROI origin")
 
 
 def coding_scheme_identification() -> Dataset:

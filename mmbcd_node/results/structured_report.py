@@ -1,46 +1,64 @@
 """The TID 1500 Measurement Report: the model's result as a Comprehensive (3D) SR.
 
-Content (PS3.16 TID 1500, built with highdicom's templates):
+Content (PS3.16 TID 1500, built with highdicom's templates), in the order a viewer that
+reads TID 1500 (OHIF, say) opens it:
 
-- observer context: this node as the device observer (TID 1004);
-- image library (TID 1600): every source view;
-- a study-level group (TID 1501): Probability of cancer (DCM 111047) with the algorithm
-  identification (TID 4019: bundle name, version = bundle digest, parameters), and the
-  provenance: which history went in (by source field) or none, and how many views;
-- one group per breast with that breast's probability, finding site breast + laterality;
-- one planar-ROI group (TID 1410) per ROI: the box as a closed 5-point polyline on its
-  source image, finding site, ROI detector score and attention weight.
+- Language (TID 1204), the node as the device observer (TID 1004), procedure reported;
+- image library (TID 1600): every analysed view;
+- Imaging Measurements: one measurement group (TID 1501) per mark (``roi_marks``: the
+  view's most suspicious ROIs, at most the bundle's ``max_per_image``), ordered by
+  suspicion: views by malignancy probability, then marks by rank. Each group has a
+  Finding, finding site breast and laterality, a Comment naming it ("R CC #1: score ..."),
+  and the ROI detector score and attention weight, each inferred from the box as a closed
+  5-point polyline on its image (TID 300 INFERRED FROM SCOORD), which is where viewers
+  that load measurements (OHIF, dcmjs) read a measurement's region. TID 1410 would put the
+  box at group level instead, but then forbids it under the values; a group with no
+  region at all breaks viewers that place groups on images, so none is written;
+- Derived Imaging Measurements (TID 300): the probability of cancer of each view (with
+  its image), of each breast and of the study (the maximum of those below it);
+- Qualitative Evaluations: the provenance as text: which history went in (by source
+  field) or none, the indications when the order's reason is longer than its VR, how many
+  views were used, views not scored, images not analysed.
 
-The order goes into Referenced Request Sequence; a re-run names the SR it replaces in
-Predecessor Documents Sequence.
+Every container is SEPARATE, so each item reads as a statement of its own. The order goes
+into Referenced Request Sequence; a re-run names the SR it replaces in Predecessor
+Documents Sequence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from highdicom.sr import (
     AlgorithmIdentification,
+    CodeContentItem,
+    CodedConcept,
     Comprehensive3DSR,
     ComprehensiveSR,
+    ContainerContentItem,
+    ContentItem,
+    ContentSequence,
+    CoordinatesForMeasurement,
     FindingSite,
     GraphicTypeValues,
-    ImageRegion,
+    LanguageOfContentItemAndDescendants,
     Measurement,
-    MeasurementReport,
     MeasurementsAndQualitativeEvaluations,
-    PlanarROIMeasurementsAndQualitativeEvaluations,
     RelationshipTypeValues,
+    SourceImageForMeasurement,
     SourceImageForRegion,
     TextContentItem,
     TrackingIdentifier,
 )
 from pydicom import Dataset
+from pydicom.sr.codedict import codes as dicom_codes
 
 import mmbcd_node
-from ml.types import RoiPrediction, ViewPrediction
+from ml.types import ViewPrediction
 from mmbcd_node.results import codes
 from mmbcd_node.results.image_library import image_library
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
-from mmbcd_node.results.roi_marks import box_polyline
+from mmbcd_node.results.roi_marks import RoiMark, box_polyline, roi_marks
 from mmbcd_node.results.sr_document import document_arguments, observation_context
 from mmbcd_node.results.value_fit import was_cut
 
@@ -48,6 +66,9 @@ SR_CLASSES = {"comprehensive": ComprehensiveSR, "comprehensive3d": Comprehensive
 # A re-run may switch SR class; the earlier report of either class is its predecessor.
 TID_1500_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.88.33",
                                   "1.2.840.10008.5.1.4.1.1.88.34"})
+CONTAINS = RelationshipTypeValues.CONTAINS
+QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+ENGLISH = CodedConcept("en-US", "RFC5646", "English (United States)")
 
 
 def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") -> Dataset:
@@ -66,37 +87,27 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
         raise ResultError(f"study {result.prediction.study_uid}: no view could be scored, "
                           "so there is no result to report")
     algorithm = algorithm_identification(result)
-    groups: list = [_study_group(result, algorithm)]
-    groups += [_breast_group(result, side, p, algorithm)
-               for side, p in sorted(result.prediction.breasts.items())]
-    for view in result.scored_views:
-        groups += [_roi_group(result, view, n, roi, algorithm)
-                   for n, roi in enumerate(view.rois, start=1)]
-    report = MeasurementReport(
-        observation_context=observation_context(result),
-        procedure_reported=codes.MAMMOGRAPHY,
-        imaging_measurements=groups,
-    )
-    # TID 1500 row order: language, observer context, procedure reported, then the
-    # image library (ours, from the normalised images), then the measurements.
-    root = report[0].ContentSequence
-    first_group = next(i for i, item in enumerate(root)
-                       if item.ValueType == "CONTAINER")
-    root.insert(first_group, image_library(result.views))
-    _separate(report[0])
-    sr = document_class(content=report, **document_arguments(
+    groups = [_mark_group(result, view, mark, algorithm)
+              for view in _by_suspicion(result.scored_views)
+              for mark in roi_marks(view, result.prediction.marks)]
+    root = ContainerContentItem(dicom_codes.DCM.ImagingMeasurementReport, template_id="1500")
+    root.ContentSequence = ContentSequence([
+        *LanguageOfContentItemAndDescendants(ENGLISH),
+        *observation_context(result),
+        CodeContentItem(dicom_codes.DCM.ProcedureReported, codes.MAMMOGRAPHY,
+                        RelationshipTypeValues.HAS_CONCEPT_MOD),
+        image_library(result.views),
+        *([_container(dicom_codes.DCM.ImagingMeasurements,
+                      [item for group in groups for item in group])] if groups else []),
+        _container(dicom_codes.DCM.DerivedImagingMeasurements,
+                   [item for m in _probabilities(result, algorithm) for item in m]),
+        _container(QUALITATIVE_EVALUATIONS, _provenance(result)),
+    ])
+    _separate(root)
+    sr = document_class(content=root, **document_arguments(
         result, OutputKind.STRUCTURED_REPORT, TID_1500_SOP_CLASSES))
     result.stamp_identity(sr, private_codes=True)
     return sr
-
-
-def _separate(item: Dataset) -> None:
-    """Every container SEPARATE: each item is a statement of its own, so a renderer
-    names every value instead of running them together as one sentence."""
-    if item.get("ValueType") == "CONTAINER":
-        item.ContinuityOfContent = "SEPARATE"
-    for child in item.get("ContentSequence", []):
-        _separate(child)
 
 
 def algorithm_identification(result: ResultSet) -> AlgorithmIdentification:
@@ -116,81 +127,101 @@ def finding_site(laterality: str | None) -> FindingSite:
                        laterality=codes.LATERALITY.get(laterality or ""))
 
 
-def _probability(value: float, laterality: str | None = None) -> Measurement:
-    return Measurement(name=codes.PROBABILITY_OF_CANCER, value=round(float(value), 6),
-                       unit=codes.NO_UNITS,
-                       finding_sites=None if laterality is None else [finding_site(laterality)])
+def _container(name: object, items: Iterable[ContentItem]) -> ContainerContentItem:
+    container = ContainerContentItem(name, relationship_type=CONTAINS)  # type: ignore[arg-type]
+    container.ContentSequence = ContentSequence(list(items))
+    return container
 
 
-def _study_group(result: ResultSet,
-                 algorithm: AlgorithmIdentification) -> MeasurementsAndQualitativeEvaluations:
-    assert result.prediction.probability is not None  # checked by the caller
-    group = MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=result.new_uid("sr", "study-group"),
-                                               identifier="Study"),
-        algorithm_id=algorithm,
-        finding_sites=[finding_site(None)],
-        measurements=[_probability(result.prediction.probability)],
-    )
-    # Provenance is stated in the report itself, so it travels with the result.
-    contains = RelationshipTypeValues.CONTAINS
-    items = group[0].ContentSequence
-    items.append(TextContentItem(codes.HISTORY_SOURCE, result.history.statement(), contains))
-    if result.history.available:
-        items.append(TextContentItem(codes.HISTORY_TEXT, result.history.text, contains))
-    reason = result.order.reason_for_requested_procedure if result.order else ""
-    if was_cut(reason, "LO"):  # Referenced Request Sequence holds it cut
-        items.append(TextContentItem(codes.INDICATIONS, reason, contains))
-    items.append(TextContentItem(codes.VIEWS_USED, result.views_statement(), contains))
-    for view in result.failed_views:
-        label = f"{view.laterality or '?'} {view.view or '?'} {view.sop_instance_uid}: " \
-                f"{view.error or 'not scored'}"
-        items.append(TextContentItem(codes.VIEW_NOT_SCORED, label, contains))
-    for line in result.input_statements():
-        items.append(TextContentItem(codes.IMAGE_NOT_ANALYSED, line, contains))
-    return group
+def _separate(item: Dataset) -> None:
+    """Every container SEPARATE: each item is a statement of its own, so a renderer
+    names every value instead of running them together as one sentence."""
+    if item.get("ValueType") == "CONTAINER":
+        item.ContinuityOfContent = "SEPARATE"
+    for child in item.get("ContentSequence", []):
+        _separate(child)
 
 
-
-def _breast_group(result: ResultSet, side: str, probability: float,
-                  algorithm: AlgorithmIdentification) -> MeasurementsAndQualitativeEvaluations:
-    name = {"R": "Right breast", "L": "Left breast"}.get(side, f"Breast {side}")
-    return MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=result.new_uid("sr", "breast", side),
-                                               identifier=name),
-        algorithm_id=algorithm,
-        finding_sites=[finding_site(side)],
-        measurements=[_probability(probability, side)],
-    )
+def _by_suspicion(views: list[ViewPrediction]) -> list[ViewPrediction]:
+    """Views by malignancy probability, highest first; ties keep the study's order."""
+    return sorted(views, key=lambda view: -(view.probability or 0.0))
 
 
-def _roi_group(result: ResultSet, view: ViewPrediction, number: int, roi: RoiPrediction,
-               algorithm: AlgorithmIdentification,
-               ) -> PlanarROIMeasurementsAndQualitativeEvaluations:
+def _mark_label(view: ViewPrediction, mark: RoiMark) -> str:
+    return f"{view.laterality or '?'} {view.view or '?'} #{mark.rank}"
+
+
+def _mark_group(result: ResultSet, view: ViewPrediction, mark: RoiMark,
+                algorithm: AlgorithmIdentification,
+                ) -> MeasurementsAndQualitativeEvaluations:
     source = result.header_of(view)
-    label = f"ROI {number} {view.laterality or ''} {view.view or ''}".replace("  ", " ").strip()
-    group = PlanarROIMeasurementsAndQualitativeEvaluations(
+    region_source = SourceImageForRegion(str(source.SOPClassUID), str(source.SOPInstanceUID))
+    outline = box_polyline(mark.box)
+    label = _mark_label(view, mark)
+
+    def value(name: CodedConcept, number: float) -> Measurement:
+        return Measurement(name=name, value=round(float(number), 6), unit=codes.NO_UNITS,
+                           referenced_coordinates=[CoordinatesForMeasurement(
+                               GraphicTypeValues.POLYLINE, outline, region_source)])
+
+    group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
-            uid=result.new_uid("sr", "roi", view.sop_instance_uid, str(number)),
+            uid=result.new_uid("sr", "roi", view.sop_instance_uid, str(mark.rank)),
             identifier=label),
-        referenced_region=ImageRegion(
-            graphic_type=GraphicTypeValues.POLYLINE,
-            graphic_data=box_polyline(roi.box),
-            source_image=SourceImageForRegion(str(source.SOPClassUID),
-                                              str(source.SOPInstanceUID))),
         finding_type=codes.SELECTED_REGION,
         algorithm_id=algorithm,
         finding_sites=[finding_site(view.laterality)],
-        measurements=[
-            Measurement(name=codes.ROI_DETECTOR_SCORE, value=round(roi.detector_score, 6),
-                        unit=codes.NO_UNITS),
-            Measurement(name=codes.ATTENTION_WEIGHT, value=round(roi.attention, 6),
-                        unit=codes.NO_UNITS),
-        ],
+        measurements=[value(codes.ROI_DETECTOR_SCORE, mark.score),
+                      value(codes.ATTENTION_WEIGHT, mark.roi.attention)],
     )
-    if roi.whole_breast:
-        group[0].ContentSequence.append(TextContentItem(
-            codes.ROI_ORIGIN, "whole breast region (no ROI detected)",
-            RelationshipTypeValues.CONTAINS))
+    group[0].ContentSequence.append(TextContentItem(
+        dicom_codes.DCM.Comment,
+        f"{label}: score {mark.score:.3g}, attention {mark.roi.attention:.3g}"
+        f"{'' if mark.required else ', below the operating point for marks'}", CONTAINS))
     return group
 
+
+def _probabilities(result: ResultSet, algorithm: AlgorithmIdentification) -> list[Measurement]:
+    """TID 300 measurements of the probability of cancer: each view (with its image),
+    each breast and the study (each the maximum of those below it)."""
+    found = []
+    for view in _by_suspicion(result.scored_views):
+        source = result.header_of(view)
+        found.append(Measurement(
+            name=codes.PROBABILITY_OF_CANCER, value=round(float(view.probability or 0.0), 6),
+            unit=codes.NO_UNITS, algorithm_id=algorithm,
+            finding_sites=[finding_site(view.laterality)],
+            referenced_images=[SourceImageForMeasurement(str(source.SOPClassUID),
+                                                         str(source.SOPInstanceUID))]))
+    maximum = dicom_codes.SCT.Maximum
+    for side, probability in sorted(result.prediction.breasts.items(), key=lambda b: -b[1]):
+        found.append(Measurement(name=codes.PROBABILITY_OF_CANCER,
+                                 value=round(float(probability), 6), unit=codes.NO_UNITS,
+                                 derivation=maximum, algorithm_id=algorithm,
+                                 finding_sites=[finding_site(side)]))
+    assert result.prediction.probability is not None  # checked by the caller
+    found.append(Measurement(name=codes.PROBABILITY_OF_CANCER,
+                             value=round(float(result.prediction.probability), 6),
+                             unit=codes.NO_UNITS, derivation=maximum, algorithm_id=algorithm,
+                             finding_sites=[finding_site(None)]))
+    return found
+
+
+def _provenance(result: ResultSet) -> list[TextContentItem]:
+    """Which history went in, the whole indications when cut in the header, the views used,
+    views not scored and images not analysed: stated in the report itself, so it travels
+    with the result."""
+    items = [TextContentItem(codes.HISTORY_SOURCE, result.history.statement(), CONTAINS)]
+    if result.history.available:
+        items.append(TextContentItem(codes.HISTORY_TEXT, result.history.text, CONTAINS))
+    reason = result.order.reason_for_requested_procedure if result.order else ""
+    if was_cut(reason, "LO"):  # Referenced Request Sequence holds it cut
+        items.append(TextContentItem(codes.INDICATIONS, reason, CONTAINS))
+    items.append(TextContentItem(codes.VIEWS_USED, result.views_statement(), CONTAINS))
+    for view in result.failed_views:
+        label = f"{view.laterality or '?'} {view.view or '?'} {view.sop_instance_uid}: " \
+                f"{view.error or 'not scored'}"
+        items.append(TextContentItem(codes.VIEW_NOT_SCORED, label, CONTAINS))
+    items += [TextContentItem(codes.IMAGE_NOT_ANALYSED, line, CONTAINS)
+              for line in result.input_statements()]
+    return items
