@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.config import WorkerConfig
 from mmbcd_node.db.models import Job, JobState, Priority, Study, utcnow
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
-from mmbcd_node.work.queue import (
+from mmbcd_node.job_queue import (
     cancel_pending_jobs,
     claim_jobs,
     complete_job,
@@ -181,10 +181,14 @@ CLAIMER = """
 import sys
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.config import WorkerConfig
-from mmbcd_node.work.queue import claim_jobs, complete_job
+from mmbcd_node.job_queue import claim_jobs, complete_job
 url, owner = sys.argv[1], sys.argv[2]
 sessions = make_sessionmaker(make_engine(url))
 policy = WorkerConfig(lease_seconds=300)
+with transaction(sessions) as s:  # connected and warm before the start
+    claim_jobs(s, owner, policy, limit=0)
+print("ready", flush=True)
+sys.stdin.readline()  # the start barrier: both processes claim from the same moment
 misses = 0
 while misses < 3:
     with transaction(sessions) as s:
@@ -200,11 +204,19 @@ while misses < 3:
 
 
 def test_two_worker_processes_never_claim_the_same_job(sessions, db_url: str) -> None:
-    ids = {add_job(sessions) for _ in range(40)}
+    ids = {add_job(sessions) for _ in range(120)}
     workers = [subprocess.Popen([sys.executable, "-c", CLAIMER, db_url, f"proc-{n}"],
-                                stdout=subprocess.PIPE, text=True) for n in range(2)]
-    outputs = [w.communicate(timeout=120)[0] for w in workers]
-    assert all(w.returncode == 0 for w in workers)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for n in range(2)]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.close()
+    outputs = [w.stdout.read() for w in workers if w.stdout is not None]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
     claimed = [[int(x) for x in out.split()] for out in outputs]
+    assert all(claimed), f"both processes claim jobs ({[len(c) for c in claimed]})"
     assert not set(claimed[0]) & set(claimed[1]), "a job was claimed by both processes"
     assert sorted(claimed[0] + claimed[1]) == sorted(ids), "every job processed exactly once"

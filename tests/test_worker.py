@@ -32,8 +32,8 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
+from mmbcd_node.job_queue import enqueue_job
 from mmbcd_node.send.sender import Sender
-from mmbcd_node.work.queue import enqueue_job
 from mmbcd_node.work.withdrawal import withdraw_cancelled_results
 from mmbcd_node.work.worker import Worker
 from tests.support.mammo import make_mammogram, write_mammogram

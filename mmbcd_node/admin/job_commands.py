@@ -12,8 +12,8 @@ from mmbcd_node.admin.output import emit_records
 from mmbcd_node.db.audit import os_user, record_event
 from mmbcd_node.db.models import Job, Priority, Study, StudyState, utcnow
 from mmbcd_node.db.session import transaction
+from mmbcd_node.job_queue import cancel_pending_jobs, enqueue_job
 from mmbcd_node.results.rejection_note import RejectionReason
-from mmbcd_node.work.queue import cancel_pending_jobs, enqueue_job
 from mmbcd_node.work.result_records import active_result
 from mmbcd_node.work.withdrawal import withdraw_result
 

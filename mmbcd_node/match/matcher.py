@@ -31,8 +31,8 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Priority, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import MatchState, Order, StudyOrder, is_stat
 from mmbcd_node.db.session import transaction
+from mmbcd_node.job_queue import enqueue_job
 from mmbcd_node.logs import study_context
-from mmbcd_node.work.queue import enqueue_job
 
 log = logging.getLogger(__name__)
 

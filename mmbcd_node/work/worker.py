@@ -39,6 +39,15 @@ from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.result_models import OutputObject, Result
 from mmbcd_node.db.session import transaction
+from mmbcd_node.job_queue import (
+    ClaimedJob,
+    cancel_pending_jobs,
+    claim_jobs,
+    complete_job,
+    fail_job,
+    heartbeat,
+    holds_lease,
+)
 from mmbcd_node.ops.heartbeat import MODEL_LOADED, beat
 from mmbcd_node.orders.history import StudyHistory, history_for_study
 from mmbcd_node.process import process_name, renewing
@@ -56,15 +65,6 @@ from mmbcd_node.send.deliveries import create_deliveries
 from mmbcd_node.send.hl7_result import queue_result_message
 from mmbcd_node.work.failures import is_transient, transient_message
 from mmbcd_node.work.image_selection import ImageSelection, select_images
-from mmbcd_node.work.queue import (
-    ClaimedJob,
-    cancel_pending_jobs,
-    claim_jobs,
-    complete_job,
-    fail_job,
-    heartbeat,
-    holds_lease,
-)
 from mmbcd_node.work.result_records import (
     active_result,
     object_references,
