@@ -38,6 +38,7 @@ class SyslogCollector:
         self.tls = tls
         self.port = port or free_port()
         self.frames: list[bytes] = []
+        self.streams_ended = threading.Semaphore(0)  # released when a sender hangs up
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         self.sock = socket.socket(socket.AF_INET, kind)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,6 +75,7 @@ class SyslogCollector:
                         break
                     self.frames.append(rest[:int(length)])
                     buffer = rest[int(length):]
+        self.streams_ended.release()
 
     def messages(self) -> list[ET.Element]:
         """Every received frame checked as RFC 5424 and its MSG parsed as an AuditMessage."""
@@ -182,7 +184,8 @@ def test_forwarding_waits_for_a_tcp_collector_that_is_down_and_loses_nothing(
     with sessions() as session:
         cursor = session.get(AuditForwardCursor, "syslog")
         assert cursor is not None and cursor.last_event_id == 4
-    time.sleep(0.2)
+    # The stream has ended: every frame the sender wrote has been read.
+    assert collector.streams_ended.acquire(timeout=20)
     assert len(collector.frames) == 3  # nothing sent twice
     collector.close()
 

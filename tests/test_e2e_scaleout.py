@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from mmbcd_node.db.models import Job, JobState, Study, StudyState
 from mmbcd_node.db.result_models import Result
 from tests.support.databases import PG_URL_ENV, create_pg_database, drop_pg_database
 from tests.support.dicom_peers import db_rows
-from tests.support.e2e import make_study, push_study, send_order
+from tests.support.e2e import make_study, push_study, send_order, settled
 from tests.support.pacs import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres,
@@ -57,7 +56,7 @@ def test_two_workers_on_postgresql_process_twenty_studies_exactly_once(
         send_order(node.hl7_port, study)
     wait_until(lambda: len(pacs.files()) >= STUDIES, timeout=400,
                message=f"{STUDIES} SRs at the PACS")
-    time.sleep(2.0)  # a study processed twice would send a second SR now
+    wait_until(lambda: settled(db_url), timeout=120, message="every job and delivery settled")
     per_study = Counter(str(ds.StudyInstanceUID) for ds in pacs.received())
     assert per_study == {s.study_uid: 1 for s in studies}, "exactly one SR per study"
     jobs = db_rows(db_url, Job)

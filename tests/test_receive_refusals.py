@@ -31,6 +31,7 @@ from tests.support.dicom_peers import (
 )
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import RunningNode
+from tests.support.pacs import wait_until
 from tests.support.raw_pdu import A_ASSOCIATE_AC, associate_rq, exchange
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."
@@ -222,13 +223,16 @@ def test_association_cap_rejects_the_extra_association(node_factory) -> None:  #
 
     node = node_factory(roles=["dicom"], settings={"dicom": {"max_associations": 1,
                                                             "acse_timeout": 1.0}})
-    # The start-up port probe holds a slot until its ACSE timeout ends.
-    time.sleep(1.5)
     ae = AE(ae_title="HOLDER")
     ae.add_requested_context(Verification)
-    held = ae.associate("127.0.0.1", node.dicom_port, ae_title="MMBCD")
+
+    def hold() -> object:
+        # The start-up port probe may still hold the one slot for a moment.
+        association = ae.associate("127.0.0.1", node.dicom_port, ae_title="MMBCD")
+        return association if association.is_established else None
+
+    held = wait_until(hold, timeout=10, interval=0.1, message="the one association slot")
     try:
-        assert held.is_established
         extra = echoscu(node.dicom_port, calling_ae="EXTRA")
         assert extra.returncode != 0 and "Local Limit Exceeded" in extra.stderr
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -186,8 +185,9 @@ def test_without_a_commitment_report_the_study_waits_and_the_object_is_sent_agai
     assert (row.state, row.commitment_state) == (DeliveryState.SENT, CommitmentState.REQUESTED)
     assert study_state(sessions, study_id) == StudyState.DONE
     assert sender.send_due() == 0, "not before the commitment timeout"
-    time.sleep(1.2)
-    assert sender.send_due() == 1, "sent again, with a new commitment request"
+    wait_until(lambda: sender.send_due() == 1, timeout=20, interval=0.05,
+               message="the delivery sent again after its commitment timeout, with a new "
+                       "commitment request")
     (again,) = deliveries(sessions)
     assert (again.state, again.attempts) == (DeliveryState.SENT, 2)
     assert again.commitment_state == CommitmentState.REQUESTED

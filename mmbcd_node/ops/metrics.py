@@ -2,8 +2,8 @@
 
 Every figure is computed from the tables when ``/metrics`` is scraped, so it is right
 however many receivers, workers and senders share the database, and survives restarts.
-Tables owned by later stages (``hl7_messages``, ``results``, ``deliveries``) are read
-only when present. Exposition is ``prometheus_client``'s.
+States come from the models' enums, so a renamed state cannot silently drop out of a
+metric. Exposition is ``prometheus_client``'s.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from mmbcd_node.db.models import (
@@ -35,7 +35,8 @@ from mmbcd_node.db.models import (
     utcnow,
 )
 from mmbcd_node.db.ops_models import NodeHeartbeat
-from mmbcd_node.ops.tables import reflect_table
+from mmbcd_node.db.order_models import Hl7Message
+from mmbcd_node.db.result_models import Delivery, DeliveryState, Result
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,6 @@ class NodeCollector(Collector):
     def __init__(self, engine: Engine, storage_root: Path | None = None) -> None:
         self.engine = engine
         self.storage_root = storage_root
-        # Reflected once per collector: a serving node's schema is at head and stays there.
-        self._tables: dict[str, Table | None] = {}
-
-    def _table(self, connection: Connection, name: str) -> Table | None:
-        if name not in self._tables:
-            self._tables[name] = reflect_table(connection, name)
-        return self._tables[name]
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("mmbcd_database_up", "1 when the database answered this scrape.")
@@ -119,42 +113,32 @@ class NodeCollector(Collector):
         return metric
 
     def _hl7_messages(self, connection: Connection) -> Iterator[Metric]:
-        table = self._table(connection, "hl7_messages")
-        if table is None or "ack_code" not in table.c:
-            return
         metric = CounterMetricFamily("mmbcd_hl7_messages", "HL7 messages by the ACK code sent.",
                                      labels=["ack_code"])
         for code, n in connection.execute(
-                select(table.c.ack_code, func.count()).group_by(table.c.ack_code)).all():
+                select(Hl7Message.ack_code, func.count()).group_by(Hl7Message.ack_code)).all():
             metric.add_metric([code or ""], n)
         yield metric
 
     def _deliveries(self, connection: Connection) -> Iterator[Metric]:
-        table = self._table(connection, "deliveries")
-        if table is None:
-            return
         metric = GaugeMetricFamily("mmbcd_deliveries", "Deliveries by destination and state.",
                                    labels=["destination", "state"])
-        for destination, state, n in connection.execute(
-                select(table.c.destination, table.c.state, func.count())
-                .group_by(table.c.destination, table.c.state)).all():
-            metric.add_metric([destination, state], n)
+        counts = {(destination, DeliveryState(state)): n for destination, state, n in
+                  connection.execute(select(Delivery.destination, Delivery.state, func.count())
+                                     .group_by(Delivery.destination, Delivery.state)).all()}
+        for destination in sorted({destination for destination, _ in counts}):
+            for state in DeliveryState:  # every state, 0 when it has no rows
+                metric.add_metric([destination, state.value],
+                                  counts.get((destination, state), 0))
         yield metric
 
     def _time_to_result(self, connection: Connection) -> Metric:
-        name = "mmbcd_time_to_result_seconds"
-        doc = "Time from a study's last received image to its result (model output stored)."
-        results = self._table(connection, "results")
-        if results is not None and "created_at" in results.c:
-            joined = results.join(Study.__table__, results.c.study_id == Study.id)
-            return _histogram(connection, name, doc,
-                              seconds_between(connection, Study.last_received_at,
-                                              results.c.created_at),
-                              None, TIME_TO_RESULT_BUCKETS, source=joined)
-        joined = Job.__table__.join(Study.__table__, Job.study_id == Study.id)
-        return _histogram(connection, name, doc,
-                          seconds_between(connection, Study.last_received_at, Job.finished_at),
-                          Job.state == JobState.DONE, TIME_TO_RESULT_BUCKETS, source=joined)
+        joined = Result.__table__.join(Study.__table__, Result.study_id == Study.id)
+        return _histogram(connection, "mmbcd_time_to_result_seconds",
+                          "Time from a study's last received image to its result "
+                          "(model output stored).",
+                          seconds_between(connection, Study.last_received_at, Result.created_at),
+                          None, TIME_TO_RESULT_BUCKETS, source=joined)
 
     def _oldest_pending(self, connection: Connection) -> Metric:
         oldest = connection.execute(

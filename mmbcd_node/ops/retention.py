@@ -23,15 +23,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig, RetentionConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Instance, Job, JobState, Study, StudyState, utcnow
 from mmbcd_node.db.ops_models import ScheduledRun
+from mmbcd_node.db.result_models import (
+    CommitmentState,
+    Delivery,
+    DeliveryState,
+    OutputObject,
+    Result,
+)
 from mmbcd_node.db.session import transaction
-from mmbcd_node.ops.tables import reflect_table
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +68,19 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _deliveries_by_study(connection: Connection) -> dict[int, list[tuple[str, str | None,
-                                                                       datetime | None]]]:
+def _deliveries_by_study(session: Session) -> dict[int, list[tuple[DeliveryState,
+                                                                  CommitmentState | None,
+                                                                  datetime | None]]]:
     """Study id -> [(delivery state, commitment state, moment)] over the study's results."""
-    deliveries = reflect_table(connection, "deliveries")
-    outputs = reflect_table(connection, "output_objects")
-    results = reflect_table(connection, "results")
-    if deliveries is None or outputs is None or results is None:
-        return {}
-    rows = connection.execute(
-        select(results.c.study_id, deliveries.c.state, deliveries.c.commitment_state,
-               func.coalesce(deliveries.c.committed_at, deliveries.c.sent_at))
-        .select_from(deliveries.join(outputs, deliveries.c.output_id == outputs.c.id)
-                     .join(results, outputs.c.result_id == results.c.id))).all()
-    found: dict[int, list[tuple[str, str | None, datetime | None]]] = {}
+    rows = session.execute(
+        select(Result.study_id, Delivery.state, Delivery.commitment_state,
+               func.coalesce(Delivery.committed_at, Delivery.sent_at))
+        .select_from(Delivery).join(OutputObject, Delivery.output_id == OutputObject.id)
+        .join(Result, OutputObject.result_id == Result.id)).all()
+    found: dict[int, list[tuple[DeliveryState, CommitmentState | None, datetime | None]]] = {}
     for study_id, state, commitment, moment in rows:
-        found.setdefault(study_id, []).append((state, commitment, moment))
+        found.setdefault(study_id, []).append(
+            (DeliveryState(state), CommitmentState(commitment) if commitment else None, moment))
     return found
 
 
@@ -85,7 +88,6 @@ def find_candidates(session: Session, policy: RetentionConfig,
                     now: datetime | None = None) -> list[PurgeCandidate]:
     """Studies whose unpurged images the policy lets go at ``now``, oldest first."""
     now = now or utcnow()
-    connection = session.connection()
     busy_jobs = select(Job.study_id).where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
     files = (select(Instance.study_id, func.count(Instance.id).label("files"),
                     func.sum(Instance.size_bytes).label("bytes"))
@@ -93,7 +95,7 @@ def find_candidates(session: Session, policy: RetentionConfig,
     rows = session.execute(
         select(Study, files.c.files, files.c.bytes).join(files, files.c.study_id == Study.id)
         .where(Study.state.not_in(PENDING_STATES), Study.id.not_in(busy_jobs))).all()
-    deliveries = _deliveries_by_study(connection)
+    deliveries = _deliveries_by_study(session)
     candidates = []
     for study, count, size in rows:
         rule, since = _rule(study, deliveries.get(study.id, []))
@@ -107,15 +109,17 @@ def find_candidates(session: Session, policy: RetentionConfig,
     return sorted(candidates, key=lambda c: _aware(c.since))
 
 
-def _rule(study: Study, deliveries: list[tuple[str, str | None, datetime | None]]
+def _rule(study: Study,
+          deliveries: list[tuple[DeliveryState, CommitmentState | None, datetime | None]]
           ) -> tuple[str | None, datetime | None]:
     outstanding = [d for d in deliveries
-                   if d[0] == "pending" or (d[0] == "sent" and d[1] == "requested")]
+                   if d[0] == DeliveryState.PENDING
+                   or (d[0] == DeliveryState.SENT and d[1] == CommitmentState.REQUESTED)]
     if outstanding:
         return None, None  # results still on their way: pending work
     changed = max(_aware(study.last_received_at), _aware(study.state_changed_at))
     if study.state == StudyState.DELIVERED and deliveries and all(
-            d[0] in ("sent", "committed") for d in deliveries):
+            d[0] in (DeliveryState.SENT, DeliveryState.COMMITTED) for d in deliveries):
         moments = [_aware(d[2]) for d in deliveries if d[2] is not None]
         return "delivered", max(moments) if moments else changed
     return "undelivered", changed

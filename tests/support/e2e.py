@@ -12,7 +12,9 @@ from pathlib import Path
 
 from pydicom.uid import generate_uid
 
-from tests.support.dicom_peers import storescu
+from mmbcd_node.db.models import Job, JobState
+from mmbcd_node.db.result_models import Delivery, DeliveryState
+from tests.support.dicom_peers import db_rows, storescu
 from tests.support.hl7_client import order_message, send_one
 from tests.support.mammo import make_mammogram, write_mammogram
 
@@ -58,3 +60,11 @@ def send_order(port: int, study: SyntheticStudy, *, history: str = HISTORY) -> N
     ack = send_one(port, text)
     if ack.code != "AA":
         raise AssertionError(f"order for {study.accession} answered {ack.code}: {ack.raw!r}")
+
+
+def settled(db_url: str) -> bool:
+    """Every job has ended and no delivery is outstanding: nothing more will be sent, so
+    what a PACS holds now is final (what tests check "nothing sent twice" against)."""
+    jobs = db_rows(db_url, Job)
+    return bool(jobs) and all(j.state in (JobState.DONE, JobState.FAILED) for j in jobs) \
+        and all(d.state != DeliveryState.PENDING for d in db_rows(db_url, Delivery))
