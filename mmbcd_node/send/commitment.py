@@ -28,12 +28,12 @@ from mmbcd_node.send.deliveries import (
     mark_study_delivered_if_complete,
     record_commitment_report,
 )
+from mmbcd_node.send.outgoing import OutgoingObject
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
     from pynetdicom.events import Event
 
-    from mmbcd_node.send.store_scu import OutgoingObject
 
 log = logging.getLogger(__name__)
 

@@ -39,12 +39,8 @@ from mmbcd_node.send.deliveries import (
     resend_uncommitted,
 )
 from mmbcd_node.send.hl7_result import Hl7ResultSender
-from mmbcd_node.send.store_scu import (
-    DestinationUnavailable,
-    OutgoingObject,
-    instances_held,
-    store_objects,
-)
+from mmbcd_node.send.outgoing import OutgoingObject
+from mmbcd_node.send.store_scu import DestinationUnavailable, instances_held, store_objects
 
 log = logging.getLogger(__name__)
 

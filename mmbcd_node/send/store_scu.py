@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.filereader import read_file_meta_info
@@ -26,6 +25,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from mmbcd_node.config import DestinationConfig, DicomConfig
 from mmbcd_node.send.commitment import new_transaction_uid, request_commitment
+from mmbcd_node.send.outgoing import OutgoingObject
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,6 @@ PENDING_MATCH = frozenset({0xFF00, 0xFF01})  # C-FIND: a match follows (PS3.4 C.
 
 class DestinationUnavailable(ConnectionError):
     """No association with the destination: down, refused, or not answering."""
-
-
-@dataclass(frozen=True)
-class OutgoingObject:
-    sop_class_uid: str
-    sop_instance_uid: str
-    path: Path
 
 
 @dataclass
