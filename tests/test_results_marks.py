@@ -200,21 +200,28 @@ def test_presentation_state_labels_stay_inside_the_image_and_apart(tmp_path, cas
     assert dciodvfy_errors(path) == [] and dcmpschk_errors(path) == []
 
 
-def test_presentation_state_puts_required_and_optional_marks_on_their_own_layers():
+@pytest.mark.parametrize("threshold, required, optional", [
+    (0.3, ["#2 0.620", f"#3 0.410 {HISTORY_TAG}"], ["#4 0.120"]),
+    # Nothing reaches the operating point: the most suspicious mark stays on its layer.
+    (0.95, [], ["#2 0.620", f"#3 0.410 {HISTORY_TAG}", "#4 0.120"]),
+])
+def test_presentation_state_puts_required_and_optional_marks_on_their_own_layers(
+        threshold, required, optional):
     rois = [((20.0, 40.0, 70.0, 90.0), 0.62, 0.15), ((110.0, 60.0, 170.0, 120.0), 0.93, 0.15),
             ((40.0, 170.0, 100.0, 230.0), 0.41, 0.6), ((130.0, 180.0, 180.0, 240.0), 0.12, 0.1),
-            ((150.0, 10.0, 200.0, 50.0), 0.05, 0.0)]
-    result = with_rois(make_result_set(), rois, MarkOperatingPoint(threshold=0.3,
+            ((150.0, 10.0, 200.0, 50.0), 0.05, 0.0)]  # the fifth is past max_per_image
+    result = with_rois(make_result_set(), rois, MarkOperatingPoint(threshold=threshold,
                                                                    max_per_image=4))
     gsps = build_presentation_states(result)[0]
     texts = {a.GraphicLayer: [t.UnformattedTextValue for t in a.get("TextObjectSequence", [])]
              for a in gsps.GraphicAnnotationSequence}
     assert texts["MMBCD TOP ROI"] == ["#1 0.930"]
-    assert texts["MMBCD ROIS"] == ["#2 0.620", f"#3 0.410 {HISTORY_TAG}"]
-    assert texts["MMBCD OPTIONAL"] == ["#4 0.120"]  # the fifth ROI is past max_per_image
+    assert texts.get("MMBCD ROIS", []) == required
+    assert texts["MMBCD OPTIONAL"] == optional
     order = {layer.GraphicLayer: layer.GraphicLayerOrder for layer in gsps.GraphicLayerSequence}
-    assert order["MMBCD OPTIONAL"] < order["MMBCD ROIS"] < order["MMBCD TOP ROI"], \
-        "the most suspicious mark is drawn last, on top"
+    drawn = [layer for layer in ("MMBCD OPTIONAL", "MMBCD ROIS", "MMBCD TOP ROI")
+             if layer in order]
+    assert sorted(drawn, key=order.__getitem__) == drawn, "the most suspicious mark on top"
     assert any("most suspicious (score 0.930)" in t for t in texts["MMBCD CAPTION"])
 
 

@@ -4,16 +4,16 @@ One GSPS per scored view (PS3.3 A.33.1, built with highdicom's
 ``GrayscaleSoftcopyPresentationState``), in one series per breast (``breast_series``,
 series Laterality the view's, as the IOD requires for a paired body part). The marks
 are those of the Secondary Capture (``roi_marks``) as graphic annotations in
-stored-pixel coordinates, one layer per Rendering Intent: the most suspicious ROI on
-its own red layer and the other marks reaching the operating point on a green one
-(presentation required), the marks below it on a layer of their own (presentation
-optional: a reader may hide it). Each mark has its label (``#1 0.873``, ``Hx`` on the
-most attended one) placed by ``label_layout``; the AI disclaimer, the view probability
-and the legend are a caption layer along the top. The source image's windowing is
-carried over (highdicom copies it when no VOI transformation is given), and the
-Presentation LUT follows the source's photometric interpretation: a presentation state
-replaces it (PS3.4 N.2.1.4), so a MONOCHROME1 view gets INVERSE, not IDENTITY, and is
-not shown in negative.
+stored-pixel coordinates: the most suspicious ROI on its own red layer, as in the
+Secondary Capture, and the others by Rendering Intent, those reaching the operating
+point for marks on a green layer (presentation required) and those below it on a layer
+of their own (presentation optional: a reader may hide it). Each mark has its label
+(``#1 0.873``, ``Hx`` on the most attended one) placed by ``label_layout``; the AI
+disclaimer, the view probability and the legend are a caption layer along the top.
+The source image's windowing is carried over (highdicom copies it when no VOI
+transformation is given), and the Presentation LUT follows the source's photometric
+interpretation: a presentation state replaces it (PS3.4 N.2.1.4), so a MONOCHROME1
+view gets INVERSE, not IDENTITY, and is not shown in negative.
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ def _full_range_lut(gsps: Dataset, source: Dataset) -> None:
 
 def _annotations(source: Dataset, view: ViewPrediction, operating_point: MarkOperatingPoint,
                  ) -> tuple[list[GraphicLayer], list[GraphicAnnotation]]:
-    """Layers and annotations for one view: marks by rendering intent, then the caption."""
+    """Layers and annotations for one view: the most suspicious mark, the others by
+    rendering intent, then the caption."""
     marks = roi_marks(view, operating_point)
-    top = GraphicLayer("MMBCD TOP ROI", order=3,
-                       description="Most suspicious ROI (presentation required)",
+    top = GraphicLayer("MMBCD TOP ROI", order=3, description="Most suspicious ROI",
                        display_color=CIELabColor.from_rgb(*RED))
     required = GraphicLayer("MMBCD ROIS", order=2,
                             description="Other ROIs at the marks' operating point "
@@ -150,9 +150,9 @@ def _annotations(source: Dataset, view: ViewPrediction, operating_point: MarkOpe
     labels = dict(zip((m.rank for m in marks), _label_boxes(marks, rows, columns, boxes),
                       strict=True))
     for layer, chosen in (
-            (top, [m for m in marks if m.required and m.most_suspicious]),
+            (top, [m for m in marks if m.most_suspicious]),
             (required, [m for m in marks if m.required and not m.most_suspicious]),
-            (optional, [m for m in marks if not m.required])):
+            (optional, [m for m in marks if not m.required and not m.most_suspicious])):
         if not chosen:
             continue
         annotations.append(GraphicAnnotation(

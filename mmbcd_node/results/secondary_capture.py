@@ -13,7 +13,8 @@ the others green; a mark whose detector score reaches the operating point for ma
 drawn solid, one below it dashed and thinner. Each is labelled with its rank and score
 (``#1 0.873``), the ROI the clinical history weighted most with ``Hx``; labels are white
 on a black box outlined in the mark's colour, sized and placed by ``label_layout``
-(never on each other, never off the picture, a leader line when away from the box).
+(never on each other, never off the picture, a leader line when away from the box; a
+label with no room left in the picture is left out, its box still drawn).
 RGB, RLE lossless (exact colours, no codec plug-in needed).
 """
 
