@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from ml.types import MarkOperatingPoint, RoiPrediction, ViewPrediction
-from mmbcd_node.results.label_layout import Rect, place_labels
+from mmbcd_node.results.label_layout import Rect, leader, place_labels
 from mmbcd_node.results.outputs import build_outputs
 from mmbcd_node.results.presentation_state import build_presentation_states
 from mmbcd_node.results.result_set import ResultSet
@@ -96,6 +96,13 @@ def test_place_labels_leaves_a_label_out_rather_than_overlap():
     places = place_labels(boxes, [(45, 20)] * 3, Rect(0, 0, 60, 30), gap=2)
     assert places[0] is not None and places[0].within(Rect(0, 0, 60, 30))
     assert places[1:] == [None, None]
+
+
+def test_a_label_away_from_its_box_is_joined_to_it_by_a_leader():
+    box = Rect(100, 100, 120, 120)
+    assert leader(Rect(60, 100, 97, 110), box, gap=2) is None  # beside
+    x0, y0, x1, y1 = leader(Rect(0, 0, 40, 20), box, gap=2)
+    assert (x0, y0) == (40, 20) and (x1, y1) == (100, 100)
 
 
 # -- The Secondary Capture ------------------------------------------------------------
@@ -196,6 +203,19 @@ def test_presentation_state_labels_stay_inside_the_image_and_apart(tmp_path, cas
                             Rect(0, 0, COLUMNS, ROWS))
     marks = roi_marks(result.prediction.views[0], result.prediction.marks)
     assert sum(len(v) for layer, v in boxes.items() if layer != "MMBCD CAPTION") == len(marks)
+    by_rank = {mark.label.split()[0]: Rect(*mark.box) for mark in marks}
+    for annotation in gsps.GraphicAnnotationSequence:
+        for text in annotation.get("TextObjectSequence", []):
+            if text.BoundingBoxAnnotationUnits != "PIXEL":
+                continue
+            box = by_rank[text.UnformattedTextValue.split()[0]]
+            label = Rect(*text.BoundingBoxTopLeftHandCorner,
+                         *text.BoundingBoxBottomRightHandCorner)
+            if "AnchorPoint" in text:  # placed away: the viewer draws a line to the box
+                x, y = text.AnchorPoint
+                assert box.x0 <= x <= box.x1 and box.y0 <= y <= box.y1
+            else:
+                assert label.distance(box) < label.height, "an unanchored label is beside"
     path = write(gsps, tmp_path, "pr.dcm")
     assert dciodvfy_errors(path) == [] and dcmpschk_errors(path) == []
 

@@ -4,7 +4,8 @@ The Secondary Capture and the presentation state both size and place their label
 here, in their own pixel grid. A label's text is ``label_font_px`` high (2.7 % of the
 image height, at least 12 pixels) in DejaVu Sans, on a backing box ``label_size`` wide
 and high. ``place_labels`` puts each label beside its box when it can, else at the
-nearest free place in the image, and never on another label or off the image.
+nearest free place in the image (joined to its box by a ``leader`` line), and never on
+another label or off the image.
 """
 
 from __future__ import annotations
@@ -114,6 +115,21 @@ def place_labels(boxes: Sequence[Rect], sizes: Sequence[tuple[float, float]],
         if best:
             taken.append(best[2])
     return places
+
+
+def leader(label: Rect, box: Rect, gap: float) -> tuple[float, float, float, float] | None:
+    """The line joining a label placed away from its box (more than two gaps off): from
+    the label's edge to the nearest point of the box, ``(x0, y0, x1, y1)``; None for a
+    label beside its box."""
+    if label.distance(box) <= 2 * gap:
+        return None
+    lx, ly = _nearest(label, (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+    bx, by = _nearest(box, lx, ly)
+    return lx, ly, bx, by
+
+
+def _nearest(rect: Rect, x: float, y: float) -> tuple[float, float]:
+    return min(max(x, rect.x0), rect.x1), min(max(y, rect.y0), rect.y1)
 
 
 def _beside(box: Rect, width: float, height: float, gap: float) -> list[Rect]:

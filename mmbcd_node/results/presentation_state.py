@@ -39,7 +39,13 @@ from pydicom import Dataset
 import mmbcd_node
 from ml.types import MarkOperatingPoint, ViewPrediction
 from mmbcd_node.results.breast_series import breast_series, series_of
-from mmbcd_node.results.label_layout import Rect, label_font_px, label_size, place_labels
+from mmbcd_node.results.label_layout import (
+    Rect,
+    label_font_px,
+    label_size,
+    leader,
+    place_labels,
+)
 from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultSet
 from mmbcd_node.results.roi_marks import (
     GREEN,
@@ -147,8 +153,8 @@ def _annotations(source: Dataset, view: ViewPrediction, operating_point: MarkOpe
         text_objects=[TextObject(line, units=AnnotationUnitsValues.DISPLAY, bounding_box=box,
                                  text_justification=TextJustificationValues.LEFT)
                       for line, box in zip(lines, boxes, strict=True)])]
-    labels = dict(zip((m.rank for m in marks), _label_boxes(marks, rows, columns, boxes),
-                      strict=True))
+    gap = max(2.0, label_font_px(rows) / 6)  # between a label and its box or another label
+    places = _label_places(marks, rows, columns, boxes, gap)
     for layer, chosen in (
             (top, [m for m in marks if m.most_suspicious]),
             (required, [m for m in marks if m.required and not m.most_suspicious]),
@@ -160,13 +166,21 @@ def _annotations(source: Dataset, view: ViewPrediction, operating_point: MarkOpe
             graphic_objects=[GraphicObject(GraphicTypeValues.POLYLINE, box_polyline(m.box),
                                            units=AnnotationUnitsValues.PIXEL)
                              for m in chosen],
-            text_objects=[TextObject(m.tagged_label, units=AnnotationUnitsValues.PIXEL,
-                                     bounding_box=labels[m.rank],
-                                     text_justification=TextJustificationValues.LEFT)
-                          for m in chosen if labels[m.rank] is not None]))
+            text_objects=[_label(m, places[m.rank], gap) for m in chosen
+                          if m.rank in places]))
     used = {a.GraphicLayer for a in annotations}
     return [layer for layer in (top, required, optional, caption)
             if layer.GraphicLayer in used], annotations
+
+
+def _label(mark: RoiMark, place: Rect, gap: float) -> TextObject:
+    """The mark's label in its place; away from its box, anchored to it (a viewer draws
+    the line from the box to the label)."""
+    line = leader(place, Rect(*mark.box), gap)
+    return TextObject(mark.tagged_label, units=AnnotationUnitsValues.PIXEL,
+                      bounding_box=(place.x0, place.y0, place.x1, place.y1),
+                      anchor_point=None if line is None else line[2:],
+                      text_justification=TextJustificationValues.LEFT)
 
 
 def _caption_box(line: int) -> tuple[float, float, float, float]:
@@ -175,16 +189,16 @@ def _caption_box(line: int) -> tuple[float, float, float, float]:
     return (_CAPTION_MARGIN, top, 1 - _CAPTION_MARGIN, top + _CAPTION_HEIGHT)
 
 
-def _label_boxes(marks: list[RoiMark], rows: int, columns: int,
-                 caption: Sequence[tuple[float, float, float, float]],
-                 ) -> list[tuple[float, float, float, float] | None]:
-    """Each mark's label box in pixels: inside the image, apart from the other labels
-    and from the caption (its display boxes span the whole image when it is shown to fit)."""
+def _label_places(marks: list[RoiMark], rows: int, columns: int,
+                  caption: Sequence[tuple[float, float, float, float]],
+                  gap: float) -> dict[int, Rect]:
+    """Each mark's label box in pixels, by rank: inside the image, apart from the other
+    labels and from the caption (its display boxes span the image shown to fit). A mark
+    whose label finds no room is left out."""
     px = label_font_px(rows)
     reserved = [Rect(x0 * columns, y0 * rows, x1 * columns, y1 * rows)
                 for x0, y0, x1, y1 in caption]
     places = place_labels([Rect(*m.box) for m in marks],
                           [label_size(m.tagged_label, px) for m in marks],
-                          Rect(0, 0, columns, rows), reserved=reserved, gap=max(2.0, px / 6))
-    return [None if place is None else (place.x0, place.y0, place.x1, place.y1)
-            for place in places]
+                          Rect(0, 0, columns, rows), reserved=reserved, gap=gap)
+    return {m.rank: place for m, place in zip(marks, places, strict=True) if place is not None}

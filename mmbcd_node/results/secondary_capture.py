@@ -40,6 +40,7 @@ from mmbcd_node.results.label_layout import (
     label_font_px,
     label_padding,
     label_size,
+    leader,
     place_labels,
 )
 from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultError, ResultSet
@@ -186,9 +187,9 @@ def render_view(source: Dataset, view: ViewPrediction, max_side: int,
             draw.rectangle(_inclusive(drawn.box), outline=drawn.mark.color, width=width)
         else:
             _dashed_rectangle(draw, drawn.box, drawn.mark.color, width)
-        if drawn.label is not None and drawn.label.distance(drawn.box) > 2 * _GAP:
-            draw.line(_leader(drawn.label, drawn.box), fill=drawn.mark.color,
-                      width=max(1, layout.stroke))
+        line = None if drawn.label is None else leader(drawn.label, drawn.box, _GAP)
+        if line is not None:
+            draw.line(line, fill=drawn.mark.color, width=max(1, layout.stroke))
     for drawn in order:
         if drawn.label is None:
             continue
@@ -240,18 +241,6 @@ def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: Rect, colour: Colour, widt
         end = min(start + dash - 1, y1)
         draw.rectangle((x0, start, min(x0 + width - 1, x1), end), fill=colour)
         draw.rectangle((max(x1 - width + 1, x0), start, x1, end), fill=colour)
-
-
-def _leader(label: Rect, box: Rect) -> tuple[float, float, float, float]:
-    """A line from the label's edge to the nearest point of its box's outline."""
-    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-    lx, ly = _nearest(label, cx, cy)
-    bx, by = _nearest(box, lx, ly)
-    return lx, ly, bx, by
-
-
-def _nearest(rect: Rect, x: float, y: float) -> tuple[float, float]:
-    return (min(max(x, rect.x0), rect.x1 - 1), min(max(y, rect.y0), rect.y1 - 1))
 
 
 def _view_codes(source: Dataset, view: ViewPrediction) -> list[Dataset]:
