@@ -248,21 +248,22 @@ def test_secondary_captures_validate_and_reference_their_views(tmp_path, result_
         assert sc.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
         assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == view.SOPInstanceUID
         assert sc.StudyInstanceUID == view.StudyInstanceUID
-        assert sc.Laterality == view.ImageLaterality
+        assert sc.ImageLaterality == view.ImageLaterality and "Laterality" not in sc
+        assert sc.ViewCodeSequence[0].CodeValue == view.ViewCodeSequence[0].CodeValue
         assert sc.SeriesNumber == SERIES_NUMBERS + 2 and sc.InstanceNumber == number
         assert NOT_FOR_DIAGNOSIS in sc.SeriesDescription
-        assert max(sc.Rows, sc.Columns) <= 1024 + 64
+        assert sc.Columns == view.Columns and sc.Rows > view.Rows  # banner on top
         assert result_set.bundle.digest in sc.SoftwareVersions
 
 
-def test_secondary_capture_burns_most_attended_box_red_and_others_green(tmp_path, result_set):
+def test_secondary_capture_burns_most_suspicious_box_red_and_others_green(tmp_path, result_set):
     sc = _read_back(tmp_path, build_secondary_captures(result_set)[0], "sc.dcm")  # R CC
     pixels = sc.pixel_array
     banner = sc.Rows - int(result_set.datasets[0].Rows)  # no downscaling at this size
     (top_box, _, _), (other_box, _, _) = ROIS[("R", "CC")]
     x0, y0, x1, _ = (int(v) for v in top_box)
     top_edge = pixels[y0 + banner, x0 + 5:x1 - 5]
-    assert (top_edge == [255, 0, 0]).all(), "most-attended box edge is red"
+    assert (top_edge == [255, 0, 0]).all(), "most suspicious box edge is red"
     x0, y0, x1, _ = (int(v) for v in other_box)
     assert (pixels[y0 + banner, x0 + 5:x1 - 5] == [0, 200, 0]).all(), "other box is green"
     assert (pixels[y0 + banner + 5, x0 + 5] != [255, 0, 0]).any(), "box inside not painted"
@@ -270,10 +271,14 @@ def test_secondary_capture_burns_most_attended_box_red_and_others_green(tmp_path
 
 
 def test_large_view_is_downscaled_to_the_maximum_side(result_set):
+    from mmbcd_node.results.secondary_capture import layout_view
+
     (sc,) = build_secondary_captures(
         dataclasses.replace(result_set, prediction=dataclasses.replace(
             result_set.prediction, views=result_set.prediction.views[:1])), max_side=128)
-    assert sc.Columns <= 128 and sc.Rows - 128 < 64
+    layout = layout_view(result_set.datasets[0], result_set.prediction.views[0], 128)
+    assert layout.height == 128 and sc.Columns == layout.width <= 128
+    assert sc.Rows == layout.banner + layout.height
 
 
 # -- Presentation states -------------------------------------------------------------
@@ -297,15 +302,18 @@ def test_presentation_states_draw_the_boxes_on_the_original_views(tmp_path, resu
         top = max(expected, key=lambda roi: roi[1])[0]  # the highest detector score
         x0, y0, x1, y1 = top
         assert boxes["MMBCD TOP ROI"] == [(x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)]
-        assert len(boxes.get("MMBCD ROIS", [])) == len(expected) - 1
+        threshold = result_set.prediction.marks.threshold
+        required = [roi for roi in expected if roi[1] >= threshold]
+        assert len(boxes.get("MMBCD ROIS", [])) == len(required) - 1
+        assert len(boxes.get("MMBCD OPTIONAL", [])) == len(expected) - len(required)
         labels = [t.UnformattedTextValue for a in layers.values()
                   for t in a.get("TextObjectSequence", [])]
         assert any(NOT_FOR_DIAGNOSIS in label for label in labels)
-        assert f"#1 {max(r[1] for r in expected):.3g}" in " ".join(labels)
+        assert f"#1 {max(r[1] for r in expected):.3f}" in " ".join(labels)
         colours = {layer.GraphicLayer: layer.GraphicLayerRecommendedDisplayCIELabValue
                    for layer in gsps.GraphicLayerSequence}
-        assert colours["MMBCD TOP ROI"] != colours.get("MMBCD ROIS", colours["MMBCD TOP ROI"]) \
-            or len(expected) == 1
+        assert all(colours["MMBCD TOP ROI"] != colour for layer, colour in colours.items()
+                   if layer in ("MMBCD ROIS", "MMBCD OPTIONAL"))
 
 
 # -- Rejection note ------------------------------------------------------------------
@@ -429,7 +437,9 @@ def test_build_outputs_gives_each_kind_its_own_series_in_the_source_study(result
         series.setdefault(o.kind, set()).add((ds.SeriesInstanceUID, int(ds.SeriesNumber)))
     assert {kind: {n for _, n in s} for kind, s in series.items()} == {
         "sr": {9900}, "cad_sr": {9901}, "sc": {9902}, "gsps": {9903}}
-    assert all(len(s) == 1 for s in series.values())
+    # Presentation states state a series Laterality: one series per breast.
+    assert {kind: len(s) for kind, s in series.items()} == {
+        "sr": 1, "cad_sr": 1, "sc": 1, "gsps": 2}
 
 
 def test_build_outputs_builds_only_configured_kinds_and_refuses_unknown_ones(result_set):

@@ -32,6 +32,17 @@ LATERALITY = {
     "R": CodedConcept("24028007", "SCT", "Right"),
     "L": CodedConcept("7771000", "SCT", "Left"),
 }
+# CID 4014 View for Mammography, by the view names ``ml.views.view_of`` reads.
+MAMMOGRAPHY_VIEW = {
+    "CC": CodedConcept("399162004", "SCT", "cranio-caudal"),
+    "MLO": CodedConcept("399368009", "SCT", "medio-lateral oblique"),
+    "ML": CodedConcept("399260004", "SCT", "medio-lateral"),
+    "LM": CodedConcept("399352003", "SCT", "latero-medial"),
+    "XCCL": CodedConcept("399099002", "SCT", "cranio-caudal exaggerated laterally"),
+    "XCCM": CodedConcept("441555000", "SCT", "cranio-caudal exaggerated medially"),
+    "SIO": CodedConcept("399110001", "SCT", "superolateral to inferomedial oblique"),
+    "FB": CodedConcept("399196006", "SCT", "caudo-cranial (from below)"),
+}
 DEVICE_OBSERVER = codes.DCM.Device
 SOURCE_IMAGE = CodedConcept("260753009", "SCT", "Source")
 INDICATIONS = CodedConcept("121109", "DCM", "Indications for Procedure")

@@ -15,6 +15,15 @@ from ml.types import MarkOperatingPoint, RoiPrediction, ViewPrediction
 
 RED = (255, 0, 0)
 GREEN = (0, 200, 0)
+# Marks the ROI the clinical history drew the model to most ("Hx": history).
+HISTORY_TAG = "Hx"
+
+
+def score_text(value: float) -> str:
+    """A probability or score to three significant figures (``0.873``, ``0.0412``); a
+    value below 1 never reads as 1 (``>0.999``)."""
+    text = f"{value:#.3g}"
+    return ">0.999" if value < 1 and float(text) >= 1 else text
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,12 @@ class RoiMark:
     @property
     def label(self) -> str:
         """``#1 0.873``: the rank and the detector score to three significant figures."""
-        return f"#{self.rank} {self.score:.3g}"
+        return f"#{self.rank} {score_text(self.score)}"
+
+    @property
+    def tagged_label(self) -> str:
+        """The label as drawn on the image: ``#2 0.352 Hx`` for the most attended ROI."""
+        return f"{self.label} {HISTORY_TAG}" if self.most_attended else self.label
 
     @property
     def color(self) -> tuple[int, int, int]:
@@ -77,8 +91,26 @@ def box_polyline(box: tuple[float, float, float, float]) -> np.ndarray:
 
 
 def view_caption(view: ViewPrediction) -> str:
-    """The view's probability line, e.g. ``R CC  P(malignancy) 0.81``."""
+    """The view's probability line, e.g. ``R CC  P(malignancy) 0.810``."""
     name = f"{view.laterality or '?'} {view.view or '?'}"
     if view.probability is None:
         return f"{name}  not scored: {view.error or 'no result'}"
-    return f"{name}  P(malignancy) {view.probability:.2f}"
+    return f"{name}  P(malignancy) {score_text(view.probability)}"
+
+
+def legend(marks: list[RoiMark], operating_point: MarkOperatingPoint) -> list[str]:
+    """What the marks of a view mean, one line each (empty without marks): the most
+    suspicious ROI with its score, the most attended one with its attention weight, and
+    which marks fall below the operating point (a reader may hide those)."""
+    if not marks:
+        return []
+    top = marks[0]
+    lines = [f"red #{top.rank} most suspicious (score {score_text(top.score)})"]
+    lines += [f"{HISTORY_TAG} #{mark.rank} most attended by history "
+              f"(attention {score_text(mark.roi.attention)})"
+              for mark in marks if mark.most_attended]
+    optional = [f"#{mark.rank}" for mark in marks if not mark.required]
+    if optional:
+        lines.append(f"{', '.join(optional)} optional: score below "
+                     f"{score_text(operating_point.threshold)}")
+    return lines

@@ -1,8 +1,10 @@
 """Validation of DICOM objects with the reference tools: dicom3tools and dcmtk.
 
-``dciodvfy`` checks an object against its IOD (module and attribute rules); ``dsrdump``
-parses an SR document with dcmtk's relationship-constraint checks. Both run on a file,
-as a PACS would receive it.
+``dciodvfy`` checks an object against its IOD (module and attribute rules), ``dcentvfy``
+a set of objects against each other (one patient, study or series must not say two
+things), ``dcmpschk`` a presentation state, and ``dsrdump`` parses an SR document with
+dcmtk's relationship-constraint checks; ``dcmp2pgm`` shows an image as a presentation
+state says. All run on files, as a PACS would receive them.
 """
 
 from __future__ import annotations
@@ -41,3 +43,31 @@ def dsrdump(path: Path) -> str:
     errors = [line for line in output.splitlines() if line.startswith(("E:", "F:"))]
     assert not errors, "dsrdump reported errors:\n" + "\n".join(errors)
     return output
+
+
+def dcentvfy_errors(paths: list[Path]) -> list[str]:
+    """The ``Error`` lines dicom3tools' ``dcentvfy`` reports for ``paths`` taken together:
+    attributes of one entity (patient, study, series) that differ between instances."""
+    run = subprocess.run(["dcentvfy", *map(str, paths)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    lines = (run.stdout + run.stderr).splitlines()
+    return [line for line in lines if line.startswith("Error")]
+
+
+def dcmpschk_errors(path: Path) -> list[str]:
+    """dcmtk's ``dcmpschk`` output for the presentation state at ``path`` when it does not
+    pass the file ("Test failed"), else nothing."""
+    run = subprocess.run(["dcmpschk", str(path)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    output = run.stdout + run.stderr
+    passed = run.returncode == 0 and "Test passed" in output
+    return [] if passed else [f"dcmpschk exit {run.returncode}:", *output.splitlines()]
+
+
+def render_with_presentation_state(image: Path, state: Path, out: Path) -> Path:
+    """``image`` as dcmtk's ``dcmp2pgm`` displays it under the presentation state
+    ``state`` (VOI, presentation LUT; graphics not drawn), as an 8-bit PGM at ``out``."""
+    run = subprocess.run(["dcmp2pgm", "-p", str(state), str(image), str(out)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0 and out.exists(), f"dcmp2pgm failed:\n{run.stdout}{run.stderr}"
+    return out

@@ -92,9 +92,12 @@ HISTORY = HistoryProvenance(text="Palpable lump upper outer quadrant right breas
                             source_fields=("OBR-13", "OBR-31"))
 
 
-def make_result_set(failed_view: tuple[str, str] | None = None, **changes: object) -> ResultSet:
-    """A complete result set over a fresh synthetic study; ``changes`` replace fields."""
-    views = make_study()
+def make_result_set(failed_view: tuple[str, str] | None = None,
+                    sources: list[pydicom.Dataset] | None = None,
+                    **changes: object) -> ResultSet:
+    """A complete result set over a fresh synthetic study (or over ``sources``, views of
+    one study at least 256 x 208 pixels); ``changes`` replace fields."""
+    views = sources if sources is not None else make_study()
     result = ResultSet(prediction=make_prediction(views, failed_view),
                        views=[source_image(ds) for ds in views],
                        bundle=BUNDLE, uid_root=UID_ROOT, series_numbers=SERIES_NUMBERS,
