@@ -171,11 +171,11 @@ def test_pid_is_the_orders_pid_with_the_name_and_the_identifier_type_code(
     add_result(sessions, config)
     send_all(sessions, config)
     (text,) = ris.received
-    strict_message(text)
     (pid,) = segments(text, "PID")
     assert pid == segments(order, "PID")[0] == ORDER_PID
     assert field(pid, 5) == "Doe^Jane", "PID-5 is required"
     assert field(pid, 3).split("^")[4] == "MR", "CX-5 identifier type code"
+    strict_message(text)
 
 
 def test_pid_echoes_the_orders_text_with_escapes_hl7apy_keeps(sessions, ris) -> None:
@@ -188,10 +188,10 @@ def test_pid_echoes_the_orders_text_with_escapes_hl7apy_keeps(sessions, ris) -> 
     add_result(sessions, config)
     send_all(sessions, config)
     (oru,) = ris.received
-    strict_message(oru)
     (pid,) = segments(oru, "PID")
     assert field(pid, 5) == "DOe&Smith^J\\S\\ane x~Doe^Jane"
     assert field(pid, 3) == "PAT7^^^HOSP^MR"
+    strict_message(oru)
 
 
 def test_obr_4_is_the_orders_procedure_with_its_code(sessions, ris) -> None:
@@ -200,9 +200,9 @@ def test_obr_4_is_the_orders_procedure_with_its_code(sessions, ris) -> None:
     add_result(sessions, config)
     send_all(sessions, config)
     (text,) = ris.received
-    strict_message(text)
     assert field(segments(text, "OBR")[0], 4) == field(segments(order, "OBR")[0], 4) \
         == "MAMMO^Mammography bilateral"
+    strict_message(text)
 
 
 def test_orc_is_a_result_whose_order_status_agrees_with_the_result_status(
@@ -212,12 +212,12 @@ def test_orc_is_a_result_whose_order_status_agrees_with_the_result_status(
     add_result(sessions, config)
     send_all(sessions, config)
     (text,) = ris.received
-    strict_message(text)
     (orc,), (obr,) = segments(text, "ORC"), segments(text, "OBR")
     assert field(orc, 1) == "RE", "table 0119: observations to follow"
     assert (field(obr, 25), field(orc, 5)) == ("P", "A"), \
         "a preliminary result leaves the order with some results, not complete"
     assert (field(orc, 2), field(orc, 3)) == (field(obr, 2), field(obr, 3))
+    strict_message(text)
 
 
 def test_obr_24_is_radiology_from_table_0074(sessions, ris) -> None:
@@ -226,8 +226,8 @@ def test_obr_24_is_radiology_from_table_0074(sessions, ris) -> None:
     add_result(sessions, config)
     send_all(sessions, config)
     (text,) = ris.received
-    strict_message(text)
     assert field(segments(text, "OBR")[0], 24) == "RAD"
+    strict_message(text)
 
 
 def test_a_rerun_is_a_correction_under_the_same_filler_number(sessions, ris) -> None:
@@ -238,8 +238,6 @@ def test_a_rerun_is_a_correction_under_the_same_filler_number(sessions, ris) -> 
     add_result(sessions, config, study_id=study_id, probability=0.25)
     send_all(sessions, config)
     first, second = ris.received
-    for text in (first, second):
-        strict_message(text)
     (obr1,), (obr2,) = segments(first, "OBR"), segments(second, "OBR")
     assert (field(obr1, 25), field(obr2, 25)) == ("P", "C")
     assert field(obr2, 3) == field(obr1, 3) == "FI7"
@@ -249,6 +247,8 @@ def test_a_rerun_is_a_correction_under_the_same_filler_number(sessions, ris) -> 
     case = next(obx for obx in segments(second, "OBX") if field(obx, 3).startswith("111047"))
     assert field(case, 5) == "0.2500"
     assert first.split("|")[9] != second.split("|")[9], "a new MSH-10"
+    for text in (first, second):
+        strict_message(text)
 
 
 def test_a_rerun_before_the_first_oru_went_out_is_preliminary_and_the_first_never_goes(
@@ -287,7 +287,6 @@ def test_cancel_withdraw_sends_the_cancellation_of_the_result_to_the_ris(
         assert queued.result_status == "X"
     send_all(sessions, config)
     preliminary, cancellation = ris.received
-    strict_message(cancellation)
     (orc,), (obr,) = segments(cancellation, "ORC"), segments(cancellation, "OBR")
     assert (field(obr, 25), field(orc, 1), field(orc, 5)) == ("X", "RE", "CA")
     assert segments(cancellation, "OBX") == [], "no results available"
@@ -295,6 +294,7 @@ def test_cancel_withdraw_sends_the_cancellation_of_the_result_to_the_ris(
                                               field(segments(preliminary, "OBR")[0], 3))
     assert segments(cancellation, "PID") == segments(preliminary, "PID")
     assert message_state(sessions, "X") == Hl7ResultState.SENT
+    strict_message(cancellation)
 
 
 def message_state(sessions, status: str) -> str:
@@ -313,11 +313,11 @@ def test_an_order_cancelled_by_the_ris_cancels_the_result_it_was_sent(sessions, 
     send_all(sessions, config)
     assert len(ris.received) == 2
     cancellation = ris.received[1]
-    strict_message(cancellation)
     (obr,) = segments(cancellation, "OBR")
     assert (field(obr, 2), field(obr, 3), field(obr, 25)) == ("PL7", "FI7", "X")
     with sessions() as session:
         assert active_result(session, study_id) is None
+    strict_message(cancellation)
 
 
 def test_a_withdrawn_result_the_ris_never_got_sends_nothing(sessions, ris) -> None:
@@ -355,8 +355,6 @@ def test_without_an_order_the_oru_carries_the_nodes_filler_number_and_the_images
     add_result(sessions, config, study_id=study_id, with_order=False, probability=0.5)
     send_all(sessions, config)
     first, second = ris.received
-    for text in (first, second):
-        strict_message(text)
     (obr1,), (obr2,) = segments(first, "OBR"), segments(second, "OBR")
     assert field(obr1, 2) == "" and field(obr1, 3) == f"MMBCD-{study_id}^MMBCD-NODE"
     assert field(segments(first, "ORC")[0], 3) == field(obr1, 3)
@@ -365,6 +363,8 @@ def test_without_an_order_the_oru_carries_the_nodes_filler_number_and_the_images
     (pid,) = segments(first, "PID")
     assert (field(pid, 3), field(pid, 5), field(pid, 7), field(pid, 8)) == (
         "PAT7^^^HOSP", "Roe^Anna^M^Jr^Dr", "19650203", "F")
+    for text in (first, second):
+        strict_message(text)
 
 
 def test_a_correction_waits_for_the_preliminary_another_sender_is_sending(
