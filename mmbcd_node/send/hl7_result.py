@@ -55,12 +55,12 @@ from mmbcd_node.db.result_models import (
 from mmbcd_node.db.session import transaction
 from mmbcd_node.process import renewing
 from mmbcd_node.retry import backoff
+from mmbcd_node.send.deliveries import WITHDRAWN_UNSENT
 from mmbcd_node.send.hl7_patient import patient_identification
 
 log = logging.getLogger(__name__)
 
 SENDING_APPLICATION = "MMBCD-NODE"
-WITHDRAWN_UNSENT = "result withdrawn before the RIS had its ORU"
 # OBR-4 of a result without an order (or of an order stored without its OBR-4 code).
 OWN_SERVICE = ("MG-AI", "Mammography AI analysis", "99MMBCD")
 # OBR-24, HL7 table 0074 (diagnostic service section ID): RAD, radiology.
