@@ -51,3 +51,30 @@ def test_instance_digests_stored_before_0005_keep_their_sha256(empty_db_url: str
         digest = connection.execute(text("SELECT digest FROM instances")).scalar_one()
     engine.dispose()
     assert digest == "sha256:" + "ab" * 32
+
+
+def test_hl7_results_stored_before_0010_are_preliminary(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "0009")
+    engine = make_engine(empty_db_url)
+    now = {"now": datetime.now(UTC)}
+    with engine.begin() as connection:
+        for statement in (
+                "INSERT INTO studies (id, study_uid, state, state_changed_at, first_received_at,"
+                " last_received_at, rerun_requested, reopen_count, correlation_id)"
+                " VALUES (1, '1.2.3', 'delivered', :now, :now, :now, false, 0, 'c')",
+                "INSERT INTO jobs (id, study_id, state, priority, reason, without_history,"
+                " attempts, not_before, created_at)"
+                " VALUES (1, 1, 'done', 1, 'new', false, 1, :now, :now)",
+                "INSERT INTO results (id, job_id, study_id, state, probability, bundle_digest,"
+                " history_used, history_sources, all_views_used, created_at)"
+                " VALUES (1, 1, 1, 'active', 0.5, 'd', false, '[]', true, :now)",
+                "INSERT INTO hl7_result_messages (result_id, control_id, message, state,"
+                " attempts, next_attempt_at, created_at)"
+                " VALUES (1, 'MMBCD000000000000001', 'MSH|', 'sent', 1, :now, :now)"):
+            connection.execute(text(statement), now)
+    migrate.upgrade(empty_db_url)
+    with engine.connect() as connection:
+        status = connection.execute(text("SELECT result_status FROM hl7_result_messages")
+                                    ).scalar_one()
+    engine.dispose()
+    assert status == "P"

@@ -239,21 +239,37 @@ def test_corrupt_view_fails_its_job_with_a_clear_error_and_other_studies_go_on(
 
 
 def test_rerun_supersedes_the_delivered_result_and_withdraws_it_with_a_rejection_note(
-        sessions, tmp_path, pipeline, storescp_factory) -> None:
+        sessions, tmp_path, pipeline, storescp_factory, ris) -> None:
+    from mmbcd_node.config import Hl7Config, Hl7ResultsConfig
+    from mmbcd_node.send.hl7_result import Hl7ResultSender
+    from tests.support.hl7_validation import field, segments, strict_message
+
     pacs = storescp_factory()
-    config = node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
-                                                     host="127.0.0.1", port=pacs.port,
-                                                     kinds=["sr"]))
+    config = dataclasses.replace(
+        node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
+                                                host="127.0.0.1", port=pacs.port,
+                                                kinds=["sr"])),
+        hl7=Hl7Config(results=Hl7ResultsConfig(host="127.0.0.1", port=ris.port)))
     study_id, _ = add_study(sessions, config)
     worker = Worker(config, sessions, pipeline=pipeline)
     worker.run_once()
     Sender(config, sessions).send_due()
+    assert Hl7ResultSender(config, sessions, "sender").send_due() == 1
     (first_sr,) = pacs.received()
     with transaction(sessions) as session:
         enqueue_job(session, study_id, priority=Priority.BACKGROUND, reason="rerun")
         session.get(Study, study_id).state = StudyState.QUEUED
     worker.run_once()
     Sender(config, sessions).send_due()
+    assert Hl7ResultSender(config, sessions, "sender").send_due() == 1
+    preliminary, correction = ris.received
+    for oru in (preliminary, correction):
+        strict_message(oru)
+    (first,), (second,) = segments(preliminary, "OBR"), segments(correction, "OBR")
+    assert (field(first, 25), field(second, 25)) == ("P", "C"), "the re-run corrects"
+    assert field(second, 3) == field(first, 3) == f"MMBCD-{study_id}^MMBCD-NODE"
+    assert segments(correction, "PID") == segments(preliminary, "PID") == [
+        "PID|1||P1^^^HOSP||Test^Patient||19700101|F"], "no order: the images' patient"
     with sessions() as session:
         results = session.execute(select(Result).where(Result.study_id == study_id)
                                   .order_by(Result.id)).scalars().all()

@@ -121,7 +121,8 @@ def register(app: typer.Typer) -> None:
     def cancel(ctx: typer.Context, study_uid: str,
                withdraw: bool = typer.Option(False, "--withdraw",
                                              help="Also withdraw results already delivered "
-                                                  "(IOCM rejection note).")) -> None:
+                                                  "(IOCM rejection note; an ORU cancelling "
+                                                  "the result at the RIS).")) -> None:
         """Stop a study's pending work (and with --withdraw, withdraw its results)."""
         cli = cli_context(ctx)
         with transaction(cli.sessions) as session:

@@ -86,6 +86,10 @@ class Order(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
     issuer_of_patient_id: Mapped[str | None] = mapped_column(String(64))
     procedure: Mapped[str | None] = mapped_column(String(200))
+    # OBR-4 with every component, and the patient's PID segment, as the newest message
+    # sent them (standard delimiters ``|^~\&``): the HL7 result echoes both.
+    procedure_code: Mapped[str | None] = mapped_column(Text)
+    patient_identification: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[str | None] = mapped_column(String(16))
     order_date: Mapped[str | None] = mapped_column(String(8))  # YYYYMMDD, for the date window

@@ -189,10 +189,19 @@ class Hl7ResultState(enum.StrEnum):
     FAILED = "failed"  # attempts used up
 
 
-class Hl7ResultMessage(Base):
-    """The ORU^R01 of one result for the RIS (``[hl7.results]``), tracked like a delivery.
+class Hl7ResultStatus(enum.StrEnum):
+    """What an ORU says of its result: OBR-25 (HL7 table 0123)."""
 
-    The message text is built once, so every retry carries the same MSH-10.
+    PRELIMINARY = "P"  # the first result of an order
+    CORRECTED = "C"  # a re-run replacing a result the RIS may have
+    CANCELLED = "X"  # the result is withdrawn: no results available
+
+
+class Hl7ResultMessage(Base):
+    """One ORU^R01 of a result for the RIS (``[hl7.results]``), tracked like a delivery.
+
+    The message text is built once, so every retry carries the same MSH-10. A result
+    has its preliminary or corrected ORU and, once withdrawn, the cancelling one.
     """
 
     __tablename__ = "hl7_result_messages"
@@ -202,6 +211,7 @@ class Hl7ResultMessage(Base):
                                            index=True)
     control_id: Mapped[str] = mapped_column(String(20), unique=True)  # MSH-10
     message: Mapped[str] = mapped_column(Text)  # ER7, segments separated by CR
+    result_status: Mapped[str] = mapped_column(String(1), default=Hl7ResultStatus.PRELIMINARY)
     state: Mapped[str] = mapped_column(String(16), default=Hl7ResultState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -212,7 +212,9 @@ def _update_order(order: Order, parsed: ParsedOrder) -> None:
                         ("procedure", parsed.procedure),
                         ("priority", parsed.priority),
                         ("order_date", parsed.order_date),
-                        ("status", parsed.status)):
+                        ("status", parsed.status),
+                        ("patient_identification", parsed.patient_identification),
+                        ("procedure_code", parsed.procedure_code)):
         if value is not None:
             setattr(order, attr, value)
     if parsed.control in CANCEL_CONTROLS:

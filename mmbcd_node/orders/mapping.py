@@ -113,6 +113,10 @@ class ParsedOrder:
     priority: str | None
     order_date: str | None
     history_sources: list[tuple[str, str]] = field(default_factory=list)
+    # The PID segment and OBR-4 (every component) in the standard delimiters, echoed
+    # in the HL7 result.
+    patient_identification: str | None = None
+    procedure_code: str | None = None
 
     @property
     def history_text(self) -> str:
@@ -162,6 +166,8 @@ def _read_order(message: ParsedMessage, group: OrderGroup, mapping: FieldMapping
                             f"({_paths(mapping, 'study_uid')}) is not a DICOM UID",
                             _location(mapping.paths["study_uid"][0]))
     order_date = mapping.first(message, group, "order_date")
+    pid = message.segments_named("PID", group)[0]  # the message has one (checked)
+    obr = next(s for s in group.segments if s.name == "OBR")
     return ParsedOrder(
         control=control, placer_number=placer, filler_number=filler,
         status=mapping.first(message, group, "order_status"),
@@ -176,6 +182,8 @@ def _read_order(message: ParsedMessage, group: OrderGroup, mapping: FieldMapping
         priority=mapping.first(message, group, "priority"),
         order_date=order_date[:8] if order_date and order_date[:8].isdigit() else None,
         history_sources=mapping.history(message, group),
+        patient_identification=message.echo(pid),
+        procedure_code=message.echo(obr, 4),
     )
 
 

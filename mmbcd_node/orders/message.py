@@ -32,7 +32,7 @@ from mmbcd_node.orders.errors import (
     not_supported,
 )
 from mmbcd_node.orders.field_limits import check_fits
-from mmbcd_node.orders.text import codec_for, unescape
+from mmbcd_node.orders.text import codec_for, reencode, unescape
 
 # Message type -> (trigger event, versions accepted).
 SUPPORTED_MESSAGES: dict[str, tuple[str, frozenset[str]]] = {
@@ -206,6 +206,15 @@ class ParsedMessage:
             text = self._field_text(segment, path)
             if text:
                 yield text
+
+    def echo(self, segment: Segment, number: int | None = None) -> str | None:
+        """``segment`` (or its field ``number``, all repetitions and components) in the
+        standard delimiters ``|^~\\&``, to be echoed in a message of ours; None if empty."""
+        raw = segment.raw if number is None else segment.field(number)
+        if not raw:
+            return None
+        return reencode(raw, separators=self.header.separators, codec=self.codec,
+                        location=ErrorLocation(segment.name, number))
 
     def _field_text(self, segment: Segment, path: FieldPath) -> str | None:
         raw = segment.field(path.field)

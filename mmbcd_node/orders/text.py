@@ -87,5 +87,29 @@ def escape(value: str, separators: str = "|^~\\&") -> str:
     return text.replace("\r", f"{esc}.br{esc}").replace("\n", f"{esc}.br{esc}")
 
 
+def reencode(raw: str, *, separators: str, codec: str,
+             location: ErrorLocation | None = None) -> str:
+    """``raw`` (a segment or field in the message's own delimiters) in the standard ones.
+
+    Every value is unescaped (``unescape``) and escaped again with ``|^~\\&``, so text
+    from any sender can be echoed in a message of ours: a delimiter escape stays an
+    escape, ``\\Xhh\\`` becomes its character and a line break (``\\.br\\``) a space.
+    The HL7 null ``""`` is kept as it is.
+    """
+    field_sep, component, repetition, _, subcomponent = tuple(separators[:5])
+
+    def value(text: str) -> str:
+        if text == '""':
+            return text
+        plain = unescape(text, separators=separators, codec=codec, location=location)
+        return escape(" ".join(plain.splitlines()))
+
+    return "|".join(
+        "~".join("^".join("&".join(value(sub) for sub in part.split(subcomponent))
+                          for part in rep.split(component))
+                 for rep in field.split(repetition))
+        for field in raw.split(field_sep))
+
+
 def _where(location: ErrorLocation | None) -> str:
     return f"{location}: " if location else ""

@@ -33,6 +33,7 @@ from mmbcd_node.db.result_models import (
     DeliveryState,
     Hl7ResultMessage,
     Hl7ResultState,
+    Hl7ResultStatus,
     OutputKind,
     OutputObject,
     Result,
@@ -293,11 +294,14 @@ def requeue_deliveries(session: Session, study_id: int,
     query = update(Delivery).where(Delivery.output_id.in_(outputs))
     if destination:
         query = query.where(Delivery.destination == destination)
-    else:  # the HL7 result to the RIS goes again too
+    else:  # the HL7 results to the RIS go again too: the active one's and cancellations
         session.execute(
-            update(Hl7ResultMessage).where(Hl7ResultMessage.result_id.in_(
-                select(Result.id).where(Result.study_id == study_id,
-                                        Result.state == ResultState.ACTIVE)))
+            update(Hl7ResultMessage).where(
+                Hl7ResultMessage.result_id.in_(select(Result.id).where(
+                    Result.study_id == study_id)),
+                (Hl7ResultMessage.result_id.in_(select(Result.id).where(
+                    Result.state == ResultState.ACTIVE)))
+                | (Hl7ResultMessage.result_status == Hl7ResultStatus.CANCELLED))
             .values(state=Hl7ResultState.PENDING, next_attempt_at=utcnow(), attempts=0,
                     lease_owner=None).execution_options(synchronize_session=False))
     return session.execute(

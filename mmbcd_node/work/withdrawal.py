@@ -1,9 +1,13 @@
-"""Withdrawing results from the destinations with an IHE IOCM rejection note.
+"""Withdrawing results from the destinations with an IHE IOCM rejection note, and from
+the RIS with an ORU.
 
-A result is withdrawn when a re-run supersedes it (late images) or its order was
-cancelled. Its objects not yet sent are simply not sent; for those already delivered
-somewhere, a rejection note (Key Object Selection) listing them is built, stored and
-delivered to those destinations like any other output.
+A result is withdrawn when a re-run supersedes it (late images), its order was
+cancelled, or an admin cancels the study with ``--withdraw``. Its objects not yet sent
+are simply not sent; for those already delivered somewhere, a rejection note (Key
+Object Selection) listing them is built, stored and delivered to those destinations
+like any other output. Its ORU not yet sent is not sent either; where the RIS may show
+the result, a cancelled result gets an ORU cancelling it (a superseded one is corrected
+by the re-run's ORU instead).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mmbcd_node.db.result_models import (
 from mmbcd_node.db.session import transaction
 from mmbcd_node.results.rejection_note import RejectionReason, build_rejection_note
 from mmbcd_node.send.deliveries import WITHDRAWN_UNSENT, create_deliveries
+from mmbcd_node.send.hl7_result import withdraw_result_messages
 from mmbcd_node.work.result_records import object_references, record_output, write_object
 
 log = logging.getLogger(__name__)
@@ -42,8 +47,9 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
     """Withdraw ``result`` inside the caller's transaction; return its rejection note, if any.
 
     The result becomes ``superseded`` (reason SUPERSEDED) or ``withdrawn``; its pending
-    deliveries are dropped; a rejection note goes to every destination that received
-    one of its objects. Returns None when nothing had been delivered anywhere.
+    deliveries and ORU are dropped; a rejection note goes to every destination that
+    received one of its objects, and a withdrawn result's cancelling ORU to the RIS.
+    Returns None when nothing had been delivered anywhere.
     """
     references = object_references(session, result, study.study_uid)
     outputs = session.execute(select(OutputObject).where(
@@ -69,6 +75,8 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
     result.state = (ResultState.SUPERSEDED if reason is RejectionReason.SUPERSEDED
                     else ResultState.WITHDRAWN)
     result.ended_at = now
+    oru = withdraw_result_messages(session, config, result, study,
+                                   cancel=reason is not RejectionReason.SUPERSEDED)
     note = None
     delivered = [r for r, o in zip(references, outputs, strict=True)
                  if session.execute(select(Delivery.id).where(
@@ -88,7 +96,8 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
                  patient_id=study.patient_id, accession_number=study.accession_number,
                  detail={"result_id": result.id, "reason": reason.name.lower(),
                          "objects": len(output_ids), "delivered": len(delivered),
-                         "rejection_note": note.sop_instance_uid if note else None})
+                         "rejection_note": note.sop_instance_uid if note else None,
+                         "hl7_cancellation": oru.control_id if oru else None})
     log.info("event=results_withdrawn study_uid=%s result=%s reason=%s delivered=%d",
              study.study_uid, result.id, reason.name.lower(), len(delivered))
     return note
