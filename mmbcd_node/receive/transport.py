@@ -355,7 +355,7 @@ class ReceiverRequestHandler(RequestHandler):
                 # that can no longer come, holding a slot of pynetdicom's own cap: wake
                 # it now (None is its "timed out"), so thread and slot end with the
                 # connection.
-                assoc.dul.to_user_queue.put(None)
+                assoc.dul.to_user_queue.put(None)  # type: ignore[arg-type]
 
         cast(ReceiverSocket, assoc.dul.socket).on_close = closed
         raw = self.request
