@@ -13,6 +13,7 @@ from mmbcd_node.admin.context import cli_context
 from mmbcd_node.admin.output import emit_records
 from mmbcd_node.config import ConfigError, load_config
 from mmbcd_node.db.audit import os_user, verify_chain
+from mmbcd_node.db.utc import as_utc
 from mmbcd_node.ops.audit_queries import (
     EVENT_COLUMNS,
     STORY_COLUMNS,
@@ -45,7 +46,7 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor an age like 24h or 7d",
                                  param_hint=option) from None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(moment)  # an ISO time without a zone is UTC, as everywhere in the node
 
 
 def register(app: typer.Typer) -> None:

@@ -13,13 +13,14 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
 from mmbcd_node.db.models import AuditEvent, utcnow
+from mmbcd_node.db.utc import as_utc
 
 GENESIS = "0" * 64
 _CHAINED = (
@@ -76,10 +77,8 @@ def event_hash(event: AuditEvent, prev_hash: str) -> str:
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="microseconds")
+    if isinstance(value, datetime):  # hashed as naive UTC, whichever back end wrote it
+        return as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds")
     return value
 
 

@@ -7,12 +7,11 @@ Every schema change goes through an Alembic migration in ``migrations/versions``
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +20,8 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mmbcd_node.db.utc import UtcDateTime, utcnow
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -32,10 +33,6 @@ NAMING = {
 
 UID = String(64)
 AE = String(16)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -70,10 +67,10 @@ class Study(Base):
     study_date: Mapped[str | None] = mapped_column(String(8))
     study_description: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=StudyState.RECEIVING, index=True)
-    state_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    first_received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    state_changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    first_received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # How the study became complete: expected_views | quiet | forced.
     completed_by: Mapped[str | None] = mapped_column(String(16))
     # Set when late images reopen a study whose results exist; the next run supersedes them.
@@ -126,9 +123,9 @@ class Instance(Base):
     calling_ae: Mapped[str | None] = mapped_column(AE)
     called_ae: Mapped[str | None] = mapped_column(AE)
     peer_address: Mapped[str | None] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Set when retention deleted the file; the row stays for the audit trail.
-    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     study: Mapped[Study] = relationship(back_populates="instances")
     series: Mapped[Series] = relationship(back_populates="instances")
@@ -140,7 +137,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     action: Mapped[str] = mapped_column(String(48), index=True)
     outcome: Mapped[str] = mapped_column(String(16), default="success")
     actor: Mapped[str | None] = mapped_column(String(64))
@@ -189,13 +186,13 @@ class Job(Base):
     # Set by the no-order policy: run with an empty history and say so in the result.
     without_history: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     bundle_digest: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
 

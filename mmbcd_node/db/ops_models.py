@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mmbcd_node.db.models import Base, utcnow
+from mmbcd_node.db.utc import UtcDateTime
 
 
 class NodeHeartbeat(Base):
@@ -19,8 +20,8 @@ class NodeHeartbeat(Base):
     role: Mapped[str] = mapped_column(String(32), index=True)
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Free text a role may publish with its beat ("model loaded digest=...").
     status: Mapped[str | None] = mapped_column(String(255))
 
@@ -35,10 +36,10 @@ class AuditForwardCursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)
-    forwarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forwarded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # One forwarder at a time: the process holding the lease sends, the others wait.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ScheduledRun(Base):
@@ -47,4 +48,4 @@ class ScheduledRun(Base):
     __tablename__ = "scheduled_runs"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    last_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -13,7 +13,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -24,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mmbcd_node.db.models import UID, Base, utcnow
+from mmbcd_node.db.utc import UtcDateTime
 
 
 class Hl7Message(Base):
@@ -45,7 +45,7 @@ class Hl7Message(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     ack_code: Mapped[str] = mapped_column(String(2))
     peer_address: Mapped[str | None] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class OrderControl(enum.StrEnum):
@@ -97,8 +97,8 @@ class Order(Base):
     # JSON list of [field, text] pairs: where each part of the history came from.
     history_sources: Mapped[str] = mapped_column(Text, default="[]")
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     messages: Mapped[list[OrderMessage]] = relationship(back_populates="order",
                                                         order_by="OrderMessage.id")
@@ -141,7 +141,7 @@ class StudyOrder(Base):
     state: Mapped[str] = mapped_column(String(16), default=MatchState.LINKED, index=True)
     note: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(64))  # "matcher" or the OS user
-    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     order: Mapped[Order] = relationship()
 

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -26,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mmbcd_node.db.models import UID, Base, utcnow
+from mmbcd_node.db.utc import UtcDateTime
 
 
 class ResultState(enum.StrEnum):
@@ -80,8 +80,8 @@ class Result(Base):
     # Why the model did not run on the study (its state_reason): set on a not-attempted
     # result only, whose outputs say so to the PACS and the RIS.
     not_attempted_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     views: Mapped[list[ResultView]] = relationship(back_populates="result",
                                                    cascade="all, delete-orphan")
@@ -143,9 +143,9 @@ class OutputObject(Base):
     sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     series_instance_uid: Mapped[str] = mapped_column(UID)
     path: Mapped[str] = mapped_column(String(512))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Set when a rejection note withdrew this object from the destinations.
-    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     result: Mapped[Result] = relationship(back_populates="outputs")
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="output",
@@ -163,11 +163,11 @@ class Delivery(Base):
     destination: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    committed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Storage commitment (push model): the N-ACTION's transaction and its outcome.
     commitment_transaction_uid: Mapped[str | None] = mapped_column(UID, index=True)
     commitment_state: Mapped[str | None] = mapped_column(String(16))
@@ -214,11 +214,11 @@ class Hl7ResultMessage(Base):
     result_status: Mapped[str] = mapped_column(String(1), default=Hl7ResultStatus.PRELIMINARY)
     state: Mapped[str] = mapped_column(String(16), default=Hl7ResultState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     ack_code: Mapped[str | None] = mapped_column(String(2))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_hl7_result_messages_due", "state", "next_attempt_at"),)

@@ -106,7 +106,7 @@ def complete_due_studies(config: NodeConfig, sessions: sessionmaker[Session]) ->
     completed = 0
     for study in candidates:
         with transaction(sessions) as session:
-            if _is_before(study.last_received_at, quiet_cutoff):
+            if study.last_received_at <= quiet_cutoff:
                 done = mark_complete(session, study, CompletedBy.QUIET,
                                      received_before=quiet_cutoff)
             elif has_expected_views(session, study.id):
@@ -121,13 +121,6 @@ def complete_due_studies(config: NodeConfig, sessions: sessionmaker[Session]) ->
 def _changed_one(result: Result[Any]) -> bool:
     # An UPDATE's result is a CursorResult; rowcount says whether the condition held.
     return cast(CursorResult[Any], result).rowcount == 1
-
-
-def _is_before(stamp: datetime, cutoff: datetime) -> bool:
-    # SQLite hands back naive UTC datetimes, PostgreSQL aware ones.
-    if stamp.tzinfo is None:
-        cutoff = cutoff.replace(tzinfo=None)
-    return stamp <= cutoff
 
 
 def force_complete(sessions: sessionmaker[Session], study_uid: str, actor: str) -> ForceOutcome:

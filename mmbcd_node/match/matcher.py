@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -340,7 +340,7 @@ def _has_link(session: Session, study_id: int) -> bool:
 
 
 def _wait_over(study: Study, config: NodeConfig, now: datetime) -> bool:
-    completed = _aware(study.completed_at or study.state_changed_at)
+    completed = study.completed_at or study.state_changed_at
     return now >= completed + timedelta(seconds=config.orders.wait_seconds)
 
 
@@ -362,6 +362,4 @@ def _day(text: str | None) -> date | None:
         return None
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; they are stored as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+

@@ -16,7 +16,7 @@ import os
 import socket
 import ssl
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,15 +74,11 @@ def settled(events: list[AuditEvent], quiet_since: datetime) -> list[AuditEvent]
     association is taken to be still sending, and forwarding stops before its images.
     """
     busy = {group_key(e) for e in events if e.action == "instance_stored"
-            and _aware(e.occurred_at) > quiet_since}
+            and e.occurred_at > quiet_since}
     for index, event in enumerate(events):
         if event.action == "instance_stored" and group_key(event) in busy:
             return events[:index]
     return events
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def forward_pending(sessions: sessionmaker[Session], sender: SyslogSender,

@@ -14,10 +14,11 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from mmbcd_node.db.models import AuditEvent
+from mmbcd_node.db.utc import as_utc
 
 
 class Code(NamedTuple):
@@ -95,7 +96,7 @@ def build_message(event_id: Code, action: str, outcome: str, when: datetime, ide
     (success, warning, partial, failure) mapped to the EventOutcomeIndicator.
     """
     root = ET.Element("AuditMessage")
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = as_utc(when)
     event = ET.SubElement(root, "EventIdentification", {
         "EventActionCode": action, "EventDateTime": when.isoformat(timespec="milliseconds"),
         "EventOutcomeIndicator": OUTCOMES.get(outcome, "4")})

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, MetaData, Select, Table, Text, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from mmbcd_node.db.models import AuditEvent, Study
+from mmbcd_node.db.utc import as_utc
 
 EVENT_COLUMNS = ("id", "occurred_at", "action", "outcome", "actor", "calling_ae", "called_ae",
                  "peer_address", "patient_id", "study_uid", "accession_number",
@@ -128,10 +129,8 @@ def study_story(session: Session, study_uid: str) -> list[dict[str, Any]]:
 
 
 def _sortable(value: datetime) -> datetime:
-    # SQLite hands back naive UTC datetimes, PostgreSQL aware ones; compare as naive UTC.
-    if value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
+    # Reflected rows bypass the models' UtcDateTime: SQLite gives them back naive.
+    return as_utc(value)
 
 
 def _row_entries(connection: Connection, study_id: int) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ import shutil
 import socket
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Engine, select, text
@@ -129,8 +128,7 @@ def _from_jobs(session: Session, window: float) -> list[Check]:
         Job.state == JobState.RUNNING, Job.lease_owner == owner)).all()
     now = utcnow()
     stale = [job_id for job_id, at in beats
-             if at is None or (now - (at if at.tzinfo else at.replace(tzinfo=UTC))
-                               ).total_seconds() > window]
+             if at is None or (now - at).total_seconds() > window]
     detail = (f"job(s) {', '.join(map(str, stale))} not heartbeaten for over {window:.0f}s"
               if stale else f"worker role running here, {len(beats)} job(s) in hand")
     return [Check("worker", not stale, detail),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -52,9 +52,8 @@ class Heartbeat:
     status: str | None
 
     def age_seconds(self, now: datetime | None = None) -> float:
-        """Seconds since the last beat (``beat_at`` read back naive from SQLite is UTC)."""
-        moment = self.beat_at if self.beat_at.tzinfo else self.beat_at.replace(tzinfo=UTC)
-        return ((now or utcnow()) - moment).total_seconds()
+        """Seconds since the last beat."""
+        return ((now or utcnow()) - self.beat_at).total_seconds()
 
 
 def heartbeats(session: Session, role: str | None = None,

@@ -148,8 +148,7 @@ class NodeCollector(Collector):
         if oldest is None:
             metric.add_metric([], 0)
         else:
-            moment = oldest if oldest.tzinfo else oldest.replace(tzinfo=utcnow().tzinfo)
-            metric.add_metric([], max(0.0, (utcnow() - moment).total_seconds()))
+            metric.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()))
         return metric
 
     def _heartbeats(self, connection: Connection) -> Metric:
@@ -159,8 +158,7 @@ class NodeCollector(Collector):
         for role, host, pid, beat_at in connection.execute(
                 select(NodeHeartbeat.role, NodeHeartbeat.host, NodeHeartbeat.pid,
                        NodeHeartbeat.beat_at)).all():
-            moment = beat_at if beat_at.tzinfo else beat_at.replace(tzinfo=utcnow().tzinfo)
-            metric.add_metric([role, host, str(pid)], (utcnow() - moment).total_seconds())
+            metric.add_metric([role, host, str(pid)], (utcnow() - beat_at).total_seconds())
         return metric
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
@@ -61,11 +61,7 @@ class PurgeCandidate:
     bytes: int
 
     def age_days(self, now: datetime) -> float:
-        return (now - _aware(self.since)).total_seconds() / 86400
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return (now - self.since).total_seconds() / 86400
 
 
 def _deliveries_by_study(session: Session) -> dict[int, list[tuple[DeliveryState,
@@ -102,11 +98,11 @@ def find_candidates(session: Session, policy: RetentionConfig,
         if rule is None or since is None:
             continue
         days = policy.delivered_days if rule == "delivered" else policy.undelivered_days
-        if _aware(since) <= now - timedelta(days=days):
+        if since <= now - timedelta(days=days):
             candidates.append(PurgeCandidate(study.id, study.study_uid, study.patient_id,
                                              study.accession_number, study.state, rule, since,
                                              int(count), int(size or 0)))
-    return sorted(candidates, key=lambda c: _aware(c.since))
+    return sorted(candidates, key=lambda c: c.since)
 
 
 def _rule(study: Study,
@@ -117,10 +113,10 @@ def _rule(study: Study,
                    or (d[0] == DeliveryState.SENT and d[1] == CommitmentState.REQUESTED)]
     if outstanding:
         return None, None  # results still on their way: pending work
-    changed = max(_aware(study.last_received_at), _aware(study.state_changed_at))
+    changed = max(study.last_received_at, study.state_changed_at)
     if study.state == StudyState.DELIVERED and deliveries and all(
             d[0] in (DeliveryState.SENT, DeliveryState.COMMITTED) for d in deliveries):
-        moments = [_aware(d[2]) for d in deliveries if d[2] is not None]
+        moments = [d[2] for d in deliveries if d[2] is not None]
         return "delivered", max(moments) if moments else changed
     return "undelivered", changed
 
@@ -246,7 +242,7 @@ def purge_due(config: NodeConfig, sessions: sessionmaker[Session],
                                .where(ScheduledRun.name == RUN_NAME)).scalar()
     if last is None:
         return now - fired <= timedelta(hours=1)
-    return _aware(last) < fired
+    return last < fired
 
 
 def scheduled_purge(config: NodeConfig, sessions: sessionmaker[Session]) -> None:

@@ -1,0 +1,45 @@
+"""Time in the database: every datetime is stored and read back as an aware UTC moment.
+
+PostgreSQL keeps ``timestamptz`` and returns aware datetimes; SQLite keeps text and
+returns naive ones. ``UtcDateTime`` makes both back ends alike: it refuses a naive
+datetime on the way in (its zone is unknowable) and stores the moment in UTC; on the
+way out it hands back an aware UTC datetime. ``as_utc`` is the same rule for values
+that bypass the models (reflected rows, raw SQL).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime; a naive one is taken to be UTC already (what
+    SQLite hands back)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A ``UtcDateTime`` column that takes and gives aware UTC datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"a time stored in the database must be an aware datetime, "
+                             f"not {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
