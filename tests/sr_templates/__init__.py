@@ -1,0 +1,1 @@
+"""PS3.16 SR template checkers whose template tables are written as data."""
