@@ -73,6 +73,7 @@ RANGE_0_100 = CodedConcept("{0:100}", "UCUM", "range: 0:100")
 MILLIMETRE = CodedConcept("mm", "UCUM", "millimeter")
 BREAST_DENSITY = sct("129793001", "Mammography breast density")  # in CID 6014
 MASS = sct("4147007", "Mass")  # not in CID 6014
+SUCCEEDED = dcm("111222", "Succeeded")
 PRESENTATION_REQUIRED = dcm("111150", "Presentation Required: Rendering device is expected "
                                       "to present")
 
@@ -127,7 +128,8 @@ def mammography_cad(*, language: bool = True, swap_summaries: bool = False,
                     center_reference: tuple[int, ...] | None = None,
                     center_by_value: bool = False, extra_in_finding: Dataset | None = None,
                     extra_in_library_entry: Dataset | None = None,
-                    rendering_intents: int = 1) -> Dataset:
+                    rendering_intents: int = 1, with_finding: bool = True,
+                    detections_status: CodedConcept = SUCCEEDED) -> Dataset:
     """A minimal Mammography CAD SR content tree (TID 4000), valid unless told otherwise.
 
     1      CONTAINER Mammography CAD Report
@@ -198,7 +200,7 @@ def mammography_cad(*, language: bool = True, swap_summaries: bool = False,
                              relationship_type=INFERRED_FROM),
         CodeContentItem(dcm("111056", "Rendering Intent"), PRESENTATION_REQUIRED,
                         HAS_CONCEPT_MOD),
-        single_image_finding)
+        *([single_image_finding] if with_finding else []))
     summary = tree(CodeContentItem(dcm("111017", "CAD Processing and Findings Summary"),
                                    dcm("111242", "All algorithms succeeded; with findings"),
                                    CONTAINS), impression)
@@ -208,7 +210,7 @@ def mammography_cad(*, language: bool = True, swap_summaries: bool = False,
         detections_name, analyses_name = (dcm("111065", "Summary of Detections"),
                                           dcm("111064", "Summary of Analyses"))
     detections = tree(
-        CodeContentItem(detections_name, dcm("111222", "Succeeded"), CONTAINS),
+        CodeContentItem(detections_name, detections_status, CONTAINS),
         tree(ContainerContentItem(dcm("111063", "Successful Detections"),
                                   relationship_type=INFERRED_FROM),
              tree(CodeContentItem(dcm("111022", "Detection Performed"), BREAST_DENSITY,
@@ -370,6 +372,34 @@ def test_vm_and_extensibility():
     noted = check(mammography_cad(extra_in_library_entry=extra), 4000, images=IMAGES)
     assert not errors(noted)
     assert at(noted, "info", "1.2.1.11", 4020, None)
+
+
+def test_conditions_on_the_value_of_the_parent_are_evaluated():
+    # Successful Detections (TID 4015 row 1) only if the summary is (Partially) Succeeded
+    not_attempted = errors(check(mammography_cad(
+        detections_status=dcm("111225", "Not Attempted")), 4000, images=IMAGES))
+    assert [f.location for f in not_attempted] == ["1.4 TID 4015 row 1"], not_attempted
+    assert "may only be" in not_attempted[0].message
+    # a failed run needs its Failed Detections (TID 4015 row 3)
+    failed = errors(check(mammography_cad(detections_status=dcm("111224", "Failed")), 4000,
+                          images=IMAGES))
+    assert {f.location for f in failed} == {"1.4 TID 4015 row 1", "1.4 TID 4015 row 3"}
+
+
+def test_an_impression_needs_a_finding_or_a_composite_feature():
+    found = errors(check(mammography_cad(with_finding=False), 4000, images=IMAGES))
+    assert [f.location for f in found] == ["1.3.1 TID 4003 row 4"], found
+    assert "At least one of Rows 4, 5" in found[0].message
+
+
+def test_detection_performed_images_by_value_are_flagged_for_mammography_cad():
+    document = mammography_cad()
+    performed = document.ContentSequence[3].ContentSequence[0].ContentSequence[0]
+    performed.ContentSequence[2] = ImageContentItem(
+        sct("260753009", "Source"), MG_STORAGE, IMAGE_UID, relationship_type=HAS_PROPERTIES)
+    findings = check(document, 4000, images=IMAGES)
+    assert not errors(findings)
+    assert at(findings, "warning", "1.4.1.1.3", 4017, "3")
 
 
 # -- TID 1500 -------------------------------------------------------------------------

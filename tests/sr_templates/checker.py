@@ -224,6 +224,9 @@ class _Checker:
         self.index: dict[Path, Dataset] = {}
         self.parent_of: dict[int, Dataset] = {}
         self.concepts: set[tuple[str, str]] = set()
+        # rows whose condition is a group (at least one of / XOR) checked per level
+        self.grouped = {(tid, number) for tid, tpl in templates.items()
+                        for g in tpl.groups for number in g.rows}  # type: ignore[attr-defined]
         self._index(ds, (1,))
 
     def _index(self, item: Dataset, path: Path) -> None:
@@ -287,7 +290,11 @@ class _Checker:
 
     def _expand(self, tid: int, parent: Row | None, rel: str | None,
                 bindings: dict[str, Spec | None], chain: tuple[Row, ...], level: _Level,
-                allow_ref: bool = False) -> None:
+                root_mode: str = "value") -> None:
+        """Add to ``level`` the rows one level below ``parent`` (the first-level rows of
+        ``tid`` when None), INCLUDE rows replaced by the included template's first-level
+        rows. ``root_mode`` says how the included template's root row may be encoded:
+        by-value, by-reference (an R- INCLUDE row) or either (``allow_by_ref``)."""
         tpl = self.templates.get(tid)
         if tpl is None or len(chain) > 12:
             return
@@ -296,13 +303,14 @@ class _Checker:
                 sub = {name: self._resolve(spec, bindings) for name, spec in r.params}
                 level.includes.append(_Include(r, chain, bindings))
                 if r.include is not None:
+                    mode = "ref" if r.by_ref else "either" if r.allow_by_ref else "value"
                     self._expand(r.include, None, r.rel or rel, sub, (*chain, r), level,
-                                 allow_ref=r.allow_by_ref)
+                                 root_mode=mode)
                 continue
             if r.by_ref:
                 mode = "ref"
-            elif allow_ref and parent is None and r is tpl.rows[0]:
-                mode = "either"
+            elif parent is None and r is tpl.rows[0]:
+                mode = root_mode
             else:
                 mode = "value"
             level.slots.append(_Slot(r, r.rel or rel, bindings, chain, len(level.slots), mode))
@@ -600,8 +608,7 @@ class _Checker:
                 return False
             return True
 
-        grouped = {(g_tid, number) for g_tid, tpl in self.templates.items()
-                   for g in tpl.groups for number in g.rows}  # type: ignore[attr-defined]
+        grouped = self.grouped
         reported: set[tuple[Row, ...]] = set()
         seen: set[tuple[tuple[int, str], tuple[Row, ...]]] = set()
         for slot in level.slots:
@@ -666,7 +673,10 @@ class _Checker:
                 continue
             required = r.req == "M" or (r.req == "MC" and r.when is not None
                                         and evaluate(r.when, r.tid, inc.chain) is True)
-            if required:
+            prefix = (*inc.chain, r)
+            conditional = any(s.row.req == "MC" for s in level.slots
+                              if s.chain[:len(prefix)] == prefix)
+            if required and conditional:
                 findings.append(Finding("unchecked", where, r.tid, r.row,
                                         f"{name} required but none of its content is present "
                                         "(its rows are all conditional)"))
