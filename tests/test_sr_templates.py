@@ -267,7 +267,11 @@ def test_tid_4000_rows_are_the_ones_the_standard_lists():
     assert dict(tpl.row("7").params)["DetectionCode"].cid == 6014
     assert tpl.row("6").value.cid == 6042
     assert TEMPLATES[4006].row("6").units[0].codes[0].key == ("UCUM", "%")
-    assert "TID 4020" in describe(4000).replace("DTID 4020", "TID 4020")
+    assert "DTID 4020 VM 1-n M" in describe(4000)
+    # meanings keep their parentheses; units and by-reference rows parse
+    assert TEMPLATES[4020].row("18").concept.codes[0].meaning == "Image Position (Patient) X"
+    assert TEMPLATES[4021].row("2").by_ref and TEMPLATES[4021].row("2").rel == "SELECTED FROM"
+    assert [u.codes[0].value for u in TEMPLATES[4020].row("11").units] == ["um", "mm"]
 
 
 def test_context_groups_come_from_pydicom_and_missing_ones_are_open():

@@ -219,14 +219,20 @@ class Template:
 
 # -- the notation ---------------------------------------------------------------------
 
-_CODE = r'\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*,\s*"?(.*?)"?\s*\)'
+# (value, scheme, "meaning"); a quoted meaning may itself hold parentheses
+_CODE = r'\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*,\s*(?:"([^"]*)"|([^()"]*?))\s*\)'
+
+
+def _code_of(m: re.Match, first: int) -> Code:
+    meaning = m.group(first + 2) if m.group(first + 2) is not None else m.group(first + 3)
+    return Code(m.group(first), m.group(first + 1), meaning or "")
 
 
 def parse_code(text: str) -> Code:
     m = re.fullmatch(_CODE, text.strip())
     if not m:
         raise ValueError(f"not a code: {text!r}")
-    return Code(m.group(1), m.group(2), m.group(3))
+    return _code_of(m, 1)
 
 
 def parse_spec(text: str) -> Spec:
@@ -236,8 +242,7 @@ def parse_spec(text: str) -> Spec:
         return ANY
     m = re.match(r"(EV|DT)\s*" + _CODE + r"(.*)$", text)
     if m:
-        code = Code(m.group(2), m.group(3), m.group(4))
-        return Spec(m.group(1), (code,), text=m.group(5).strip(" ,"))
+        return Spec(m.group(1), (_code_of(m, 2),), text=m.group(6).strip(" ,"))
     m = re.match(r'([DB])CID\s*(\d+)\s*"?([^"]*)"?(.*)$', text)
     if m:
         return Spec(f"{m.group(1)}CID", cid=int(m.group(2)), text=m.group(3).strip())
