@@ -185,6 +185,7 @@ class Pipeline:
         attention = attention.float().cpu()
         for b, item in enumerate(chunk):
             r = rois[b]
+            rx0, ry0, rx1, ry1 = ready[b].region
             boxes, confidences = r.boxes.float().cpu(), r.scores.float().cpu()
             roi_list = [RoiPrediction(box=ready[b].to_stored(tuple(boxes[j].tolist())),
                                       detector_score=float(confidences[j]),
@@ -193,7 +194,8 @@ class Pipeline:
                         for j in range(int(r.mask.sum()))]
             yield ViewPrediction(sop_instance_uid=item.uid, laterality=ready[b].laterality,
                                  view=ready[b].view, probability=probabilities[b],
-                                 rois=roi_list)
+                                 rois=roi_list,
+                                 breast_region=(float(rx0), float(ry0), float(rx1), float(ry1)))
 
     def _upload(self, prepared: PreparedView | ViewPlan) -> PreparedView:
         """The view with its image as a tensor on the device."""

@@ -44,6 +44,9 @@ class ViewPrediction:
     probability: float | None  # None when the view could not be scored (see error)
     rois: list[RoiPrediction] = field(default_factory=list)
     error: str | None = None
+    # The breast region the model looked at, (x0, y0, x1, y1) in stored pixels; None when
+    # the view could not be prepared.
+    breast_region: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 from tests.support.dicom_peers import db_rows
-from tests.support.dicom_validation import dciodvfy_errors, dsrdump
+from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump
 from tests.support.e2e import make_study, push_study, send_order, settled
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.pacs import wait_until
@@ -122,6 +122,10 @@ def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either
         (sr_path, sr), = [(p, ds) for p, ds in objects if ds.SOPClassUID == COMPREHENSIVE_SR]
         dsrdump(sr_path)
         dsrdump(next(p for p, ds in objects if ds.SOPClassUID == CAD_SR))
+        headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in study.files]
+        for _, ds in objects:
+            if ds.SOPClassUID in (COMPREHENSIVE_SR, CAD_SR):
+                assert_sr_template(ds, headers)
         result = active_result(db_url, study.study_uid)
         assert probability_in(sr) == pytest.approx(result.probability, abs=1e-4)
         rois = db_rows(db_url, ResultRoi, ResultRoi.result_id == result.id)
@@ -216,6 +220,8 @@ def test_late_image_sends_a_new_sr_naming_its_predecessor_and_a_rejection_note_c
     assert rejected == [first_sr]
     named = new_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert named.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first_sr
+    assert_sr_template(new_sr, [pydicom.dcmread(f, stop_before_pixels=True)
+                                for f in [*study.files, tmp_path / "late.dcm"]])
     results = db_rows(db_url, Result)
     assert [r.state for r in results] == [ResultState.SUPERSEDED, ResultState.ACTIVE]
     wait_until(lambda: {d.state for d in db_rows(db_url, Delivery)} == {DeliveryState.COMMITTED},

@@ -30,7 +30,7 @@ from tests.support.dicom_peers import (
     pynetdicom_store,
     storescu,
 )
-from tests.support.dicom_validation import dciodvfy_errors
+from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors
 from tests.support.header_variants import Variant, corpus, write_corpus
 from tests.support.pacs import wait_until
 
@@ -142,6 +142,7 @@ def test_every_header_variant_ends_in_a_result_at_the_pacs_or_its_reason_after_o
             assert statuses == {"111225"}, (variant.name, "Not Attempted")
             if validate:
                 assert dciodvfy_errors(path) == [], (variant.name, path.name)
+                assert_sr_template(cad, headers_of(variant))
             continue
         by_class = defaultdict(list)
         for path, ds in objects:
@@ -159,6 +160,12 @@ def test_every_header_variant_ends_in_a_result_at_the_pacs_or_its_reason_after_o
         if validate:
             for path, _ in objects:
                 assert dciodvfy_errors(path) == [], (variant.name, path.name)
+            for document in (sr, cad):
+                assert_sr_template(document, headers_of(variant))
+
+
+def headers_of(variant: Variant) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(path, stop_before_pixels=True) for path in variant.files]
 
 
 def send_variant(port: int, variant: Variant) -> None:

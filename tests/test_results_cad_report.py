@@ -16,7 +16,7 @@ import pytest
 from ml.types import MarkOperatingPoint
 from mmbcd_node.results.cad_report import MAMMOGRAPHY_CAD_SR, build_mammography_cad_report
 from mmbcd_node.results.result_set import ResultSet
-from tests.support.dicom_validation import dciodvfy_errors, dsrdump, write
+from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump, write
 from tests.support.predictions import (
     PIXEL_SPACING,
     SERIES_NUMBERS,
@@ -55,7 +55,9 @@ def _cad_report(tmp_path, result: ResultSet, name: str = "cad.dcm") -> pydicom.D
     path = write(build_mammography_cad_report(result), tmp_path, name)
     assert dciodvfy_errors(path) == []
     assert "Mammography CAD Report" in dsrdump(path)
-    return pydicom.dcmread(path)
+    cad = pydicom.dcmread(path)
+    assert_sr_template(cad, result.evidence)
+    return cad
 
 
 def _by_position(cad: pydicom.Dataset) -> dict[tuple[int, ...], pydicom.Dataset]:
@@ -222,6 +224,17 @@ def test_summaries_are_in_the_right_codes_with_their_context_group_values(tmp_pa
                   if "ReferencedContentItemIdentifier" in ref}
         assert images == {str(ds.SOPInstanceUID) for ds in result_set.datasets}
     assert cad.CompletionFlag == "COMPLETE"
+
+
+def test_a_breast_with_one_mark_states_its_probability_on_that_finding(tmp_path):
+    result = make_result_set(failed_view=("L", "MLO"))  # the left breast keeps one ROI
+    cad = _cad_report(tmp_path, result)
+    by_intent = {len(_children(i, "Composite Feature")): i for i in _impressions(cad)}
+    assert set(by_intent) == {0, 1}
+    (finding,) = _children(by_intent[0], "Single Image Finding")
+    assert finding.RelationshipType == "CONTAINS"
+    assert _number(_child(finding, "Probability of cancer")) == (pytest.approx(22.0), "%")
+    assert _number(_child(finding, "Certainty of Finding")) == (pytest.approx(40.0), "%")
 
 
 def test_unreadable_view_gives_partial_success_summary(tmp_path):

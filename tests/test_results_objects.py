@@ -26,7 +26,7 @@ from mmbcd_node.results.result_set import (
 )
 from mmbcd_node.results.secondary_capture import build_secondary_captures
 from mmbcd_node.results.structured_report import build_structured_report
-from tests.support.dicom_validation import dciodvfy_errors, dsrdump, write
+from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump, write
 from tests.support.predictions import ORDER, ROIS, SERIES_NUMBERS, UID_ROOT, make_result_set
 
 UID_PREFIX = UID_ROOT
@@ -64,6 +64,7 @@ def test_structured_report_validates_and_reads_back_with_dsrdump(tmp_path, resul
                                                                  sr_class, sop_class):
     path = write(build_structured_report(result_set, sr_class), tmp_path, "sr.dcm")
     assert dciodvfy_errors(path) == []
+    assert_sr_template(pydicom.dcmread(path), result_set.evidence)
     dump = dsrdump(path)
     assert "Imaging Measurement Report" in dump and "Probability of cancer" in dump
     assert pydicom.dcmread(path).SOPClassUID == sop_class
@@ -79,40 +80,65 @@ def _number(item: pydicom.Dataset) -> float:
     return float(item.MeasuredValueSequence[0].NumericValue)
 
 
-def test_structured_report_groups_are_the_marks_by_suspicion_each_with_its_region(
+def _group_region(group: pydicom.Dataset) -> tuple[str, tuple[float, ...]]:
+    """The group-level region: its image and its box."""
+    (region,) = [item for item in group.ContentSequence if item.ValueType == "SCOORD"]
+    assert region.RelationshipType == "CONTAINS" and region.GraphicType == "POLYLINE"
+    points = np.asarray(region.GraphicData, dtype=float).reshape(-1, 2)
+    assert points.shape == (5, 2) and (points[0] == points[-1]).all()  # closed polyline
+    box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
+    return region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID, box
+
+
+def test_structured_report_groups_views_then_their_marks_by_suspicion_each_with_its_region(
         tmp_path, result_set):
     sr = _read_back(tmp_path, build_structured_report(result_set), "sr.dcm")
     (measurements,) = _content(sr, "Imaging Measurements")
-    groups = measurements.ContentSequence
     view_of = {v.sop_instance_uid: v for v in result_set.prediction.views}
-    order = []
-    for group in groups:
+    seen = []
+    for group in measurements.ContentSequence:
         assert group.ContentTemplateSequence[0].TemplateIdentifier == "1501"
         (label,) = _content(group, "Tracking Identifier")
         (comment,) = _content(group, "Comment")
-        assert comment.TextValue.startswith(label.TextValue + ": score ")
+        assert comment.TextValue.startswith(label.TextValue + ": ")
+        source, box = _group_region(group)
+        view = view_of[source]
         values = {}
         for number in (item for item in group.ContentSequence if item.ValueType == "NUM"):
-            (region,) = number.ContentSequence  # INFERRED FROM the box, where viewers read it
-            assert (region.RelationshipType, region.ValueType, region.GraphicType) == (
-                "INFERRED FROM", "SCOORD", "POLYLINE")
-            points = np.asarray(region.GraphicData, dtype=float).reshape(-1, 2)
-            assert points.shape == (5, 2) and (points[0] == points[-1]).all()
-            box = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
-            source = region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            # The region again under each value, where OHIF and dcmjs read it.
+            (under,) = number.ContentSequence
+            assert (under.RelationshipType, under.ValueType) == ("INFERRED FROM", "SCOORD")
+            assert list(under.GraphicData) == list(
+                next(i for i in group.ContentSequence if i.ValueType == "SCOORD").GraphicData)
             values[number.ConceptNameCodeSequence[0].CodeMeaning] = _number(number)
-        view = view_of[source]
-        roi = next(r for r in view.rois if tuple(float(c) for c in r.box) == box)
-        assert values == {"ROI detector score": pytest.approx(roi.detector_score),
-                          "Attention weight of ROI": pytest.approx(roi.attention)}
-        assert label.TextValue.startswith(f"{view.laterality} {view.view} #")
-        order.append((view.probability, roi.detector_score))
-    # Views by probability, then marks by detector score: the most suspicious first.
-    assert order == sorted(order, key=lambda pair: (-pair[0], -pair[1]))
-    assert len(groups) == sum(min(len(rois), 4) for rois in ROIS.values()) == 7
+        if label.TextValue == f"{view.laterality} {view.view}":  # the view's own group
+            assert values == {"Probability of cancer": pytest.approx(view.probability)}
+            assert box == (0.0, 0.0, 208.0, 256.0)  # no breast region given: the image
+            seen.append((view.probability, 2.0))
+        else:
+            roi = next(r for r in view.rois if tuple(float(c) for c in r.box) == box)
+            assert values == {"ROI detector score": pytest.approx(roi.detector_score),
+                              "Attention weight of ROI": pytest.approx(roi.attention)}
+            assert label.TextValue.startswith(f"{view.laterality} {view.view} #")
+            seen.append((view.probability, roi.detector_score))
+    # Views by probability, each view's group first, then its marks by detector score.
+    assert seen == sorted(seen, key=lambda pair: (-pair[0], -pair[1]))
+    assert len(seen) == 4 + sum(min(len(rois), 4) for rois in ROIS.values()) == 11
 
 
-def test_structured_report_derives_view_breast_and_study_probabilities(tmp_path, result_set):
+def test_a_view_group_covers_the_breast_region_the_model_looked_at(tmp_path, result_set):
+    views = [dataclasses.replace(v, breast_region=(10.0, 20.0, 150.0, 240.0))
+             for v in result_set.prediction.views]
+    result = dataclasses.replace(result_set, prediction=dataclasses.replace(
+        result_set.prediction, views=views))
+    sr = _read_back(tmp_path, build_structured_report(result), "sr.dcm")
+    (measurements,) = _content(sr, "Imaging Measurements")
+    regions = {_content(g, "Tracking Identifier")[0].TextValue: _group_region(g)[1]
+               for g in measurements.ContentSequence}
+    assert regions["R CC"] == (10.0, 20.0, 150.0, 240.0)
+
+
+def test_structured_report_derives_breast_and_study_probabilities(tmp_path, result_set):
     sr = _read_back(tmp_path, build_structured_report(result_set), "sr.dcm")
     (derived,) = _content(sr, "Derived Imaging Measurements")
     found = []
@@ -120,16 +146,11 @@ def test_structured_report_derives_view_breast_and_study_probabilities(tmp_path,
         assert number.ConceptNameCodeSequence[0].CodeValue == "111047"
         (site,) = _content(number, "Finding Site")
         side = {c.ConceptCodeSequence[0].CodeMeaning for c in _content(site, "Laterality")}
-        images = _content(number, "Source of Measurement")
-        maximum = bool(_content(number, "Derivation"))
-        found.append((_number(number), "".join(side), len(images), maximum))
-    assert found == [(pytest.approx(0.81), "Right", 1, False),  # R CC
-                     (pytest.approx(0.74), "Right", 1, False),  # R MLO
-                     (pytest.approx(0.22), "Left", 1, False),  # L CC
-                     (pytest.approx(0.18), "Left", 1, False),  # L MLO
-                     (pytest.approx(0.81), "Right", 0, True),  # right breast
-                     (pytest.approx(0.22), "Left", 0, True),  # left breast
-                     (pytest.approx(0.81), "", 0, True)]  # the study
+        (derivation,) = _content(number, "Derivation")
+        assert derivation.ConceptCodeSequence[0].CodeMeaning == "Maximum"
+        found.append((_number(number), "".join(side)))
+    assert found == [(pytest.approx(0.81), "Right"), (pytest.approx(0.22), "Left"),
+                     (pytest.approx(0.81), "")]  # right breast, left breast, the study
 
 
 def test_structured_report_references_source_views_order_and_identity(tmp_path, result_set):
@@ -214,7 +235,7 @@ def test_report_of_a_partial_result_names_the_unscored_view(tmp_path):
     assert failed.startswith("L MLO") and "could not be decoded" in failed
     assert sr.CompletionFlag == "PARTIAL"
     assert len(hd.sr.srread(write(sr, tmp_path, "b.dcm")).content
-               .get_image_measurement_groups()) == 6  # the unscored view's ROI is not a mark
+               .get_image_measurement_groups()) == 3 + 6  # 3 scored views and their marks
 
 
 def test_rerun_report_names_its_predecessor(tmp_path, result_set):

@@ -177,7 +177,7 @@ def test_study_with_nothing_analysable_gets_a_not_attempted_cad_sr_and_oru_after
     from mmbcd_node.config import Hl7Config, Hl7ResultsConfig
     from mmbcd_node.db.result_models import Hl7ResultMessage
     from mmbcd_node.results import cad_codes
-    from tests.support.dicom_validation import dciodvfy_errors
+    from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors
 
     def for_processing(ds: pydicom.Dataset) -> None:
         ds.SOPClassUID = DigitalMammographyXRayImageStorageForProcessing
@@ -215,6 +215,7 @@ def test_study_with_nothing_analysable_gets_a_not_attempted_cad_sr_and_oru_after
                    if item.ConceptNameCodeSequence[0].CodeValue == "111028")
     assert len(library.ContentSequence) == 4  # every image, none analysed
     assert dciodvfy_errors(path) == []
+    assert_sr_template(cad)
     rows = {obx.obx_3.obx_3_1.to_er7(): obx.obx_5.to_er7()
             for obx in parse_message(oru.message, find_groups=False).obx}
     assert "111047" not in rows and "For Processing" in rows["NOT-ATTEMPTED"]

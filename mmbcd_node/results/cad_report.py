@@ -56,6 +56,7 @@ from highdicom.sr import (
 from highdicom.sr.sop import _SR  # highdicom's generic SR document, base of ComprehensiveSR
 from pydicom import Dataset
 
+from ml.types import ViewPrediction
 from mmbcd_node.results import cad_codes as cad
 from mmbcd_node.results.cad_library import cad_image_library, library_image, refer_to_library
 from mmbcd_node.results.result_set import OutputKind, ResultSet
@@ -119,8 +120,8 @@ def findings_summary(result: ResultSet) -> CodedConcept:
 # -- content tree ---------------------------------------------------------------------
 
 
-def _marks(result: ResultSet, view: object) -> list[RoiMark]:
-    return roi_marks(view, result.prediction.marks)  # type: ignore[arg-type]
+def _marks(result: ResultSet, view: ViewPrediction) -> list[RoiMark]:
+    return roi_marks(view, result.prediction.marks)
 
 
 def _algorithm(result: ResultSet, parameters: bool = False) -> list[TextContentItem]:
@@ -161,51 +162,63 @@ def _findings_summary(result: ResultSet) -> CodeContentItem:
     impressions = []
     for side, probability in sorted(result.prediction.breasts.items()):
         views = [view for view in result.scored_views if view.laterality == side]
-        findings = [_single_image_finding(result, view, mark, algorithm)
-                    for view in views for mark in _marks(result, view)]
-        if findings:
-            impressions.append(_impression(result, probability, len(views),
-                                           len({id(v) for v in views if _marks(result, v)}),
-                                           findings, algorithm))
+        marks = [(view, mark) for view in views for mark in _marks(result, view)]
+        if marks:
+            impressions.append(_impression(result, probability, views, marks, algorithm))
     summary = CodeContentItem(cad.FINDINGS_SUMMARY, findings_summary(result), CONTAINS)
     return _with(summary, impressions)
 
 
-def _impression(result: ResultSet, probability: float, views: int, views_with_marks: int,
-                findings: list[CodeContentItem],
+def _impression(result: ResultSet, probability: float, views: list[ViewPrediction],
+                marks: list[tuple[ViewPrediction, RoiMark]],
                 algorithm: list[TextContentItem]) -> ContainerContentItem:
-    """TID 4003 holding the breast's Composite Feature (TID 4004, body TID 4005)."""
+    """TID 4003 for one breast. Two marks or more make up a Composite Feature (TID 4004,
+    body TID 4005) with the breast's probability of cancer; a single mark is the
+    impression's finding itself and carries that probability (TID 4006 row 7), since a
+    composite is inferred from at least two findings."""
     intent = rendering_intent(probability >= result.prediction.threshold)
-    if views == 1:
+    impression = ContainerContentItem(cad.INDIVIDUAL_IMPRESSION, relationship_type=INFERRED_FROM)
+    if len(marks) == 1:
+        ((view, mark),) = marks
+        finding = _single_image_finding(result, view, mark, algorithm, CONTAINS,
+                                        probability=probability)
+        return _with(impression, [CodeContentItem(cad.RENDERING_INTENT, intent,
+                                                  HAS_CONCEPT_MOD), finding])
+    marked_views = {view.sop_instance_uid for view, _ in marks}
+    if len(views) == 1:
         scope = cad.ON_THE_ONLY_IMAGE
     else:
-        scope = cad.ON_MULTIPLE_IMAGES if views_with_marks > 1 else cad.ON_ONE_OF_THE_IMAGES
+        scope = cad.ON_MULTIPLE_IMAGES if len(marked_views) > 1 else cad.ON_ONE_OF_THE_IMAGES
     feature = _with(CodeContentItem(cad.COMPOSITE_FEATURE, cad.BREAST_REGION, CONTAINS), [
         CodeContentItem(cad.RENDERING_INTENT, intent, HAS_CONCEPT_MOD),
         CodeContentItem(cad.COMPOSITE_TYPE, cad.RELATED_SPATIALLY, HAS_PROPERTIES),
         CodeContentItem(cad.SCOPE_OF_FEATURE, scope, HAS_PROPERTIES),
         *algorithm,
         _percent(cad.PROBABILITY_OF_CANCER, probability),
-        *findings,
+        *(_single_image_finding(result, view, mark, algorithm, INFERRED_FROM)
+          for view, mark in marks),
     ])
-    return _with(ContainerContentItem(cad.INDIVIDUAL_IMPRESSION, relationship_type=INFERRED_FROM),
-                 [CodeContentItem(cad.RENDERING_INTENT, intent, HAS_CONCEPT_MOD), feature])
+    return _with(impression, [CodeContentItem(cad.RENDERING_INTENT, intent, HAS_CONCEPT_MOD),
+                              feature])
 
 
-def _single_image_finding(result: ResultSet, view: object, mark: RoiMark,
-                          algorithm: list[TextContentItem]) -> CodeContentItem:
-    """TID 4006 for one mark, its coordinates selected from its library entry."""
-    source = result.header_of(view)  # type: ignore[arg-type]
+def _single_image_finding(result: ResultSet, view: ViewPrediction, mark: RoiMark,
+                          algorithm: list[TextContentItem],
+                          relationship: RelationshipTypeValues,
+                          probability: float | None = None) -> CodeContentItem:
+    """TID 4006 for one mark, its coordinates (TID 4021) selected from its library entry."""
+    source = result.header_of(view)
     x0, y0, x1, y1 = mark.box
     center = ScoordContentItem(cad.CENTER, GraphicTypeValues.POINT,
                                np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]),
                                relationship_type=HAS_PROPERTIES)
     outline = ScoordContentItem(cad.OUTLINE, GraphicTypeValues.POLYLINE, box_polyline(mark.box),
                                 relationship_type=HAS_PROPERTIES)
-    return _with(CodeContentItem(cad.SINGLE_IMAGE_FINDING, cad.DENSITY, INFERRED_FROM), [
+    return _with(CodeContentItem(cad.SINGLE_IMAGE_FINDING, cad.DENSITY, relationship), [
         CodeContentItem(cad.RENDERING_INTENT, rendering_intent(mark.required), HAS_CONCEPT_MOD),
         *algorithm,
         _percent(cad.CERTAINTY_OF_FINDING, mark.score),
+        None if probability is None else _percent(cad.PROBABILITY_OF_CANCER, probability),
         _with(center, [library_image(source, SELECTED_FROM)]),
         _with(outline, [library_image(source, SELECTED_FROM)]),
     ])
@@ -232,7 +245,7 @@ def _performed(result: ResultSet) -> list[CodeContentItem]:
         for container, images in ((success, scored), (failure, failed)):
             if images:
                 item = _with(CodeContentItem(performed, what, CONTAINS),
-                             [*algorithm, *(library_image(ds, INFERRED_FROM) for ds in images)])
+                             [*algorithm, *(library_image(ds, HAS_PROPERTIES) for ds in images)])
                 groups.append(_with(ContainerContentItem(container,
                                                          relationship_type=INFERRED_FROM),
                                     [item]))

@@ -38,9 +38,7 @@ def image_library(images: Sequence[SourceImage]) -> ContainerContentItem:
     """Image Library (TID 1600) with one Image Library Group of the mammograms."""
     group = ContainerContentItem(dicom_codes.DCM.ImageLibraryGroup,
                                  relationship_type=RelationshipTypeValues.CONTAINS)
-    group.ContentSequence = ContentSequence([
-        CodeContentItem(dicom_codes.DCM.Modality, _MODALITY, ACQ),
-        *(_entry(image) for image in images)])
+    group.ContentSequence = ContentSequence([_entry(image) for image in images])
     library = ContainerContentItem(dicom_codes.DCM.ImageLibrary,
                                    relationship_type=RelationshipTypeValues.CONTAINS)
     library.ContentSequence = ContentSequence([group])
@@ -53,7 +51,9 @@ def _entry(image: SourceImage) -> ImageContentItem:
                             referenced_sop_class_uid=str(ds.SOPClassUID),
                             referenced_sop_instance_uid=image.sop_instance_uid,
                             relationship_type=RelationshipTypeValues.CONTAINS)
+    # Modality first (TID 1602 row 1): the projection descriptors (TID 1603) depend on it.
     descriptors: list[ContentItem] = [
+        CodeContentItem(dicom_codes.DCM.Modality, _MODALITY, ACQ),
         NumContentItem(dicom_codes.DCM.PixelDataRows, int(ds.Rows), PIXELS,
                        relationship_type=ACQ),
         NumContentItem(dicom_codes.DCM.PixelDataColumns, int(ds.Columns), PIXELS,

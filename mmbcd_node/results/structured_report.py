@@ -5,17 +5,19 @@ reads TID 1500 (OHIF, say) opens it:
 
 - Language (TID 1204), the node as the device observer (TID 1004), procedure reported;
 - image library (TID 1600): every analysed view;
-- Imaging Measurements: one measurement group (TID 1501) per mark (``roi_marks``: the
-  view's most suspicious ROIs, at most the bundle's ``max_per_image``), ordered by
-  suspicion: views by malignancy probability, then marks by rank. Each group has a
-  Finding, finding site breast and laterality, a Comment naming it ("R CC #1: score ..."),
-  and the ROI detector score and attention weight, each inferred from the box as a closed
-  5-point polyline on its image (TID 300 INFERRED FROM SCOORD), which is where viewers
-  that load measurements (OHIF, dcmjs) read a measurement's region. TID 1410 would put the
-  box at group level instead, but then forbids it under the values; a group with no
-  region at all breaks viewers that place groups on images, so none is written;
-- Derived Imaging Measurements (TID 300): the probability of cancer of each view (with
-  its image), of each breast and of the study (the maximum of those below it);
+- Imaging Measurements: measurement groups (TID 1501), ordered by suspicion: views by
+  malignancy probability, each view's group followed by its marks' groups. A view's
+  group ("R CC") holds its Probability of cancer over the breast region the model
+  looked at; a mark's group ("R CC #1", one per ``roi_marks`` entry: the view's most
+  suspicious ROIs, at most the bundle's ``max_per_image``) holds the ROI detector score
+  and attention weight over its box. Every group carries a Finding, the finding site
+  (breast and laterality), a Comment that names it, and its region as a closed polyline
+  twice: at group level (TID 1501 row 10c, where viewers place a group) and under each
+  value (TID 300 INFERRED FROM, where viewers that load measurements, OHIF and dcmjs,
+  read it). No group lacks a region: that breaks viewers placing groups on images;
+- Derived Imaging Measurements: the probability of cancer of each breast and of the
+  study, each the maximum of those below it (TID 300 rows in this extensible container:
+  TID 1420 fits only values derived from ROI measurement groups);
 - Qualitative Evaluations: the provenance as text: which history went in (by source
   field) or none, the indications when the order's reason is longer than its VR, how many
   views were used, views not scored, images not analysed.
@@ -41,11 +43,12 @@ from highdicom.sr import (
     CoordinatesForMeasurement,
     FindingSite,
     GraphicTypeValues,
+    ImageContentItem,
     LanguageOfContentItemAndDescendants,
     Measurement,
     MeasurementsAndQualitativeEvaluations,
     RelationshipTypeValues,
-    SourceImageForMeasurement,
+    ScoordContentItem,
     SourceImageForRegion,
     TextContentItem,
     TrackingIdentifier,
@@ -58,7 +61,7 @@ from ml.types import ViewPrediction
 from mmbcd_node.results import codes
 from mmbcd_node.results.image_library import image_library
 from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
-from mmbcd_node.results.roi_marks import RoiMark, box_polyline, roi_marks
+from mmbcd_node.results.roi_marks import RoiMark, box_polyline, roi_marks, score_text
 from mmbcd_node.results.sr_document import document_arguments, observation_context
 from mmbcd_node.results.value_fit import was_cut
 
@@ -68,6 +71,8 @@ TID_1500_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.88.33",
                                   "1.2.840.10008.5.1.4.1.1.88.34"})
 CONTAINS = RelationshipTypeValues.CONTAINS
 QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+# CID 7551: what a region is to its measurement.
+SOURCE_OF_MEASUREMENT = CodedConcept("121112", "DCM", "Source of Measurement")
 ENGLISH = CodedConcept("en-US", "RFC5646", "English (United States)")
 
 
@@ -87,9 +92,11 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
         raise ResultError(f"study {result.prediction.study_uid}: no view could be scored, "
                           "so there is no result to report")
     algorithm = algorithm_identification(result)
-    groups = [_mark_group(result, view, mark, algorithm)
-              for view in _by_suspicion(result.scored_views)
-              for mark in roi_marks(view, result.prediction.marks)]
+    groups = []
+    for view in _by_suspicion(result.scored_views):
+        groups.append(_view_group(result, view, algorithm))
+        groups += [_mark_group(result, view, mark, algorithm)
+                   for mark in roi_marks(view, result.prediction.marks)]
     root = ContainerContentItem(dicom_codes.DCM.ImagingMeasurementReport, template_id="1500")
     root.ContentSequence = ContentSequence([
         *LanguageOfContentItemAndDescendants(ENGLISH),
@@ -97,8 +104,8 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
         CodeContentItem(dicom_codes.DCM.ProcedureReported, codes.MAMMOGRAPHY,
                         RelationshipTypeValues.HAS_CONCEPT_MOD),
         image_library(result.views),
-        *([_container(dicom_codes.DCM.ImagingMeasurements,
-                      [item for group in groups for item in group])] if groups else []),
+        _container(dicom_codes.DCM.ImagingMeasurements,
+                   [item for group in groups for item in group]),
         _container(dicom_codes.DCM.DerivedImagingMeasurements,
                    [item for m in _probabilities(result, algorithm) for item in m]),
         _container(QUALITATIVE_EVALUATIONS, _provenance(result)),
@@ -147,52 +154,71 @@ def _by_suspicion(views: list[ViewPrediction]) -> list[ViewPrediction]:
     return sorted(views, key=lambda view: -(view.probability or 0.0))
 
 
-def _mark_label(view: ViewPrediction, mark: RoiMark) -> str:
-    return f"{view.laterality or '?'} {view.view or '?'} #{mark.rank}"
+def _view_label(view: ViewPrediction) -> str:
+    return f"{view.laterality or '?'} {view.view or '?'}"
 
 
-def _mark_group(result: ResultSet, view: ViewPrediction, mark: RoiMark,
-                algorithm: AlgorithmIdentification,
-                ) -> MeasurementsAndQualitativeEvaluations:
+def _group(result: ResultSet, view: ViewPrediction, *, key: str, label: str, comment: str,
+           finding: CodedConcept, box: tuple[float, float, float, float],
+           values: list[tuple[CodedConcept, float]], algorithm: AlgorithmIdentification,
+           ) -> MeasurementsAndQualitativeEvaluations:
+    """One TID 1501 group over ``box`` on ``view``'s image: ``values`` each inferred from
+    the box, the box itself at group level, a Comment."""
     source = result.header_of(view)
-    region_source = SourceImageForRegion(str(source.SOPClassUID), str(source.SOPInstanceUID))
-    outline = box_polyline(mark.box)
-    label = _mark_label(view, mark)
-
-    def value(name: CodedConcept, number: float) -> Measurement:
-        return Measurement(name=name, value=round(float(number), 6), unit=codes.NO_UNITS,
-                           referenced_coordinates=[CoordinatesForMeasurement(
-                               GraphicTypeValues.POLYLINE, outline, region_source)])
-
+    image = SourceImageForRegion(str(source.SOPClassUID), str(source.SOPInstanceUID))
+    outline = box_polyline(box)
     group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
-            uid=result.new_uid("sr", "roi", view.sop_instance_uid, str(mark.rank)),
-            identifier=label),
-        finding_type=codes.SELECTED_REGION,
+            uid=result.new_uid("sr", key, view.sop_instance_uid), identifier=label),
+        finding_type=finding,
         algorithm_id=algorithm,
         finding_sites=[finding_site(view.laterality)],
-        measurements=[value(codes.ROI_DETECTOR_SCORE, mark.score),
-                      value(codes.ATTENTION_WEIGHT, mark.roi.attention)],
+        measurements=[Measurement(
+            name=name, value=round(float(number), 6), unit=codes.NO_UNITS,
+            referenced_coordinates=[CoordinatesForMeasurement(
+                GraphicTypeValues.POLYLINE, outline, image, purpose=SOURCE_OF_MEASUREMENT)])
+            for name, number in values],
     )
-    group[0].ContentSequence.append(TextContentItem(
-        dicom_codes.DCM.Comment,
-        f"{label}: score {mark.score:.3g}, attention {mark.roi.attention:.3g}"
-        f"{'' if mark.required else ', below the operating point for marks'}", CONTAINS))
+    region = ScoordContentItem(SOURCE_OF_MEASUREMENT, GraphicTypeValues.POLYLINE, outline,
+                               relationship_type=CONTAINS)
+    region.ContentSequence = ContentSequence([ImageContentItem(
+        codes.SOURCE_IMAGE, str(source.SOPClassUID), str(source.SOPInstanceUID),
+        relationship_type=RelationshipTypeValues.SELECTED_FROM)])
+    group[0].ContentSequence += [region,
+                                 TextContentItem(dicom_codes.DCM.Comment, comment, CONTAINS)]
     return group
 
 
+def _view_group(result: ResultSet, view: ViewPrediction,
+                algorithm: AlgorithmIdentification) -> MeasurementsAndQualitativeEvaluations:
+    """The view's probability of cancer over the breast region (the image when unknown)."""
+    source = result.header_of(view)
+    box = view.breast_region or (0.0, 0.0, float(source.Columns), float(source.Rows))
+    probability = float(view.probability or 0.0)
+    label = _view_label(view)
+    return _group(result, view, key="view", label=label,
+                  comment=f"{label}: probability of cancer {score_text(probability)}",
+                  finding=codes.BREAST, box=box,
+                  values=[(codes.PROBABILITY_OF_CANCER, probability)], algorithm=algorithm)
+
+
+def _mark_group(result: ResultSet, view: ViewPrediction, mark: RoiMark,
+                algorithm: AlgorithmIdentification) -> MeasurementsAndQualitativeEvaluations:
+    label = f"{_view_label(view)} #{mark.rank}"
+    below = "" if mark.required else ", below the operating point for marks"
+    return _group(result, view, key=f"roi-{mark.rank}", label=label,
+                  comment=f"{label}: score {score_text(mark.score)}, attention "
+                          f"{score_text(mark.roi.attention)}{below}",
+                  finding=codes.SELECTED_REGION, box=mark.box,
+                  values=[(codes.ROI_DETECTOR_SCORE, mark.score),
+                          (codes.ATTENTION_WEIGHT, mark.roi.attention)],
+                  algorithm=algorithm)
+
+
 def _probabilities(result: ResultSet, algorithm: AlgorithmIdentification) -> list[Measurement]:
-    """TID 300 measurements of the probability of cancer: each view (with its image),
-    each breast and the study (each the maximum of those below it)."""
+    """TID 300 measurements of the probability of cancer of each breast and of the study,
+    each the maximum of those below it."""
     found = []
-    for view in _by_suspicion(result.scored_views):
-        source = result.header_of(view)
-        found.append(Measurement(
-            name=codes.PROBABILITY_OF_CANCER, value=round(float(view.probability or 0.0), 6),
-            unit=codes.NO_UNITS, algorithm_id=algorithm,
-            finding_sites=[finding_site(view.laterality)],
-            referenced_images=[SourceImageForMeasurement(str(source.SOPClassUID),
-                                                         str(source.SOPInstanceUID))]))
     maximum = dicom_codes.SCT.Maximum
     for side, probability in sorted(result.prediction.breasts.items(), key=lambda b: -b[1]):
         found.append(Measurement(name=codes.PROBABILITY_OF_CANCER,

@@ -46,9 +46,14 @@ def test_four_view_study_has_documented_shapes_and_ranges(pipeline):
         assert all(r.attention > 0 for r in view.rois)
         scores = [r.detector_score for r in view.rois]
         assert scores == sorted(scores, reverse=True)  # highest detector score first
+        assert view.breast_region is not None
+        bx0, by0, bx1, by1 = view.breast_region
+        assert 0 <= bx0 < bx1 <= COLS and 0 <= by0 < by1 <= ROWS
         for roi in view.rois:
             x0, y0, x1, y1 = roi.box
             assert 0 <= x0 < x1 <= COLS and 0 <= y0 < y1 <= ROWS  # stored pixel grid
+            # Every ROI lies in the breast region the model looked at.
+            assert bx0 <= x0 + 1e-3 and x1 <= bx1 + 1e-3 and by0 <= y0 + 1e-3 and y1 <= by1 + 1e-3
     by_side = {s: max(v.probability for v in prediction.views if v.laterality == s)
                for s in "RL"}
     assert prediction.breasts == pytest.approx(by_side)

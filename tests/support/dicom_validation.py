@@ -71,3 +71,14 @@ def render_with_presentation_state(image: Path, state: Path, out: Path) -> Path:
                          capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0 and out.exists(), f"dcmp2pgm failed:\n{run.stdout}{run.stderr}"
     return out
+
+
+def assert_sr_template(ds: Dataset, images: list[Dataset] | None = None) -> None:
+    """Check an SR document against its root template (TID 1500 or TID 4000, from its
+    Content Template Sequence) with the PS3.16 tables in ``tests/sr_templates``;
+    ``images`` are the source headers, which settle TID 4020's conditions."""
+    from tests.sr_templates import assert_conforms
+
+    root = int(ds.ContentTemplateSequence[0].TemplateIdentifier)
+    assert_conforms(ds, root, images={str(image.SOPInstanceUID): image
+                                      for image in images or []} or None)
