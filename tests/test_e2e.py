@@ -132,12 +132,19 @@ def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either
         # A whole-breast region (score 0: nothing detected) is not a mark.
         per_view = Counter(roi.view_sop_instance_uid for roi in rois if roi.detector_score > 0)
         regions = [i for i in sr_items(sr) if i.get("ValueType") == "SCOORD"]
-        # Each mark (at most 4 ROIs a view) has its box under both of its values.
-        assert len(regions) == 2 * sum(min(n, 4) for n in per_view.values()) > 0
+        labels = [i.TextValue for i in sr_items(sr)
+                  if i.get("ValueType") == "TEXT"
+                  and i.ConceptNameCodeSequence[0].CodeMeaning == "Tracking Identifier"]
+        # One group per view and per mark (at most 4 ROIs a view).
+        assert sum("#" in label for label in labels) == \
+            sum(min(n, 4) for n in per_view.values()) > 0
+        assert len(labels) - sum("#" in label for label in labels) == 4
         assert {str(i.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
                 for i in regions} <= sources
         request = sr.ReferencedRequestSequence[0]
         assert request.AccessionNumber == study.accession
+        (code,) = request.RequestedProcedureCodeSequence  # OBR-4 of the order
+        assert (code.CodeValue, code.CodingSchemeDesignator) == ("MAMMO", "99RIS")
         assert request.PlacerOrderNumberImagingServiceRequest == f"PL{study.accession}"
         for _, ds in objects:
             if str(ds.SOPClassUID).startswith("1.2.840.10008.5.1.4.1.1.7"):

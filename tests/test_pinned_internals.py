@@ -3,8 +3,10 @@
 The receiver reads PDUs itself (``receive/transport.py``), receives data sets into its
 own files (``receive/incoming.py``) and negotiates contexts itself
 (``receive/negotiation.py``); the CAD SR extends highdicom's generic SR document
-(``results/cad_report.py``). Those libraries are pinned in ``setup.cfg``; an upgrade
-that moves any of these parts fails here, in CI, and not at a hospital.
+(``results/cad_report.py``); the SR image libraries translate legacy SNOMED view codes
+with pydicom's SNOMED RT to CT table (``results/view_codes.py``). Those libraries are
+pinned in ``setup.cfg``; an upgrade that moves any of these parts fails here, in CI, and
+not at a hospital.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 SETUP_CFG = Path(__file__).resolve().parents[1] / "setup.cfg"
 
 
-@pytest.mark.parametrize("package", ["pynetdicom", "highdicom"])
+@pytest.mark.parametrize("package", ["pynetdicom", "highdicom", "pydicom"])
 def test_libraries_whose_internals_are_used_are_pinned_to_the_installed_version(package):
     pins = dict(re.findall(r"^\s*([A-Za-z0-9_.-]+)==(\S+)\s*$", SETUP_CFG.read_text(), re.M))
     assert pins.get(package) == version(package)
@@ -60,3 +62,10 @@ def test_highdicom_generic_sr_document_is_where_the_cad_sr_expects_it():
 
     assert issubclass(ComprehensiveSR, _SR)
     assert "sop_class_uid" in inspect.signature(_SR.__init__).parameters
+
+
+def test_pydicom_snomed_rt_to_ct_table_is_where_the_view_codes_expect_it():
+    from pydicom.sr._snomed_dict import mapping
+
+    assert mapping["SRT"]["R-10242"] == "399162004"  # cranio-caudal
+    assert mapping["SRT"]["R-10226"] == "399368009"  # medio-lateral oblique

@@ -226,6 +226,28 @@ def test_summaries_are_in_the_right_codes_with_their_context_group_values(tmp_pa
     assert cad.CompletionFlag == "COMPLETE"
 
 
+def test_legacy_snomed_view_codes_become_snomed_ct_in_both_image_libraries(tmp_path):
+    from mmbcd_node.results.structured_report import build_structured_report
+    from tests.support.predictions import make_study
+
+    legacy = {"CC": ("R-10242", "cranio-caudal"), "MLO": ("R-10226", "medio-lateral oblique")}
+    sources = make_study()
+    for ds in sources:  # as an older unit writes them
+        code = ds.ViewCodeSequence[0]
+        code.CodeValue, code.CodeMeaning = legacy[str(ds.ViewPosition)]
+        code.CodingSchemeDesignator = "SNM3"
+    result = make_result_set(sources=sources)
+    library = _child(_cad_report(tmp_path, result), "Image Library")
+    current = {"CC": "399162004", "MLO": "399368009"}
+    by_uid = {str(ds.SOPInstanceUID): str(ds.ViewPosition) for ds in sources}
+    for entry in library.ContentSequence:
+        view = by_uid[entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID]
+        assert _code(_child(entry, "Image View")) == (current[view], "SCT")
+    sr = build_structured_report(result)
+    assert_sr_template(sr, result.evidence)
+    assert current["CC"] in str(sr) and "R-10242" not in str(sr)
+
+
 def test_a_breast_with_one_mark_states_its_probability_on_that_finding(tmp_path):
     result = make_result_set(failed_view=("L", "MLO"))  # the left breast keeps one ROI
     cad = _cad_report(tmp_path, result)

@@ -201,7 +201,7 @@ def test_obr_4_is_the_orders_procedure_with_its_code(sessions, ris) -> None:
     send_all(sessions, config)
     (text,) = ris.received
     assert field(segments(text, "OBR")[0], 4) == field(segments(order, "OBR")[0], 4) \
-        == "MAMMO^Mammography bilateral"
+        == "MAMMO^Mammography bilateral^99RIS"
     strict_message(text)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mmbcd_node.match.matcher import live_orders
+from mmbcd_node.orders.procedure_code import ProcedureCode, procedure_code
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class StudyHistory:
     reason: str | None = None
     procedure: str | None = None
     requested_procedure_id: str | None = None
+    procedure_code: ProcedureCode | None = None  # OBR-4 as a code
 
     @property
     def source_fields(self) -> list[str]:
@@ -54,4 +56,5 @@ def history_for_study(session: Session, study_id: int) -> StudyHistory | None:
         accession_number=order.accession_number, issuer_of_accession=order.issuer_of_accession,
         placer_number=order.placer_number, filler_number=order.filler_number,
         reason=order.reason, procedure=order.procedure,
-        requested_procedure_id=order.requested_procedure_id)
+        requested_procedure_id=order.requested_procedure_id,
+        procedure_code=procedure_code(order.procedure_code))

@@ -31,6 +31,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from mmbcd_node.results import cad_codes, codes
 from mmbcd_node.results.result_set import ResultError
+from mmbcd_node.results.view_codes import image_view
 from mmbcd_node.work.source_image import SourceImage
 
 ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
@@ -63,14 +64,14 @@ def _entry(image: SourceImage, ds: Dataset) -> ImageContentItem:
     if image.laterality in cad_codes.BREAST_SIDE:
         descriptors.append(CodeContentItem(cad_codes.IMAGE_LATERALITY,
                                            cad_codes.BREAST_SIDE[image.laterality], ACQ))
-    for view in ds.get("ViewCodeSequence", [])[:1]:
-        view_item = CodeContentItem(cad_codes.IMAGE_VIEW, _code(view), ACQ)
-        modifiers = [CodeContentItem(cad_codes.IMAGE_VIEW_MODIFIER, _code(modifier),
-                                     RelationshipTypeValues.HAS_CONCEPT_MOD)
-                     for modifier in view.get("ViewModifierCodeSequence", [])
-                     if modifier.get("CodeValue")]
+    view, modifiers = image_view(ds, image.view)
+    if view is not None:
+        view_item = CodeContentItem(cad_codes.IMAGE_VIEW, view, ACQ)
         if modifiers:
-            view_item.ContentSequence = ContentSequence(modifiers)
+            view_item.ContentSequence = ContentSequence([
+                CodeContentItem(cad_codes.IMAGE_VIEW_MODIFIER, modifier,
+                                RelationshipTypeValues.HAS_CONCEPT_MOD)
+                for modifier in modifiers])
         descriptors.append(view_item)
     if image.orientation is not None:
         row, column = image.orientation
@@ -102,11 +103,6 @@ def _dates(ds: Dataset) -> list[ContentItem]:
         if value:
             items.append(kind(concept, value, ACQ))
     return items
-
-
-def _code(item: Dataset) -> CodedConcept:
-    return CodedConcept(str(item.CodeValue), str(item.CodingSchemeDesignator),
-                        str(item.get("CodeMeaning") or item.CodeValue))
 
 
 def refer_to_library(root: Dataset) -> None:

@@ -26,6 +26,7 @@ from highdicom.sr import (
 from pydicom.sr.codedict import codes as dicom_codes
 
 from mmbcd_node.results import codes
+from mmbcd_node.results.view_codes import image_view
 from mmbcd_node.work.source_image import SourceImage
 
 ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
@@ -61,11 +62,9 @@ def _entry(image: SourceImage) -> ImageContentItem:
     if image.laterality in codes.LATERALITY:
         descriptors.append(CodeContentItem(dicom_codes.DCM.ImageLaterality,
                                            codes.LATERALITY[image.laterality], ACQ))
-    for view in ds.get("ViewCodeSequence", [])[:1]:
-        if view.get("CodeValue") and view.get("CodingSchemeDesignator"):
-            descriptors.append(CodeContentItem(dicom_codes.DCM.ImageView, CodedConcept(
-                str(view.CodeValue), str(view.CodingSchemeDesignator),
-                str(view.get("CodeMeaning") or view.CodeValue)), ACQ))
+    view, _ = image_view(ds, image.view)
+    if view is not None:
+        descriptors.append(CodeContentItem(dicom_codes.DCM.ImageView, view, ACQ))
     if image.orientation is not None:
         descriptors += [
             TextContentItem(dicom_codes.DCM.PatientOrientationRow, image.orientation[0], ACQ),

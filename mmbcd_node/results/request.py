@@ -41,7 +41,7 @@ def referenced_requests(result: ResultSet) -> list[Dataset] | None:
     item.FillerOrderNumberImagingServiceRequest = fit(order.filler_order_number, "LO")
     item.RequestedProcedureID = fit(order.requested_procedure_id, "SH")
     item.RequestedProcedureDescription = fit(order.requested_procedure_description, "LO")
-    item.RequestedProcedureCodeSequence = []
+    item.RequestedProcedureCodeSequence = _procedure_code(order.requested_procedure_code)
     if order.reason_for_requested_procedure:
         # The whole reason goes into the TID 1500 report when this cuts it.
         item.ReasonForTheRequestedProcedure = fit(order.reason_for_requested_procedure, "LO")
@@ -70,3 +70,21 @@ def reference_dataset(reference: ObjectReference, study: Dataset | None = None) 
         # highdicom tells images from other objects by Rows/Columns (IMAGE vs COMPOSITE).
         ds.Rows = ds.Columns = 1
     return ds
+
+
+def _procedure_code(code: tuple[str, str, str] | None) -> list[Dataset]:
+    """The order's coded procedure as a Code Sequence item (PS3.3 8.8); none without one.
+
+    A code value over SH's 16 characters goes into Long Code Value (UC) instead.
+    """
+    if code is None:
+        return []
+    value, scheme, meaning = code
+    item = Dataset()
+    if len(value) > 16:
+        item.LongCodeValue = value
+    else:
+        item.CodeValue = value
+    item.CodingSchemeDesignator = fit(scheme, "SH")
+    item.CodeMeaning = fit(meaning, "LO")
+    return [item]

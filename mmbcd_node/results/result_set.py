@@ -65,6 +65,8 @@ class OrderContext:
     requested_procedure_description: str = ""
     reason_for_requested_procedure: str = ""
     accession_issuer: str = ""  # Local Namespace Entity ID of the accession's issuer
+    # (code value, coding scheme designator, code meaning) of OBR-4, when it is coded
+    requested_procedure_code: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)

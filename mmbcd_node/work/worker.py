@@ -434,7 +434,11 @@ def _order_context(history: StudyHistory | None) -> OrderContext | None:
                         requested_procedure_id=history.requested_procedure_id or "",
                         requested_procedure_description=history.procedure or "",
                         reason_for_requested_procedure=history.reason or "",
-                        accession_issuer=history.issuer_of_accession or "")
+                        accession_issuer=history.issuer_of_accession or "",
+                        requested_procedure_code=(
+                            (history.procedure_code.value, history.procedure_code.scheme,
+                             history.procedure_code.meaning)
+                            if history.procedure_code else None))
 
 
 class WorkerRole:

@@ -104,7 +104,7 @@ def order_message(control_id: str = "MSG0001", *, message_type: str = "ORM^O01",
         obr[1] = str(index + 1)
         obr[2] = placer + suffix
         obr[3] = obr3 if obr3 is not None else filler + suffix
-        obr[4] = "MAMMO^Mammography bilateral"
+        obr[4] = "MAMMO^Mammography bilateral^99RIS"
         obr[7] = f"{order_date}0900"
         obr[13] = clinical
         obr[18] = (obr18 if obr18 is not None else ("" if omi else accession + suffix))
