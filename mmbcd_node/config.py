@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmbcd_node.output_kinds import DEFAULT_KINDS, RESULT_KINDS, SR_CLASS_UIDS, unknown_kinds
+
 ENV_FILE = "MMBCD_NODE_CONFIG"
 ENV_PREFIX = "MMBCD_NODE__"
 
@@ -158,17 +160,12 @@ class WorkerConfig:
 @dataclass(frozen=True)
 class ResultsConfig:
     series_numbers: int = 9900  # first series number of the block used for our outputs
-    kinds: list[str] = field(default_factory=lambda: ["sr", "cad_sr", "gsps", "sc"])
+    kinds: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))
     sr_class: str = "comprehensive"  # comprehensive | comprehensive3d
 
     def __post_init__(self) -> None:
-        if self.sr_class not in ("comprehensive", "comprehensive3d"):
-            raise ConfigError(f"results.sr_class must be 'comprehensive' or "
-                              f"'comprehensive3d', not {self.sr_class!r}")
-        unknown = sorted(set(self.kinds) - {"sr", "cad_sr", "gsps", "sc"})
-        if unknown:
-            raise ConfigError(f"results.kinds has unknown kind(s) {', '.join(unknown)} "
-                              "(known: sr, cad_sr, gsps, sc)")
+        _check_sr_class("results.sr_class", self.sr_class)
+        _check_kinds("results.kinds", self.kinds)
         # The block holds SR, CAD SR, SC, GSPS and rejection-note series (offsets 0-4).
         if not 1 <= self.series_numbers <= 2**31 - 5:
             raise ConfigError(f"results.series_numbers must be 1 .. {2**31 - 5}, "
@@ -182,7 +179,7 @@ class DestinationConfig:
     host: str
     port: int
     storage_commitment: bool = False
-    kinds: list[str] = field(default_factory=lambda: ["sr", "cad_sr", "gsps", "sc"])
+    kinds: list[str] = field(default_factory=lambda: list(DEFAULT_KINDS))
     sr_class: str | None = None
     max_attempts: int = 20
     backoff_seconds: float = 10.0
@@ -191,6 +188,24 @@ class DestinationConfig:
     # Before sending again what a dead sender may have sent, ask by C-FIND (Study Root,
     # IMAGE level) whether the destination has it already.
     query_before_resend: bool = False
+
+    def __post_init__(self) -> None:
+        _check_kinds(f"destinations.{self.name}.kinds", self.kinds)
+        if self.sr_class is not None:
+            _check_sr_class(f"destinations.{self.name}.sr_class", self.sr_class)
+
+
+def _check_kinds(key: str, kinds: list[str]) -> None:
+    unknown = unknown_kinds(kinds)
+    if unknown:
+        raise ConfigError(f"{key} has unknown kind(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(kind.value for kind in RESULT_KINDS)})")
+
+
+def _check_sr_class(key: str, sr_class: str) -> None:
+    if sr_class not in SR_CLASS_UIDS:
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, SR_CLASS_UIDS))}, "
+                          f"not {sr_class!r}")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,18 @@ def test_destination_needs_its_required_keys(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+@pytest.mark.parametrize("line, message", [
+    ("kinds = ['sr', 'pdf']", r"destinations\.pacs\.kinds has unknown kind\(s\) pdf"),
+    ("sr_class = 'enhanced'", r"destinations\.pacs\.sr_class must be one of"),
+])
+def test_destination_kinds_and_sr_class_are_the_node_s_own(tmp_path: Path, line: str,
+                                                           message: str) -> None:
+    path = write(tmp_path, "[[destinations]]\nname = 'pacs'\nae_title = 'PACS'\n"
+                           f"host = '127.0.0.1'\nport = 104\n{line}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ={})
+
+
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[dicom]\nport = 104\n")
     config = load_config(path, environ={"MMBCD_NODE__DICOM__PORT": "11113",

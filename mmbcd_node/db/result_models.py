@@ -34,14 +34,6 @@ class ResultState(enum.StrEnum):
     WITHDRAWN = "withdrawn"  # the order was cancelled; its objects are withdrawn
 
 
-class OutputKind(enum.StrEnum):
-    SR = "sr"  # TID 1500 Comprehensive SR
-    CAD_SR = "cad_sr"  # Mammography CAD SR (TID 4000)
-    SC = "sc"  # Secondary Capture with burned-in boxes
-    GSPS = "gsps"  # Grayscale Softcopy Presentation State
-    KO = "ko"  # IOCM rejection note withdrawing earlier objects
-
-
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"  # to be sent (again) at next_attempt_at
     SENT = "sent"  # C-STORE succeeded; awaiting commitment where requested

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml.types import ViewPrediction
-from mmbcd_node.results.result_set import OutputKind, ResultSet
+from mmbcd_node.output_kinds import OutputKind
+from mmbcd_node.results.result_set import ResultSet
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def breast_series(result: ResultSet, kind: OutputKind) -> dict[str, BreastSeries
         by_side.setdefault(laterality_of_view(result, view), []).append(view)
     return {side: BreastSeries(
         laterality=side,
-        uid=result.new_uid(kind.config_name, "series", side),
+        uid=result.new_uid(kind.value, "series", side),
         number=result.series_number(kind),
         description=f"{result.series_description(kind)} ({side or '?'})"[:64],
         views=tuple(views)) for side, views in by_side.items()}

@@ -57,9 +57,10 @@ from highdicom.sr.sop import _SR  # highdicom's generic SR document, base of Com
 from pydicom import Dataset
 
 from ml.types import ViewPrediction
+from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results import cad_codes as cad
 from mmbcd_node.results.cad_library import cad_image_library, library_image, refer_to_library
-from mmbcd_node.results.result_set import OutputKind, ResultSet
+from mmbcd_node.results.result_set import ResultSet
 from mmbcd_node.results.roi_marks import RoiMark, box_polyline, roi_marks
 from mmbcd_node.results.sr_document import document_arguments
 
@@ -95,7 +96,7 @@ def build_mammography_cad_report(result: ResultSet) -> Dataset:
         *_performed(result),
     ])
     sr = MammographyCADSR(content=root, **document_arguments(
-        result, OutputKind.CAD_REPORT, frozenset({MAMMOGRAPHY_CAD_SR})))
+        result, OutputKind.CAD_SR, frozenset({MAMMOGRAPHY_CAD_SR})))
     refer_to_library(sr)
     result.stamp_identity(sr)
     return sr

@@ -12,18 +12,17 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 
+from mmbcd_node.output_kinds import RESULT_KINDS, OutputKind, unknown_kinds
 from mmbcd_node.results.cad_report import build_mammography_cad_report
 from mmbcd_node.results.presentation_state import build_presentation_states
-from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
+from mmbcd_node.results.result_set import ResultError, ResultSet
 from mmbcd_node.results.secondary_capture import build_secondary_captures
 from mmbcd_node.results.structured_report import build_structured_report
-
-RESULT_KINDS = ("sr", "cad_sr", "sc", "gsps")
 
 
 @dataclass(frozen=True)
 class ResultObject:
-    """One built DICOM object and its kind (``OutputKind.config_name``)."""
+    """One built DICOM object and its kind (``OutputKind.value``)."""
 
     kind: str
     dataset: Dataset
@@ -40,21 +39,21 @@ def build_outputs(result: ResultSet, kinds: Sequence[str] = RESULT_KINDS,
     ``sr_class`` is ``results.sr_class``. Raises ``ResultError`` for an unknown kind or
     SR class, or when the prediction has nothing to report.
     """
-    unknown = sorted(set(kinds) - set(RESULT_KINDS))
+    unknown = unknown_kinds(kinds)
     if unknown:
         raise ResultError(f"results.kinds has unknown kind(s) {', '.join(unknown)} "
                           f"(known: {', '.join(RESULT_KINDS)})")
     objects: list[ResultObject] = []
     if "sr" in kinds:
-        objects.append(ResultObject(OutputKind.STRUCTURED_REPORT.config_name,
+        objects.append(ResultObject(OutputKind.SR.value,
                                     build_structured_report(result, sr_class)))
     if "cad_sr" in kinds:
-        objects.append(ResultObject(OutputKind.CAD_REPORT.config_name,
+        objects.append(ResultObject(OutputKind.CAD_SR.value,
                                     build_mammography_cad_report(result)))
     if "sc" in kinds:
-        objects += [ResultObject(OutputKind.SECONDARY_CAPTURE.config_name, ds)
+        objects += [ResultObject(OutputKind.SC.value, ds)
                     for ds in build_secondary_captures(result)]
     if "gsps" in kinds:
-        objects += [ResultObject(OutputKind.PRESENTATION_STATE.config_name, ds)
+        objects += [ResultObject(OutputKind.GSPS.value, ds)
                     for ds in build_presentation_states(result)]
     return objects

@@ -38,6 +38,7 @@ from pydicom import Dataset
 
 import mmbcd_node
 from ml.types import MarkOperatingPoint, ViewPrediction
+from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results.breast_series import breast_series, series_of
 from mmbcd_node.results.label_layout import (
     Rect,
@@ -46,7 +47,7 @@ from mmbcd_node.results.label_layout import (
     leader,
     place_labels,
 )
-from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultSet
+from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, ResultSet
 from mmbcd_node.results.roi_marks import (
     GREEN,
     RED,
@@ -69,7 +70,7 @@ def build_presentation_states(result: ResultSet) -> list[Dataset]:
     Raises ``ValueError`` from highdicom when the source view lacks the image attributes
     a presentation state must reference (rows, columns, photometric interpretation).
     """
-    kind = OutputKind.PRESENTATION_STATE
+    kind = OutputKind.GSPS
     series = breast_series(result, kind)
     states: list[Dataset] = []
     for view in result.scored_views:
@@ -80,7 +81,7 @@ def build_presentation_states(result: ResultSet) -> list[Dataset]:
             referenced_images=[source],
             series_instance_uid=breast.uid,
             series_number=breast.number,
-            sop_instance_uid=result.new_uid(kind.config_name, view.sop_instance_uid),
+            sop_instance_uid=result.new_uid(kind.value, view.sop_instance_uid),
             instance_number=breast.instance_number(view),
             manufacturer=mmbcd_node.MANUFACTURER,
             manufacturer_model_name=mmbcd_node.MODEL_NAME,

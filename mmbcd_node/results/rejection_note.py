@@ -16,11 +16,11 @@ from highdicom.sr import CodedConcept
 from pydicom import Dataset
 
 import mmbcd_node
+from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results.request import reference_dataset
 from mmbcd_node.results.result_set import (
     NOT_FOR_DIAGNOSIS,
     ObjectReference,
-    OutputKind,
     ResultError,
     device_uid,
     new_uid,
@@ -75,7 +75,7 @@ def build_rejection_note(study: Dataset, rejected: Sequence[ObjectReference], *,
     evidence = [reference_dataset(reference, study) for reference in rejected]
     device = device_observer(device_uid(uid_root, device_serial_number, installation),
                              device_serial_number)
-    kind = OutputKind.REJECTION_NOTE
+    kind = OutputKind.KO
     content = KeyObjectSelection(
         document_title=reason.title, referenced_objects=evidence,
         observer_device_context=device,

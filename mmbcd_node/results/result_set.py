@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from functools import cached_property
 
 import pydicom
@@ -20,6 +19,7 @@ from pydicom.uid import generate_uid
 import mmbcd_node
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results import codes
 from mmbcd_node.results.request import TYPE2_PATIENT_STUDY, reference_dataset
 from mmbcd_node.work.image_selection import NotAnalysed
@@ -33,25 +33,6 @@ _MAX_SERIES_NUMBER = 2**31 - 1
 
 class ResultError(ValueError):
     """A result object cannot be built from the given input; the message says why."""
-
-
-class OutputKind(Enum):
-    """The kinds of object built for a result set, with their offset in the series block.
-
-    Each kind goes into its own series, numbered ``series_numbers + offset``, so a PACS
-    shows the same kind under the same series number in every study.
-    """
-
-    STRUCTURED_REPORT = ("sr", 0, "Structured report")
-    CAD_REPORT = ("cad_sr", 1, "Mammography CAD report")
-    SECONDARY_CAPTURE = ("sc", 2, "ROI overlay images")
-    PRESENTATION_STATE = ("gsps", 3, "ROI annotations")
-    REJECTION_NOTE = ("ko", 4, "Withdrawn results")
-
-    def __init__(self, config_name: str, offset: int, label: str) -> None:
-        self.config_name = config_name
-        self.offset = offset
-        self.label = label
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pydicom.uid import RLELossless
 
 import mmbcd_node
 from ml.types import MarkOperatingPoint, ViewPrediction
+from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results import codes
 from mmbcd_node.results.breast_series import laterality_of_view
 from mmbcd_node.results.label_layout import (
@@ -43,7 +44,7 @@ from mmbcd_node.results.label_layout import (
     leader,
     place_labels,
 )
-from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, OutputKind, ResultError, ResultSet
+from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, ResultError, ResultSet
 from mmbcd_node.results.roi_marks import RED, RoiMark, legend, roi_marks, view_caption
 
 DEFAULT_MAX_SIDE = 1024
@@ -63,8 +64,8 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
     ``max_side`` bounds the longest side of the picture (the banner comes on top).
     Raises ``ResultError`` naming the view when its pixels cannot be read.
     """
-    kind = OutputKind.SECONDARY_CAPTURE
-    series_uid = result.new_uid(kind.config_name, "series")
+    kind = OutputKind.SC
+    series_uid = result.new_uid(kind.value, "series")
     captures: list[Dataset] = []
     for number, view in enumerate(result.scored_views, start=1):
         picture = render_view(result.source_of(view), view, max_side, result.prediction.marks)
@@ -80,7 +81,7 @@ def build_secondary_captures(result: ResultSet, max_side: int = DEFAULT_MAX_SIDE
             patient_orientation=("A", "R"),
             series_instance_uid=series_uid,
             series_number=result.series_number(kind),
-            sop_instance_uid=result.new_uid(kind.config_name, view.sop_instance_uid),
+            sop_instance_uid=result.new_uid(kind.value, view.sop_instance_uid),
             instance_number=number,
             manufacturer=mmbcd_node.MANUFACTURER,
             transfer_syntax_uid=RLELossless,

@@ -8,9 +8,10 @@ from typing import Any
 from highdicom.sr import DeviceObserverIdentifyingAttributes, ObservationContext, ObserverContext
 
 import mmbcd_node
+from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results import codes
 from mmbcd_node.results.request import referenced_requests
-from mmbcd_node.results.result_set import OutputKind, ResultSet
+from mmbcd_node.results.result_set import ResultSet
 
 
 def device_observer(uid: str, name: str) -> ObserverContext:
@@ -34,9 +35,9 @@ def document_arguments(result: ResultSet, kind: OutputKind,
     completeness (``PARTIAL`` when a view was not used) and predecessors of this class."""
     return {
         "evidence": result.evidence,
-        "series_instance_uid": result.new_uid(kind.config_name, "series"),
+        "series_instance_uid": result.new_uid(kind.value, "series"),
         "series_number": result.series_number(kind),
-        "sop_instance_uid": result.new_uid(kind.config_name, "instance"),
+        "sop_instance_uid": result.new_uid(kind.value, "instance"),
         "instance_number": 1,
         "manufacturer": mmbcd_node.MANUFACTURER,
         "is_complete": result.all_views_used,

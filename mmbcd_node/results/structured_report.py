@@ -55,20 +55,24 @@ from highdicom.sr import (
 )
 from pydicom import Dataset
 from pydicom.sr.codedict import codes as dicom_codes
+from pydicom.uid import Comprehensive3DSRStorage, ComprehensiveSRStorage
 
 import mmbcd_node
 from ml.types import ViewPrediction
+from mmbcd_node.output_kinds import SR_CLASS_UIDS, OutputKind
 from mmbcd_node.results import codes
 from mmbcd_node.results.image_library import image_library
-from mmbcd_node.results.result_set import OutputKind, ResultError, ResultSet
+from mmbcd_node.results.result_set import ResultError, ResultSet
 from mmbcd_node.results.roi_marks import RoiMark, box_polyline, roi_marks, score_text
 from mmbcd_node.results.sr_document import document_arguments, observation_context
 from mmbcd_node.results.value_fit import was_cut
 
-SR_CLASSES = {"comprehensive": ComprehensiveSR, "comprehensive3d": Comprehensive3DSR}
+# ``sr_class`` names -> highdicom document class, through the SOP Class each name means.
+_DOCUMENT_CLASSES = {str(ComprehensiveSRStorage): ComprehensiveSR,
+                     str(Comprehensive3DSRStorage): Comprehensive3DSR}
+SR_CLASSES = {name: _DOCUMENT_CLASSES[uid] for name, uid in SR_CLASS_UIDS.items()}
 # A re-run may switch SR class; the earlier report of either class is its predecessor.
-TID_1500_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.88.33",
-                                  "1.2.840.10008.5.1.4.1.1.88.34"})
+TID_1500_SOP_CLASSES = frozenset(SR_CLASS_UIDS.values())
 CONTAINS = RelationshipTypeValues.CONTAINS
 QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 # CID 7551: what a region is to its measurement.
@@ -112,7 +116,7 @@ def build_structured_report(result: ResultSet, sr_class: str = "comprehensive") 
     ])
     _separate(root)
     sr = document_class(content=root, **document_arguments(
-        result, OutputKind.STRUCTURED_REPORT, TID_1500_SOP_CLASSES))
+        result, OutputKind.SR, TID_1500_SOP_CLASSES))
     result.stamp_identity(sr, private_codes=True)
     return sr
 

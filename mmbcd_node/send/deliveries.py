@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydicom.uid import Comprehensive3DSRStorage, ComprehensiveSRStorage
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
@@ -34,17 +33,14 @@ from mmbcd_node.db.result_models import (
     Hl7ResultMessage,
     Hl7ResultState,
     Hl7ResultStatus,
-    OutputKind,
     OutputObject,
     Result,
     ResultState,
 )
+from mmbcd_node.output_kinds import SR_CLASS_UIDS, OutputKind
 from mmbcd_node.retry import backoff
 
 WITHDRAWN_UNSENT = "withdrawn before it was sent"
-# ``sr_class`` names (``[results]`` and ``[[destinations]]``) -> SR SOP Class UID.
-SR_CLASS_UIDS = {"comprehensive": str(ComprehensiveSRStorage),
-                 "comprehensive3d": str(Comprehensive3DSRStorage)}
 
 
 @dataclass(frozen=True)
