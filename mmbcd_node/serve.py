@@ -41,7 +41,7 @@ RoleFactory = Callable[[NodeConfig, sessionmaker[Session]], Role]
 ROLE_CLASSES = {
     "dicom": "mmbcd_node.receive.scp:DicomRole",
     "hl7": "mmbcd_node.orders.listener:Hl7Role",
-    "scheduler": "mmbcd_node.match.scheduler:SchedulerRole",
+    "scheduler": "mmbcd_node.scheduler:SchedulerRole",
     "worker": "mmbcd_node.work.worker:WorkerRole",
     "sender": "mmbcd_node.send.sender:SenderRole",
     "http": "mmbcd_node.ops.http:HttpRole",

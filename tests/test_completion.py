@@ -200,7 +200,7 @@ def test_cancelled_study_is_not_reopened(
 
 
 def test_scheduler_runs_every_check_and_survives_a_failing_one() -> None:
-    from mmbcd_node.match.scheduler import PeriodicCheck, SchedulerRole, periodic_checks
+    from mmbcd_node.scheduler import PeriodicCheck, SchedulerRole, periodic_checks
 
     assert "study_completion" in [c.name for c in periodic_checks(NodeConfig())]
     calls = {"failing": 0, "counting": 0}

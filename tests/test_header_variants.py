@@ -21,8 +21,8 @@ import pytest
 
 from mmbcd_node.db import migrate
 from mmbcd_node.db.models import Job, Study
-from mmbcd_node.work.image_selection import select_images
-from mmbcd_node.work.source_image import ImageRejected, source_image
+from mmbcd_node.images.image_selection import select_images
+from mmbcd_node.images.source_image import ImageRejected, source_image
 from tests.support.databases import PG_URL_ENV, create_pg_database, drop_pg_database
 from tests.support.dicom_peers import (
     STORESCU_SYNTAX_OPTIONS,

@@ -295,7 +295,7 @@ def test_dsrdump_rejects_a_tree_breaking_the_cad_sr_constraints(tmp_path, result
 
 
 def test_rerun_cad_report_names_the_earlier_cad_report_only(tmp_path, result_set):
-    from mmbcd_node.results.result_set import ObjectReference
+    from mmbcd_node.results.references import ObjectReference
     from mmbcd_node.results.structured_report import build_structured_report
 
     earlier = [build_mammography_cad_report(result_set), build_structured_report(result_set)]

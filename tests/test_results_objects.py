@@ -15,15 +15,12 @@ import pydicom
 import pytest
 
 import mmbcd_node
+from mmbcd_node.results.errors import ResultError
 from mmbcd_node.results.outputs import build_outputs
 from mmbcd_node.results.presentation_state import build_presentation_states
+from mmbcd_node.results.references import ObjectReference
 from mmbcd_node.results.rejection_note import RejectionReason, build_rejection_note
-from mmbcd_node.results.result_set import (
-    NOT_FOR_DIAGNOSIS,
-    HistoryProvenance,
-    ObjectReference,
-    ResultError,
-)
+from mmbcd_node.results.result_set import NOT_FOR_DIAGNOSIS, HistoryProvenance
 from mmbcd_node.results.secondary_capture import build_secondary_captures
 from mmbcd_node.results.structured_report import build_structured_report
 from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump, write

@@ -6,9 +6,9 @@ import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from mmbcd_node.images.image_selection import select_images
+from mmbcd_node.images.source_image import ImageRejected, source_image
 from mmbcd_node.work.failures import is_transient
-from mmbcd_node.work.image_selection import select_images
-from mmbcd_node.work.source_image import ImageRejected, source_image
 from tests.support.mammo import make_mammogram
 
 

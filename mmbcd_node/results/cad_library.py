@@ -29,10 +29,10 @@ from highdicom.sr import (
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from mmbcd_node.images.source_image import SourceImage
 from mmbcd_node.results import cad_codes, codes
 from mmbcd_node.results.result_set import ResultError
 from mmbcd_node.results.view_codes import image_view
-from mmbcd_node.work.source_image import SourceImage
 
 ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
 CONTENT_SEQUENCE = 0x0040A730

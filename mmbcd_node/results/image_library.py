@@ -25,9 +25,9 @@ from highdicom.sr import (
 )
 from pydicom.sr.codedict import codes as dicom_codes
 
+from mmbcd_node.images.source_image import SourceImage
 from mmbcd_node.results import codes
 from mmbcd_node.results.view_codes import image_view
-from mmbcd_node.work.source_image import SourceImage
 
 ACQ = RelationshipTypeValues.HAS_ACQ_CONTEXT
 PIXELS = CodedConcept("{pixels}", "UCUM", "Pixels")

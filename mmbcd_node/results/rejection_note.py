@@ -17,7 +17,7 @@ from pydicom import Dataset
 
 import mmbcd_node
 from mmbcd_node.output_kinds import OutputKind
-from mmbcd_node.results.request import reference_dataset
+from mmbcd_node.results.references import reference_dataset
 from mmbcd_node.results.result_set import (
     NOT_FOR_DIAGNOSIS,
     ObjectReference,

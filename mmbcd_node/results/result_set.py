@@ -19,20 +19,17 @@ from pydicom.uid import generate_uid
 import mmbcd_node
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.images.image_selection import NotAnalysed
+from mmbcd_node.images.source_image import SourceImage
 from mmbcd_node.output_kinds import OutputKind
 from mmbcd_node.results import codes
-from mmbcd_node.results.request import TYPE2_PATIENT_STUDY, reference_dataset
-from mmbcd_node.work.image_selection import NotAnalysed
-from mmbcd_node.work.source_image import SourceImage
+from mmbcd_node.results.errors import ResultError
+from mmbcd_node.results.references import TYPE2_PATIENT_STUDY, ObjectReference, reference_dataset
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
 NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.?$")
 _MAX_SERIES_NUMBER = 2**31 - 1
-
-
-class ResultError(ValueError):
-    """A result object cannot be built from the given input; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -85,30 +82,6 @@ class BundleIdentity:
     def parameter_lines(self) -> list[str]:
         """Parameters as ``key=value`` strings, sorted, for Algorithm Parameters."""
         return [f"{key}={value}" for key, value in sorted(self.parameters.items())]
-
-
-@dataclass(frozen=True)
-class ObjectReference:
-    """A DICOM object we sent earlier: what a predecessor or a rejection note points to."""
-
-    study_instance_uid: str
-    series_instance_uid: str
-    sop_class_uid: str
-    sop_instance_uid: str
-
-    @classmethod
-    def from_dataset(cls, ds: pydicom.Dataset) -> ObjectReference:
-        """The reference to ``ds``; ``ResultError`` if one of the four UIDs is missing."""
-        try:
-            return cls(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                       str(ds.SOPClassUID), str(ds.SOPInstanceUID))
-        except AttributeError as exc:
-            raise ResultError(f"cannot reference a dataset without {exc.name}") from None
-
-    @property
-    def is_image(self) -> bool:
-        # Secondary Capture image storage classes; our SR and GSPS objects are not images.
-        return self.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from mmbcd_node.db.result_models import (
     ResultState,
     ResultView,
 )
-from mmbcd_node.results.result_set import HistoryProvenance, ObjectReference
+from mmbcd_node.results.references import ObjectReference
+from mmbcd_node.results.result_set import HistoryProvenance
 
 RESULTS_DIR = "results"
 

@@ -39,6 +39,8 @@ from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.result_models import OutputObject, Result
 from mmbcd_node.db.session import transaction
+from mmbcd_node.images.image_selection import ImageSelection, select_images
+from mmbcd_node.images.source_image import ImageRejected, SourceImage, source_image
 from mmbcd_node.job_queue import (
     ClaimedJob,
     cancel_pending_jobs,
@@ -64,7 +66,6 @@ from mmbcd_node.results.result_set import (
 from mmbcd_node.send.deliveries import create_deliveries
 from mmbcd_node.send.hl7_result import queue_result_message
 from mmbcd_node.work.failures import is_transient, transient_message
-from mmbcd_node.work.image_selection import ImageSelection, select_images
 from mmbcd_node.work.result_records import (
     active_result,
     object_references,
@@ -72,7 +73,6 @@ from mmbcd_node.work.result_records import (
     record_result,
     write_object,
 )
-from mmbcd_node.work.source_image import ImageRejected, SourceImage, source_image
 from mmbcd_node.work.withdrawal import (
     order_cancelled_since,
     withdraw_cancelled_results,

@@ -35,8 +35,8 @@ import tomli_w
 
 from mmbcd_node.db import migrate
 from mmbcd_node.db.models import Instance, Study
-from mmbcd_node.work.image_selection import select_images
-from mmbcd_node.work.source_image import source_image
+from mmbcd_node.images.image_selection import select_images
+from mmbcd_node.images.source_image import source_image
 from tests.support.dicom_peers import db_rows
 from tests.support.e2e import make_study, push_study, send_order
 from tests.support.node import RunningNode, free_port

@@ -15,13 +15,13 @@ import pytest
 from pydicom.uid import generate_uid
 
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
+from mmbcd_node.images.source_image import source_image
 from mmbcd_node.results.result_set import (
     BundleIdentity,
     HistoryProvenance,
     OrderContext,
     ResultSet,
 )
-from mmbcd_node.work.source_image import source_image
 from tests.support.mammo import make_mammogram
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1453."

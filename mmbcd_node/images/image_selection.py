@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmbcd_node.work.source_image import IMPLANT_DISPLACED, SourceImage
+from mmbcd_node.images.source_image import IMPLANT_DISPLACED, SourceImage
 
 STANDARD_VIEWS = ("CC", "MLO")
 EXPECTED = tuple((side, view) for side in ("R", "L") for view in STANDARD_VIEWS)
