@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import typer
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from mmbcd_node.admin.context import cli_context
 from mmbcd_node.admin.output import emit_records
 from mmbcd_node.db.audit import os_user, record_event
-from mmbcd_node.db.models import Job, Priority, Study, StudyState, utcnow
+from mmbcd_node.db.models import Job, Priority, Study, StudyState
 from mmbcd_node.db.session import transaction
+from mmbcd_node.db.study_state import change_state
 from mmbcd_node.job_queue import cancel_pending_jobs, enqueue_job
 from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.work.result_records import active_result
@@ -108,9 +109,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             job = enqueue_job(session, study.id, priority=PRIORITIES[priority],
                               reason="reprocess")
-            if study.state != StudyState.QUEUED:
-                session.execute(update(Study).where(Study.id == study.id).values(
-                    state=StudyState.QUEUED, state_changed_at=utcnow()))
+            change_state(session, study, StudyState.QUEUED,
+                         only_from=set(REPROCESSABLE) - {StudyState.QUEUED})
             record_event(session, "study_reprocess_requested", actor=os_user(),
                          study_uid=study.study_uid, patient_id=study.patient_id,
                          accession_number=study.accession_number,
@@ -135,8 +135,7 @@ def register(app: typer.Typer) -> None:
                     withdraw_result(session, cli.config, result, study,
                                            RejectionReason.ORDER_CANCELLED, actor=os_user())
                     withdrawn = result.id
-            session.execute(update(Study).where(Study.id == study.id).values(
-                state=StudyState.CANCELLED, state_changed_at=utcnow()))
+            change_state(session, study, StudyState.CANCELLED)
             record_event(session, "study_cancelled", actor=os_user(), study_uid=study.study_uid,
                          patient_id=study.patient_id, accession_number=study.accession_number,
                          detail={"jobs_cancelled": list(cancelled),

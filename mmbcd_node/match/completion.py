@@ -18,15 +18,15 @@ import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.session import transaction
+from mmbcd_node.db.study_state import change_state
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,9 @@ def mark_complete(session: Session, study: Study, by: CompletedBy, *,
     meantime restarts the quiet period). Returns True when this call made the change;
     the audit event is written in the caller's transaction.
     """
-    now = utcnow()
-    statement = (
-        update(Study)
-        .where(Study.id == study.id, Study.state == StudyState.RECEIVING)
-        .values(state=StudyState.COMPLETE, state_changed_at=now, completed_at=now,
-                completed_by=by.value)
-    )
-    if received_before is not None:
-        statement = statement.where(Study.last_received_at <= received_before)
-    changed = _changed_one(session.execute(statement))
+    changed = change_state(
+        session, study.id, StudyState.COMPLETE, completed_at=utcnow(), completed_by=by.value,
+        where=None if received_before is None else Study.last_received_at <= received_before)
     if changed:
         record_event(session, "study_completed", actor=actor, study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,
@@ -118,11 +111,6 @@ def complete_due_studies(config: NodeConfig, sessions: sessionmaker[Session]) ->
     return completed
 
 
-def _changed_one(result: Result[Any]) -> bool:
-    # An UPDATE's result is a CursorResult; rowcount says whether the condition held.
-    return cast(CursorResult[Any], result).rowcount == 1
-
-
 def force_complete(sessions: sessionmaker[Session], study_uid: str, actor: str) -> ForceOutcome:
     """Complete ``study_uid`` now on an administrator's request (audited with ``actor``)."""
     with transaction(sessions) as session:
@@ -145,14 +133,10 @@ def reopen_if_finished(session: Session, study: Study, *, sop_instance_uid: str)
     if study.state in NOT_REOPENED:
         return False
     previous = study.state
-    now = utcnow()
-    result = session.execute(
-        update(Study).where(Study.id == study.id, Study.state == previous)
-        .values(state=StudyState.RECEIVING, state_changed_at=now, completed_at=None,
-                completed_by=None, rerun_requested=True, reopen_count=Study.reopen_count + 1,
-                state_reason=None)
-    )
-    changed = _changed_one(result)
+    changed = change_state(session, study.id, StudyState.RECEIVING,
+                           only_from={StudyState(previous)},
+                           completed_at=None, completed_by=None, rerun_requested=True,
+                           reopen_count=Study.reopen_count + 1, state_reason=None)
     if changed:
         record_event(session, "study_reopened", study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,

@@ -19,11 +19,10 @@ never both take the same step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
@@ -31,10 +30,13 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Priority, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import MatchState, Order, StudyOrder, is_stat
 from mmbcd_node.db.session import transaction
+from mmbcd_node.db.study_state import change_state
 from mmbcd_node.job_queue import enqueue_job
 from mmbcd_node.logs import study_context
 
 log = logging.getLogger(__name__)
+# Complete or held: waiting for an order, or for the wait to end.
+WAITING = frozenset({StudyState.COMPLETE, StudyState.HELD})
 
 MATCHER = "matcher"
 RULES = ("study_uid", "accession", "requested_procedure_id")
@@ -236,8 +238,7 @@ def advance_study(session: Session, study: Study, config: NodeConfig,
         return _queue(session, study, priority=Priority.URGENT if urgent else Priority.NORMAL,
                       without_history=False, why=f"order {live[0].id}")
     if _has_link(session, study.id):
-        if transition(session, study, (StudyState.COMPLETE, StudyState.HELD),
-                      StudyState.CANCELLED):
+        if change_state(session, study, StudyState.CANCELLED, only_from=WAITING):
             record_event(session, "study_cancelled", actor=MATCHER, study_uid=study.study_uid,
                          detail={"reason": "every linked order is cancelled"})
             return StudyState.CANCELLED
@@ -252,7 +253,7 @@ def advance_study(session: Session, study: Study, config: NodeConfig,
     if config.orders.no_order_policy == "run_without_history" and not has_candidates:
         return _queue(session, study, priority=Priority.NORMAL, without_history=True,
                       why="no order after the wait (policy run_without_history)")
-    if transition(session, study, (StudyState.COMPLETE,), StudyState.HELD):
+    if change_state(session, study, StudyState.HELD, only_from={StudyState.COMPLETE}):
         reason = ("candidate orders need reconciliation" if has_candidates
                   else "no order after the wait (policy hold)")
         record_event(session, "study_held", actor=MATCHER, study_uid=study.study_uid,
@@ -270,19 +271,6 @@ def queue_study(session: Session, study: Study, *, without_history: bool, why: s
     priority = Priority.URGENT if any(is_stat(o.priority) for o in live) else Priority.NORMAL
     return _queue(session, study, priority=priority, without_history=without_history, why=why,
                   actor=actor) is not None
-
-
-def transition(session: Session, study: Study, from_states: Iterable[str], to_state: str
-               ) -> bool:
-    """``UPDATE studies SET state = to WHERE id = .. AND state IN from``; True if it applied."""
-    result = session.execute(
-        update(Study).where(Study.id == study.id, Study.state.in_(list(from_states)))
-        .values(state=to_state, state_changed_at=utcnow())
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    study.state = to_state
-    return True
 
 
 def check_complete_studies(config: NodeConfig, sessions: sessionmaker[Session],
@@ -313,8 +301,7 @@ def check_complete_studies(config: NodeConfig, sessions: sessionmaker[Session],
 
 def _queue(session: Session, study: Study, *, priority: Priority, without_history: bool,
            why: str, actor: str = MATCHER) -> str | None:
-    if not transition(session, study, (StudyState.COMPLETE, StudyState.HELD),
-                      StudyState.QUEUED):
+    if not change_state(session, study, StudyState.QUEUED, only_from=WAITING):
         return None
     job = enqueue_job(session, study.id, priority=priority,
                       reason="rerun" if study.rerun_requested else "new",

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Job, JobState, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import MatchState, Order, StudyOrder
-from mmbcd_node.match.matcher import MATCHER, live_orders, transition
+from mmbcd_node.db.study_state import change_state
+from mmbcd_node.match.matcher import MATCHER, live_orders
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ def cancel_order_work(session: Session, order: Order) -> list[Study]:
                     error=f"order {order.id} cancelled")
             .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
         before = study.state
-        cancelled = transition(session, study, CANCELLABLE, StudyState.CANCELLED)
+        cancelled = change_state(session, study, StudyState.CANCELLED,
+                                 only_from=set(CANCELLABLE))
         record_event(session, "order_cancelled", actor=MATCHER, study_uid=study.study_uid,
                      accession_number=order.accession_number,
                      detail={"order_id": order.id, "jobs_cancelled": jobs,

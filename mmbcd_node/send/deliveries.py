@@ -25,7 +25,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from mmbcd_node.config import DestinationConfig
-from mmbcd_node.db.models import Study, StudyState, utcnow
+from mmbcd_node.db.models import StudyState, utcnow
 from mmbcd_node.db.result_models import (
     CommitmentState,
     Delivery,
@@ -37,6 +37,7 @@ from mmbcd_node.db.result_models import (
     Result,
     ResultState,
 )
+from mmbcd_node.db.study_state import change_state
 from mmbcd_node.output_kinds import SR_CLASS_UIDS, OutputKind
 from mmbcd_node.retry import backoff
 
@@ -270,11 +271,7 @@ def mark_study_delivered_if_complete(session: Session, study_id: int) -> bool:
     ).scalar_one()
     if outstanding:
         return False
-    result = session.execute(
-        update(Study).where(Study.id == study_id, Study.state == StudyState.DONE)
-        .values(state=StudyState.DELIVERED, state_changed_at=utcnow())
-        .execution_options(synchronize_session=False))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return change_state(session, study_id, StudyState.DELIVERED)
 
 
 def requeue_deliveries(session: Session, study_id: int,

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pydicom
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ml.types import StudyInput, StudyPrediction, ViewInput
@@ -39,6 +39,7 @@ from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.result_models import OutputObject, Result
 from mmbcd_node.db.session import transaction
+from mmbcd_node.db.study_state import change_state
 from mmbcd_node.images.image_selection import ImageSelection, select_images
 from mmbcd_node.images.source_image import ImageRejected, SourceImage, source_image
 from mmbcd_node.job_queue import (
@@ -204,10 +205,7 @@ class Worker:
         with transaction(self.sessions) as session:
             study = session.get(Study, job.study_id)
             assert study is not None
-            session.execute(update(Study).where(Study.id == study.id,
-                                                Study.state == StudyState.QUEUED)
-                            .values(state=StudyState.RUNNING, state_changed_at=utcnow())
-                            .execution_options(synchronize_session=False))
+            change_state(session, study.id, StudyState.RUNNING)
             history = None if job.without_history else history_for_study(session, study.id)
             instances = session.execute(
                 select(Instance).where(Instance.study_id == study.id,
@@ -286,20 +284,14 @@ class Worker:
             if order_cancelled_since(session, study.study_uid, item.started_at):
                 # The order went away while the model ran: nothing goes to the PACS.
                 cancel_pending_jobs(session, study.id, "order cancelled while the job ran")
-                session.execute(update(Study).where(Study.id == study.id,
-                                                    Study.state == StudyState.RUNNING)
-                                .values(state=StudyState.CANCELLED, state_changed_at=utcnow())
-                                .execution_options(synchronize_session=False))
+                change_state(session, study.id, StudyState.CANCELLED,
+                             only_from={StudyState.RUNNING})
                 log.info("event=result_dropped job=%s reason=order_cancelled", item.job.id)
                 return
             result, outputs, previous = self._replace_result(session, item, study, prediction,
                                                              written)
             complete_job(session, item.job.id, self.owner, bundle_digest=bundle.digest[:64])
-            session.execute(update(Study).where(Study.id == study.id,
-                                                Study.state == StudyState.RUNNING)
-                            .values(state=StudyState.DONE, state_changed_at=utcnow(),
-                                    rerun_requested=False)
-                            .execution_options(synchronize_session=False))
+            change_state(session, study.id, StudyState.DONE, rerun_requested=False)
             record_event(session, "results_created", actor=self.owner,
                          study_uid=study.study_uid, patient_id=study.patient_id,
                          accession_number=study.accession_number,
@@ -404,12 +396,9 @@ class Worker:
         if state is None:
             return False
         final = state == "failed"
-        session.execute(update(Study).where(Study.id == item.job.study_id,
-                                            Study.state == StudyState.RUNNING)
-                        .values(state=study_state if final else StudyState.QUEUED,
-                                state_changed_at=utcnow(),
-                                state_reason=error[:4000] if final else None)
-                        .execution_options(synchronize_session=False))
+        change_state(session, item.job.study_id, study_state if final else StudyState.QUEUED,
+                     only_from={StudyState.RUNNING},
+                     state_reason=error[:4000] if final else None)
         if final:
             action = ("study_not_analysable" if study_state == StudyState.NOT_ANALYSABLE
                       else "job_failed")
