@@ -29,6 +29,7 @@ from mmbcd_node.db.result_models import (
 from tests.support.dicom_peers import db_rows
 from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump
 from tests.support.e2e import make_study, push_study, send_order, settled
+from tests.support.hl7_validation import strict_message
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.pacs import wait_until
 
@@ -163,6 +164,7 @@ def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either
     for study in (images_first, order_first):
         (oru,) = [m for m in ris.received if study.study_uid in m]
         assert f"|{study.accession}|" in oru and "\rOBX|1|NM|111047^" in oru
+        strict_message(oru)
         assert "clinical history from OBR-13" in oru
 
 

@@ -77,6 +77,9 @@ CONTAINS = RelationshipTypeValues.CONTAINS
 QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 # CID 7551: what a region is to its measurement.
 SOURCE_OF_MEASUREMENT = CodedConcept("121112", "DCM", "Source of Measurement")
+# A group's own region, named as TID 1410 names it: OHIF loads a group as a tracked
+# measurement only when its group-level region is an "Image Region" polyline.
+IMAGE_REGION = CodedConcept("111030", "DCM", "Image Region")
 ENGLISH = CodedConcept("en-US", "RFC5646", "English (United States)")
 
 
@@ -183,7 +186,7 @@ def _group(result: ResultSet, view: ViewPrediction, *, key: str, label: str, com
                 GraphicTypeValues.POLYLINE, outline, image, purpose=SOURCE_OF_MEASUREMENT)])
             for name, number in values],
     )
-    region = ScoordContentItem(SOURCE_OF_MEASUREMENT, GraphicTypeValues.POLYLINE, outline,
+    region = ScoordContentItem(IMAGE_REGION, GraphicTypeValues.POLYLINE, outline,
                                relationship_type=CONTAINS)
     region.ContentSequence = ContentSequence([ImageContentItem(
         codes.SOURCE_IMAGE, str(source.SOPClassUID), str(source.SOPInstanceUID),
