@@ -25,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mmbcd_node.config import NodeConfig, TlsConfig
+from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.session import transaction
 from mmbcd_node.orders.admission import SenderAdmission
 from mmbcd_node.orders.intake import OrderIntake
+from mmbcd_node.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class MllpServer:
         self.intake = intake
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
         self._server: asyncio.base_events.Server | None = None
-        self._tls = server_tls_context(config.hl7.tls)
+        self._tls = server_context(config.hl7.tls, "hl7.tls")
         self.admission = SenderAdmission(config.hl7)
         self._open = 0
 
@@ -197,18 +198,6 @@ class MllpServer:
                                      "port": self.config.hl7.port, **detail})
         except Exception:  # noqa: BLE001 - the connection is refused either way
             log.exception("event=audit_write_failed action=%s", action)
-
-
-def server_tls_context(tls: TlsConfig) -> ssl.SSLContext | None:
-    """The server TLS context for ``[hl7.tls]``, or None when TLS is off."""
-    if not tls.enabled:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
-    if tls.ca is not None:
-        context.load_verify_locations(str(tls.ca))
-    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE
-    return context
 
 
 class Hl7Role:

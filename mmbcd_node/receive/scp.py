@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +24,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mmbcd_node.config import NodeConfig, TlsConfig
+from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.session import transaction
 from mmbcd_node.receive.admission import Admission, Rejection
@@ -41,6 +40,7 @@ from mmbcd_node.receive.transport import (
     start_receiver_server,
 )
 from mmbcd_node.send.commitment import bind_commitment_reports
+from mmbcd_node.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class DicomRole:
         self.ae = ae
         self.server = start_receiver_server(
             ae, (dicom.host, dicom.port), evt_handlers=handlers,
-            tls=tls_context(dicom.tls) if dicom.tls.enabled else None,
+            tls=server_context(dicom.tls, "dicom.tls"),
             on_tls_failure=self._on_tls_failure,
             gate=ConnectionGate(dicom.max_unauthenticated, dicom.max_unauthenticated_per_peer))
         log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s "
@@ -235,16 +235,3 @@ def _peer(event: evt.Event) -> Peer:
     calling = primitive.calling_ae_title if primitive is not None else assoc.requestor.ae_title
     return Peer(calling_ae=str(calling).strip()[:16],
                 called_ae=str(called).strip()[:16], address=str(assoc.requestor.address))
-
-
-def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """The server-side TLS context of ``[dicom.tls]``: our certificate and key; peers
-    verified against ``ca`` when given (required with ``require_client_cert``)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key) if tls.key else None)
-    if tls.ca is not None:
-        context.load_verify_locations(cafile=str(tls.ca))
-        context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
-    elif tls.require_client_cert:
-        raise ValueError("dicom.tls.require_client_cert needs dicom.tls.ca")
-    return context
