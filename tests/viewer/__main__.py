@@ -16,6 +16,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"serving {base_url}/viewer?StudyInstanceUIDs={study.study_uid}"
                       " - Ctrl-C to stop", flush=True)
                 with contextlib.suppress(KeyboardInterrupt):
-                    web.serve_forever()
+                    threading.Event().wait()
             web.shutdown()
         finally:
             orthanc.stop()
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         *(f"  {d}" for d in outcome.display_sets),
         f"SR measurement groups: {len(expected)} ({', '.join(expected)})",
         f"ROIs OHIF read from the SR: {outcome.sr_loaded}",
-        f"ROIs shown on their image in the SR viewport: {len(outcome.placed)}/{len(expected)}"
+        f"ROIs shown on their image ({outcome.placed_by or 'not reached'}): "
+        f"{len(outcome.placed)}/{len(expected)}"
         + (f" (not shown: {', '.join(outcome.not_placed)})" if outcome.not_placed else ""),
         f"load as tracked measurements: {outcome.hydration}",
         f"measurements in OHIF's measurement panel: {outcome.tracked}/{len(expected)}",

@@ -35,6 +35,7 @@ class Outcome:
     chromium: str = ""
     display_sets: list[str] = field(default_factory=list)
     sr_loaded: int = 0  # ROIs OHIF read from the SR
+    placed_by: str = ""
     placed: list[str] = field(default_factory=list)  # shown on their image in the SR viewport
     not_placed: list[str] = field(default_factory=list)
     rehydratable: bool = False
@@ -91,56 +92,82 @@ class Viewer:
         self.outcome.sr_loaded = len(measurements)
         self.outcome.rehydratable = bool(self.page.evaluate(
             f"uid => ({JS_SR})(uid).isRehydratable", sr_uid))
-        if not self.outcome.rehydratable:
+        if self.outcome.rehydratable:
+            self._hydrate(sr_uid)
+        else:
             self._step_sr(measurements)
-        self._hydrate(sr_uid)
+            self._not_offered()
+        self._panel()
+
+    def _placed(self, name: str, image: str, tool: str) -> None:
+        """Wait until the viewport shows ``image`` with a ``tool`` annotation on it."""
+        try:
+            self.wait(f"""image => ({JS_IMAGE})() === image && window.cornerstoneTools
+                .annotation.state.getAllAnnotations().some(a => a.metadata.toolName ===
+                '{tool}' && a.metadata.referencedImageId === image)""",
+                      image, timeout_ms=min(self.timeout_ms, 15000))
+            self.outcome.placed.append(name)
+        except PlaywrightTimeout:
+            self.outcome.not_placed.append(name)
 
     def _step_sr(self, measurements: list[dict[str, str]]) -> None:
         """The SR viewport, measurement by measurement (its arrows): is each on its image?"""
+        self.outcome.placed_by = "SR viewport arrows"
         for number, measurement in enumerate(measurements):
             if number:
                 self.page.locator('[data-cy="viewport-action-arrows-right"]').first.click()
-            try:
-                self.wait(f"""m => ({JS_IMAGE})() === m.image && window.cornerstoneTools
-                    .annotation.state.getAllAnnotations().some(a => a.metadata.toolName ===
-                    'DICOMSRDisplay' && a.metadata.referencedImageId === m.image)""",
-                          measurement, timeout_ms=min(self.timeout_ms, 15000))
-                self.outcome.placed.append(measurement["id"])
-            except PlaywrightTimeout:
-                self.outcome.not_placed.append(measurement["id"])
+            self._placed(measurement["id"], measurement["image"], "DICOMSRDisplay")
             self.shot("sr-" + re.sub(r"\W+", "-", measurement["id"]).strip("-"))
 
+    def _not_offered(self) -> None:
+        """What OHIF tells a user who hovers the SR badge when it will not load the SR."""
+        self.page.locator('[data-cy^="ModalityLoadBadge-"]').first.hover()
+        tooltip = self.page.locator('[role="tooltip"], [data-radix-popper-content-wrapper]')
+        try:
+            tooltip.first.wait_for(timeout=5000)
+            text = tooltip.first.inner_text().strip().splitlines()[0]
+            self.outcome.hydration = f"not offered; OHIF says: {text}"
+        except PlaywrightTimeout:
+            self.outcome.hydration = "not offered (SR not rehydratable)"
+        self.page.mouse.move(0, 0)
+        self.page.keyboard.press("Escape")
+        tooltip.first.wait_for(state="hidden", timeout=5000)
+
     def _hydrate(self, sr_uid: str) -> None:
-        """Load the SR as tracked measurements, as far as OHIF lets a user."""
-        badge = self.page.locator('[data-cy^="ModalityLoadBadge-"]').first
-        if not self.outcome.rehydratable:
-            badge.hover()
-            tooltip = self.page.locator('[role="tooltip"], [data-radix-popper-content-wrapper]')
-            try:
-                tooltip.first.wait_for(timeout=5000)
-                text = tooltip.first.inner_text().strip().splitlines()[0]
-                self.outcome.hydration = f"not offered; OHIF says: {text}"
-            except PlaywrightTimeout:
-                self.outcome.hydration = "not offered (SR not rehydratable)"
-            self.page.mouse.move(0, 0)
-            self.page.keyboard.press("Escape")
-            tooltip.first.wait_for(state="hidden", timeout=5000)
-        else:
-            yes = self.page.get_by_role("button", name=re.compile(r"^(Yes|Load|LOAD)$"))
-            try:
-                self.wait(f"uid => ({JS_SR})(uid).isHydrated || "
-                          "window.services.measurementService.getMeasurements().length",
-                          sr_uid, timeout_ms=5000)
-            except PlaywrightTimeout:
-                yes.first.click()
-            self.wait("n => window.services.measurementService.getMeasurements().length >= n",
-                      self.outcome.sr_loaded)
-            self.outcome.hydration = "hydrated"
-        self.page.locator('[data-cy="trackedMeasurements-btn"]').click()
-        panel = self.page.locator('[data-cy="trackedMeasurements-panel"]').filter(visible=True)
-        panel.first.wait_for(timeout=self.timeout_ms)
-        self.outcome.tracked = panel.first.locator('[data-cy="data-row"]').count()
+        """Load the SR as tracked measurements: OHIF does it at once or asks first."""
+        try:
+            self.wait(f"uid => ({JS_SR})(uid).isHydrated", sr_uid, timeout_ms=5000)
+            self.outcome.hydration = "hydrated by OHIF on opening"
+        except PlaywrightTimeout:
+            self.page.get_by_role("button", name=re.compile(r"^(Yes|Load|LOAD)$")).first.click()
+            self.wait(f"uid => ({JS_SR})(uid).isHydrated", sr_uid)
+            self.outcome.hydration = "hydrated after the prompt"
+
+    def _panel(self) -> None:
+        """OHIF's measurement panel: its rows, each clicked to check it is on its image."""
+        rows = '[data-cy^="measurement-table-row-"]'
+        if not self.page.locator('[data-cy="trackedMeasurements-panel"]').filter(
+                visible=True).count():
+            self.page.locator('[data-cy="trackedMeasurements-btn"]').click()
+        # Settled when the panel lists what the measurement service holds.
+        self.outcome.tracked = int(str(self.wait(
+            f"""() => {{ const n = [...document.querySelectorAll('{rows}')]
+                .filter(e => e.offsetParent).length;
+                return n === window.services.measurementService.getMeasurements().length
+                    && `${{n}}`; }}""")))
         self.shot("measurements")
+        if not self.outcome.tracked:
+            return
+        self.outcome.placed_by = "measurement panel rows"
+        tracked = self.page.evaluate("""() => window.services.measurementService
+            .getMeasurements().map(m => ({ label: m.label, image: m.referencedImageId,
+            tool: m.toolName }))""")
+        for number, measurement in enumerate(tracked):
+            self.page.locator(rows).filter(visible=True).nth(number).locator(
+                '[data-cy="data-row"]').first.click()
+            name = f"{number + 1} {measurement['label']}"
+            self._placed(name, measurement["image"], measurement["tool"])
+            self.shot(f"tracked-{number + 1}")
 
     def secondary_captures(self, series_number: int) -> None:
         self.thumbnail(series_number)
