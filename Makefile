@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training
+.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training check-viewer
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -86,6 +86,33 @@ demo-model: venv
 	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation --seed $(DEMO_SEED) $(DEMO_FUSION) --force
 	$(TRAIN) evaluate --run $(DEMO_DIR)/fusion --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation
 	$(TRAIN) export --run $(DEMO_DIR)/fusion --out ml/bundles/demo --name mmbcd-demo --version 1.1.1 --force
+
+# What a radiologist sees in a web viewer: a synthetic 4-view study and the node's SR, CAD
+# SR, SC and GSPS in Orthanc (DICOMweb), OHIF (npm @ohif/app, its built dist/) served with
+# /dicom-web proxied to Orthanc, headless Chromium. Screenshots and the console log go to
+# var/check-viewer/; exit 1 on a console error or an SR ROI OHIF does not place or track.
+# Installs what is missing: Debian packages (as root), OHIF and playwright under var/viewer.
+OHIF_VERSION ?= 3.13.2
+PLAYWRIGHT_VERSION ?= 1.65.3
+VIEWER_DIR := var/viewer
+OHIF_DIR := $(VIEWER_DIR)/ohif-$(OHIF_VERSION)
+VIEWER_TOOLS := Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb \
+	chromium:chromium npm:npm
+check-viewer: venv system-tools
+	@missing=""; for pair in $(VIEWER_TOOLS); do tool=$${pair%%:*}; \
+	  command -v $$tool >/dev/null || test -e $$tool || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing (install them as root)"; exit 1; fi; \
+	fi
+	@test -f $(OHIF_DIR)/package/dist/index.html || { mkdir -p $(OHIF_DIR) && \
+	  npm pack --silent --pack-destination $(OHIF_DIR) @ohif/app@$(OHIF_VERSION) >/dev/null && \
+	  tar xzf $(OHIF_DIR)/ohif-app-$(OHIF_VERSION).tgz -C $(OHIF_DIR) && \
+	  rm $(OHIF_DIR)/ohif-app-$(OHIF_VERSION).tgz; }
+	@test -d $(VIEWER_DIR)/python/playwright || \
+	  $(PY) -m pip install -q --target $(VIEWER_DIR)/python playwright==$(PLAYWRIGHT_VERSION)
+	$(PY) -m tests.viewer --ohif $(OHIF_DIR)/package --python-path $(VIEWER_DIR)/python $(VIEWER_ARGS)
 
 clean:
 	rm -rf var .pytest_cache
