@@ -27,7 +27,12 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 from tests.support.dicom_peers import db_rows
-from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump
+from tests.support.dicom_validation import (
+    assert_sr_template,
+    dcentvfy_errors,
+    dciodvfy_errors,
+    dsrdump,
+)
 from tests.support.e2e import make_study, push_study, send_order, settled
 from tests.support.hl7_validation import strict_message
 from tests.support.mammo import make_mammogram, write_mammogram
@@ -118,6 +123,8 @@ def test_study_and_order_reach_the_pacs_as_valid_sr_cad_sr_sc_and_gsps_in_either
         assert len({str(ds.SOPInstanceUID) for _, ds in objects}) == 10, "nothing sent twice"
         for path, _ in objects:
             assert dciodvfy_errors(path) == [], path.name
+        # The study's entities agree across the sources and every result object.
+        assert dcentvfy_errors([*study.files, *(path for path, _ in objects)]) == []
         sources = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
                    for f in study.files}
         (sr_path, sr), = [(p, ds) for p, ds in objects if ds.SOPClassUID == COMPREHENSIVE_SR]
