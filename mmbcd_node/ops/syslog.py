@@ -39,10 +39,7 @@ class SyslogSender:
     """
 
     def __init__(self, config: SyslogConfig, *, timeout: float = 10.0) -> None:
-        if config.transport not in ("udp", "tcp", "tls"):
-            raise ValueError(f"audit.syslog.transport must be udp, tcp or tls, "
-                             f"not {config.transport!r}")
-        self.config = config
+        self.config = config  # transport is udp, tcp or tls: SyslogConfig checks it
         self.timeout = timeout
         self.host = socket.gethostname()
         self._stream: socket.socket | None = None
