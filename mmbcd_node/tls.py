@@ -9,7 +9,8 @@ not set               false                  any client; no certificate asked
 set                   false                  a client may present a certificate; one
                                              that does must be signed by ``ca``
 set                   true                   a client must present one signed by ``ca``
-not set               true                   refused at start: nothing to verify with
+not set               true                   refused when the configuration is loaded
+                                             (``TlsConfig``): nothing to verify with
 ====================  =====================  =========================================
 
 TLS is on when ``cert`` is set; ``key`` may be left out when the certificate file holds
@@ -29,14 +30,10 @@ from mmbcd_node.config import ConfigError, TlsConfig
 def server_context(tls: TlsConfig, section: str) -> ssl.SSLContext | None:
     """The server context of ``section`` (e.g. ``dicom.tls``), or None when TLS is off.
 
-    Raises ``ConfigError`` naming the section for ``require_client_cert`` without ``ca``
-    and for files that cannot be loaded.
+    Raises ``ConfigError`` naming the section for files that cannot be loaded.
     """
     if not tls.enabled:
         return None
-    if tls.require_client_cert and tls.ca is None:
-        raise ConfigError(f"{section}.require_client_cert needs {section}.ca to verify "
-                          "client certificates with")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load(context, section, tls.cert, tls.key, tls.ca)

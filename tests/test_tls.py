@@ -83,10 +83,14 @@ def test_server_side_behaviour_for_each_combination(pki, ca, require, who, accep
     assert (server_ok, client_ok) == (accepted, accepted)
 
 
-def test_client_certificates_required_without_a_ca_is_refused_at_start(pki) -> None:  # type: ignore[no-untyped-def]
+def test_client_certificates_required_without_a_ca_is_refused_at_start(pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mmbcd_node.config import load_config
+
     cert, key = pki["node"]
-    with pytest.raises(ConfigError, match=r"hl7\.tls\.require_client_cert needs hl7\.tls\.ca"):
-        server_context(TlsConfig(cert=cert, key=key, require_client_cert=True), "hl7.tls")
+    path = tmp_path / "node.toml"
+    path.write_text(f"[hl7.tls]\ncert = '{cert}'\nkey = '{key}'\nrequire_client_cert = true\n")
+    with pytest.raises(ConfigError, match=r"hl7\.tls\.require_client_cert.*needs ca"):
+        load_config(path, environ={})
 
 
 def test_tls_is_off_without_a_certificate() -> None:
