@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -19,8 +18,9 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Role(Protocol):
@@ -100,7 +100,7 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             role.start()
             started.append(role)
             _running.append(name)
-            log.info("event=role_started role=%s", name)
+            log.info("role_started", role=name)
         _settle_heap()
         stop.wait()
     finally:
@@ -108,4 +108,4 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             try:
                 role.stop()
             except Exception:
-                log.exception("event=role_stop_failed role=%s", role.name)
+                log.exception("role_stop_failed", role=role.name)

@@ -18,7 +18,6 @@ never both take the same step.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -32,9 +31,9 @@ from mmbcd_node.db.models import Priority, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import MatchState, Order, StudyOrder, is_stat
 from mmbcd_node.db.session import transaction
 from mmbcd_node.job_queue import enqueue_job
-from mmbcd_node.logs import study_context
+from mmbcd_node.logs import get_logger, study_context
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MATCHER = "matcher"
 RULES = ("study_uid", "accession", "requested_procedure_id")
@@ -196,8 +195,7 @@ def record_match(session: Session, study: Study, order: Order, match: Match, *,
                  accession_number=order.accession_number, patient_id=study.patient_id,
                  detail={"order_id": order.id, "rule": match.rule, "state": match.state,
                          "note": match.note})
-    log.info("event=%s study_uid=%s order_id=%s rule=%s", action, study.study_uid, order.id,
-             match.rule)
+    log.info(action, study_uid=study.study_uid, order_id=order.id, rule=match.rule)
     return row
 
 
@@ -258,7 +256,7 @@ def advance_study(session: Session, study: Study, config: NodeConfig,
         record_event(session, "study_held", actor=MATCHER, study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,
                      detail={"reason": reason})
-        log.info("event=study_held study_uid=%s reason=%r", study.study_uid, reason)
+        log.info("study_held", study_uid=study.study_uid, reason=reason)
         return StudyState.HELD
     return None
 
@@ -323,8 +321,8 @@ def _queue(session: Session, study: Study, *, priority: Priority, without_histor
                  accession_number=study.accession_number,
                  detail={"job_id": job.id, "priority": Priority(job.priority).name.lower(),
                          "without_history": without_history, "why": why})
-    log.info("event=study_queued study_uid=%s job_id=%s priority=%s without_history=%s",
-             study.study_uid, job.id, Priority(job.priority).name.lower(), without_history)
+    log.info("study_queued", study_uid=study.study_uid, job_id=job.id,
+             priority=Priority(job.priority).name.lower(), without_history=without_history)
     return StudyState.QUEUED
 
 
