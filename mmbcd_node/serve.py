@@ -71,11 +71,11 @@ def running_roles() -> tuple[str, ...]:
 
 def _settle_heap() -> None:
     """Collect once, then move every object start-up created (modules, metadata,
-    pools: about 190,000 of them) out of the cyclic collector's reach.
+    pools) out of the cyclic collector's reach.
 
-    Left in, each full collection walks them all, 100-160 ms during which no thread
-    runs Python: a receive stalls mid-object every few dozen images. Frozen, a full
-    collection walks only what was created since, about 10 ms.
+    Left in, each full collection walks them all while no thread runs Python: a receive
+    stalls mid-object every few dozen images. Frozen, a full collection walks only what
+    was created since (the figures are in the README's Benchmarks section).
     """
     gc.collect()
     gc.freeze()

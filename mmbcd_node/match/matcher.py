@@ -1,12 +1,13 @@
 """Which order belongs to which study, and when a matched study is ready for work.
 
-Rules, first hit wins (DESIGN.md §5): Study Instance UID; accession number (with its
-issuer when both sides carry one); requested procedure id. A hit counts only when the
-patient id (and its issuer, when both carry one) agrees; otherwise the pair goes on the
-reconciliation list as a candidate, because the wrong history on the wrong patient is
-the worst thing this node can do. A study with no linked order whose patient has an
-order dated within ``[orders] date_window_days`` gets that order as a candidate too,
-never as a link. An admin decides candidates with ``mmbcd-node reconcile``.
+Rules, first hit wins (the README's "Orders (HL7)", Matching): Study Instance UID;
+accession number (with its issuer when both sides carry one); requested procedure id. A
+hit counts only when the patient id (and its issuer, when both carry one) agrees;
+otherwise the pair goes on the reconciliation list as a candidate, because the wrong
+history on the wrong patient is the worst thing this node can do. A study with no
+linked order whose patient has an order dated within ``[orders] date_window_days`` gets
+that order as a candidate too, never as a link. An admin decides candidates with
+``mmbcd-node reconcile``.
 
 Matching runs when an order arrives (``match_order``) and when a study is complete
 (``match_study``, from the scheduler's periodic check); ``advance_study`` then moves a
