@@ -61,7 +61,7 @@ class Pipeline:
     ``compile``: ``torch.compile`` the image encoder (CUDA only; pays off for long runs).
     ``channels_last``: NHWC convolutions for the detector (faster with CUDA tensor cores).
     ``bf16``: bfloat16 autocast; default on CUDA only. On a CPU with native bf16 (AVX512-BF16,
-    AMX) it roughly halves the ViT's time at bf16 precision; refused without support.
+    AMX) the ViT runs faster, at bf16 precision; refused without support.
     ``stage_seconds`` accumulates wall time per stage (decode, preprocess, upload,
     detector, crops, text encoder, image encoder, fusion) for benchmarks.
     """

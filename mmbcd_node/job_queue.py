@@ -17,7 +17,6 @@ with backoff, or ``failed`` when its attempts are used up.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,9 +27,10 @@ from sqlalchemy.orm import Session
 
 from mmbcd_node.config import WorkerConfig
 from mmbcd_node.db.models import Job, JobState, Priority, utcnow
+from mmbcd_node.logs import get_logger
 from mmbcd_node.retry import backoff
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,7 @@ def claim_jobs(session: Session, owner: str, policy: WorkerConfig, *, limit: int
     ).all()
     claimed = [ClaimedJob(*row) for row in rows]
     for job in claimed:
-        log.info("event=job_claimed job=%s study_id=%s attempt=%s owner=%s",
-                 job.id, job.study_id, job.attempt, owner)
+        log.info("job_claimed", job=job.id, study_id=job.study_id, attempt=job.attempt, owner=owner)
     return claimed
 
 
@@ -200,8 +199,7 @@ def _end_attempt(session: Session, job_id: int, owner: str | None, error: str,
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     state = str(values["state"])
-    log.warning("event=job_attempt_failed job=%s attempt=%s state=%s error=%r",
-                job_id, attempts, state, error[:200])
+    log.warning("job_attempt_failed", job=job_id, attempt=attempts, state=state, error=error[:200])
     return state
 
 

@@ -9,14 +9,15 @@ process renews its claims with ``renewing`` while it works on them, every
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-log = logging.getLogger(__name__)
+from mmbcd_node.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def process_name(role: str) -> str:
@@ -36,7 +37,7 @@ def renewing(renew: Callable[[], None], every: float, name: str) -> Iterator[Non
             try:
                 renew()
             except Exception:
-                log.exception("event=lease_renewal_failed thread=%s", name)
+                log.exception("lease_renewal_failed", thread=name)
 
     thread = threading.Thread(target=beat, name=name, daemon=True)
     thread.start()

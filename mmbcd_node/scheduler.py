@@ -10,7 +10,6 @@ A stage adds its check by appending a ``PeriodicCheck`` in ``periodic_checks``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +18,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CheckFunction = Callable[[NodeConfig, sessionmaker[Session]], object]
 
@@ -73,8 +73,7 @@ class SchedulerRole:
                               coalesce=True, misfire_grace_time=None)
         scheduler.start()
         self.scheduler = scheduler
-        log.info("event=scheduler_started checks=%s",
-                 ",".join(check.name for check in self.checks))
+        log.info("scheduler_started", checks=",".join(check.name for check in self.checks))
 
     def stop(self) -> None:
         if self.scheduler is not None:
@@ -86,4 +85,4 @@ class SchedulerRole:
             check.fn(self.config, self.sessions)
         except Exception:
             # A failed run (database briefly away) is retried on the next interval.
-            log.exception("event=periodic_check_failed check=%s", check.name)
+            log.exception("periodic_check_failed", check=check.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -19,8 +18,9 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Role(Protocol):
@@ -71,11 +71,11 @@ def running_roles() -> tuple[str, ...]:
 
 def _settle_heap() -> None:
     """Collect once, then move every object start-up created (modules, metadata,
-    pools: about 190,000 of them) out of the cyclic collector's reach.
+    pools) out of the cyclic collector's reach.
 
-    Left in, each full collection walks them all, 100-160 ms during which no thread
-    runs Python: a receive stalls mid-object every few dozen images. Frozen, a full
-    collection walks only what was created since, about 10 ms.
+    Left in, each full collection walks them all while no thread runs Python: a receive
+    stalls mid-object every few dozen images. Frozen, a full collection walks only what
+    was created since (the figures are in the README's Benchmarks section).
     """
     gc.collect()
     gc.freeze()
@@ -100,7 +100,7 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             role.start()
             started.append(role)
             _running.append(name)
-            log.info("event=role_started role=%s", name)
+            log.info("role_started", role=name)
         _settle_heap()
         stop.wait()
     finally:
@@ -108,4 +108,4 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             try:
                 role.stop()
             except Exception:
-                log.exception("event=role_stop_failed role=%s", role.name)
+                log.exception("role_stop_failed", role=role.name)

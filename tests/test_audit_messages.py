@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -9,6 +10,7 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,13 @@ from sqlalchemy import select
 
 from mmbcd_node.config import SyslogConfig
 from mmbcd_node.db.audit import record_event
+from mmbcd_node.db.models import AuditEvent
 from mmbcd_node.db.ops_models import AuditForwardCursor
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.ops.audit_forwarder import forward_pending
-from mmbcd_node.ops.audit_messages import NodeIdentity
+from mmbcd_node.ops.audit_messages import NodeIdentity, messages_for
 from mmbcd_node.ops.syslog import SyslogSender
+from tests.support.atna import schema_errors, valid_audit_message
 from tests.support.certificates import self_signed_certificate
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import free_port
@@ -78,13 +82,14 @@ class SyslogCollector:
         self.streams_ended.release()
 
     def messages(self) -> list[ET.Element]:
-        """Every received frame checked as RFC 5424 and its MSG parsed as an AuditMessage."""
+        """Every received frame checked as RFC 5424, its MSG validated against the DICOM audit
+        schema (PS3.15 A.5.1) and parsed as an AuditMessage."""
         parsed = []
         for frame in self.frames:
             match = RFC5424.match(frame)
             assert match, frame[:200]
             assert match[1] == b"85" and match[4] == b"mmbcd-node" and match[6] == b"DICOM+RFC3881"
-            parsed.append(ET.fromstring(match[7]))
+            parsed.append(ET.fromstring(valid_audit_message(match[7])))
         return parsed
 
     def wait_for(self, predicate, timeout: float = 20.0) -> list[ET.Element]:  # type: ignore[no-untyped-def]
@@ -111,6 +116,86 @@ def event_name(message: ET.Element) -> str:
 def objects(message: ET.Element) -> dict[str, ET.Element]:
     return {o.find("ParticipantObjectIDTypeCode").get("originalText"): o  # type: ignore[union-attr]
             for o in message.findall("ParticipantObjectIdentification")}
+
+
+def _event(action: str, outcome: str = "success", detail: dict | None = None,
+           **columns: str) -> AuditEvent:
+    return AuditEvent(action=action, outcome=outcome, detail=json.dumps(detail or {}),
+                      occurred_at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC), **columns)
+
+
+#: One audit event of every action that has an audit message, as the node records them.
+EVERY_KIND = [
+    _event("application_start", actor="root"),
+    _event("application_stop", actor="root"),
+    _event("instance_stored", calling_ae="MODALITY", called_ae="MMBCD", peer_address="10.0.0.7",
+           study_uid="1.2.3.4", patient_id="P1", accession_number="ACC1",
+           detail={"sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.2"}),
+    _event("instance_stored", calling_ae="MODALITY", called_ae="MMBCD", peer_address="10.0.0.7",
+           study_uid="1.2.3.4", patient_id="P1", accession_number="ACC1",
+           detail={"sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.2.1"}),
+    _event("results_sent", called_ae="PACS", peer_address="pacs.example", study_uid="1.2.3.4",
+           patient_id="P1", accession_number="ACC1", detail={"destination": "pacs"}),
+    _event("order_received", patient_id="P1", accession_number="ACC1", study_uid="1.2.3.4",
+           detail={"control": "NW", "new_order": True}),
+    _event("order_received", patient_id="P1", accession_number="ACC1",
+           detail={"control": "XO", "new_order": False}),
+    _event("order_cancelled", study_uid="1.2.3.4", accession_number="ACC1", actor="matcher"),
+    _event("association_rejected", outcome="failure", calling_ae="STRANGER",
+           called_ae="MMBCD", peer_address="10.0.0.9"),
+    _event("tls_failure", outcome="failure", peer_address="10.0.0.10"),
+    _event("study_purged", actor="retention", study_uid="1.2.3.4", patient_id="P1",
+           detail={"files": 2}),
+]
+
+
+def test_every_kind_of_audit_message_validates_against_the_dicom_schema() -> None:
+    messages = messages_for(EVERY_KIND, IDENTITY)
+    for message in messages:
+        valid_audit_message(message)
+    parsed = [ET.fromstring(message) for message in messages]
+    assert [event_name(m) for m in parsed] == [
+        "Application Activity/Application Start", "Application Activity/Application Stop",
+        "DICOM Instances Transferred", "Order Record", "Order Record", "Order Record",
+        "Security Alert/Node Authentication", "Security Alert/Node Authentication",
+        "DICOM Study Deleted",
+        "DICOM Instances Transferred"]  # both stored images in one message, last
+    received = parsed[-1]  # grouped received images come last
+    study = objects(received)["Study Instance UID"]
+    assert [child.tag for child in study] == [
+        "ParticipantObjectIDTypeCode", "ParticipantObjectName", "ParticipantObjectDescription"]
+    description = study.find("ParticipantObjectDescription")
+    assert [child.tag for child in description] == [  # type: ignore[union-attr]
+        "Accession", "SOPClass", "SOPClass"]
+    assert study.findtext("ParticipantObjectName") == "1.2.3.4"
+    patient = objects(received)["Patient Number"]
+    assert patient.findtext("ParticipantObjectName") == "P1"  # the trail keeps no names
+    assert patient.find("ParticipantObjectDescription") is None
+
+
+def test_the_schema_refuses_the_message_layout_the_node_used_to_send() -> None:
+    """The DICOM extensions straight under ParticipantObjectIdentification, no name."""
+    old = (b'<AuditMessage><EventIdentification EventActionCode="C" '
+           b'EventDateTime="2025-03-04T05:06:07.000+00:00" EventOutcomeIndicator="0">'
+           b'<EventID csd-code="110104" codeSystemName="DCM" '
+           b'originalText="DICOM Instances Transferred"/></EventIdentification>'
+           b'<ActiveParticipant UserID="MODALITY" UserIsRequestor="true"/>'
+           b'<AuditSourceIdentification AuditSourceID="MMBCD@node"/>'
+           b'<ParticipantObjectIdentification ParticipantObjectID="1.2.3.4" '
+           b'ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3">'
+           b'<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" '
+           b'originalText="Study Instance UID"/>'
+           b'<SOPClass UID="1.2.840.10008.5.1.4.1.1.1.2" NumberOfInstances="2"/>'
+           b'</ParticipantObjectIdentification></AuditMessage>')
+    errors = schema_errors(old)
+    assert any("SOPClass" in error for error in errors), errors
+    fixed = old.replace(b'<SOPClass', b'<ParticipantObjectName>1.2.3.4</ParticipantObjectName>'
+                        b'<ParticipantObjectDescription><SOPClass').replace(
+        b'</ParticipantObjectIdentification>',
+        b'</ParticipantObjectDescription></ParticipantObjectIdentification>')
+    assert schema_errors(fixed) == []
+    assert schema_errors(fixed.replace(b'EventOutcomeIndicator="0"',
+                                       b'EventOutcomeIndicator="1"')) != []
 
 
 def test_node_sends_application_activity_transfers_and_security_alerts_over_udp(
@@ -141,7 +226,8 @@ def test_node_sends_application_activity_transfers_and_security_alerts_over_udp(
     assert transfer.find("EventIdentification").get("EventActionCode") == "C"  # type: ignore[union-attr]
     study = objects(transfer)["Study Instance UID"]
     assert study.get("ParticipantObjectID") == "1.2.3.55"
-    assert study.find("SOPClass").get("NumberOfInstances") == "2"  # type: ignore[union-attr]
+    sop_class = study.find("ParticipantObjectDescription/SOPClass")
+    assert sop_class.get("NumberOfInstances") == "2"  # type: ignore[union-attr]
     assert objects(transfer)["Patient Number"].get("ParticipantObjectID") == "PAT55"
     source = [p for p in transfer.findall("ActiveParticipant")
               if p.find("RoleIDCode").get("originalText") == "Source Role ID"]  # type: ignore[union-attr]

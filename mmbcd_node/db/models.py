@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the node's durable state (DESIGN.md §3).
+"""SQLAlchemy models of the node's durable state.
 
 Every schema change goes through an Alembic migration in ``migrations/versions``;
 ``tests/test_migrations.py`` fails when these models and the migrations disagree.

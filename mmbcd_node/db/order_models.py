@@ -1,4 +1,4 @@
-"""SQL models of HL7 orders and of their matches to studies (DESIGN.md §3, §5).
+"""SQL models of HL7 orders and of their matches to studies (the README's "Orders (HL7)").
 
 ``hl7_messages`` keeps every accepted message exactly as received; ``orders`` is the
 current state of each order (the newest NW/XO/XX/CA/SC applied); ``order_messages``

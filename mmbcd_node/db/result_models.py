@@ -1,4 +1,4 @@
-"""SQL models of what a job produced and where it went (DESIGN.md §3, §7).
+"""SQL models of what a job produced and where it went (the README's "Processing and delivery").
 
 A ``Result`` is one run of the model over a study: its study, breast and view
 probabilities, its ROIs, the bundle that made it and the history that went in.

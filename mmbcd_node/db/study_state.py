@@ -19,7 +19,6 @@ administrator may queue any settled study again (``reprocess``) and cancel any s
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sqlalchemy import ColumnElement, update
@@ -27,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from mmbcd_node.db.models import Study, StudyState
 from mmbcd_node.db.utc import utcnow
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 S = StudyState
 SETTLED = frozenset({S.DONE, S.DELIVERED, S.FAILED, S.NOT_ANALYSABLE})
@@ -72,7 +72,7 @@ def change_state(session: Session, study: Study | int, to: StudyState, *,
         statement = statement.where(where)
     moved = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
     if moved:
-        log.debug("event=study_state study_id=%s to=%s", study_id, to)
+        log.debug("study_state", study_id=study_id, to=to)
         if isinstance(study, Study):
             session.refresh(study)
     return moved

@@ -15,7 +15,6 @@ kept in memory, so a restarted scheduler simply finds the due studies again in S
 from __future__ import annotations
 
 import enum
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,8 +26,9 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
 from mmbcd_node.db.session import transaction
 from mmbcd_node.db.study_state import change_state
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 EXPECTED_VIEWS = frozenset({("R", "CC"), ("R", "MLO"), ("L", "CC"), ("L", "MLO")})
 # A late image does not bring a cancelled study (its order was withdrawn) back to life.
@@ -78,7 +78,7 @@ def mark_complete(session: Session, study: Study, by: CompletedBy, *,
         record_event(session, "study_completed", actor=actor, study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,
                      detail={"completed_by": by.value})
-        log.info("event=study_completed study_uid=%s completed_by=%s", study.study_uid, by.value)
+        log.info("study_completed", study_uid=study.study_uid, completed_by=by.value)
     return changed
 
 
@@ -141,6 +141,5 @@ def reopen_if_finished(session: Session, study: Study, *, sop_instance_uid: str)
         record_event(session, "study_reopened", study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,
                      sop_instance_uid=sop_instance_uid, detail={"previous_state": previous})
-        log.info("event=study_reopened study_uid=%s previous_state=%s",
-                 study.study_uid, previous)
+        log.info("study_reopened", study_uid=study.study_uid, previous_state=previous)
     return changed

@@ -1,12 +1,13 @@
 """Which order belongs to which study, and when a matched study is ready for work.
 
-Rules, first hit wins (DESIGN.md §5): Study Instance UID; accession number (with its
-issuer when both sides carry one); requested procedure id. A hit counts only when the
-patient id (and its issuer, when both carry one) agrees; otherwise the pair goes on the
-reconciliation list as a candidate, because the wrong history on the wrong patient is
-the worst thing this node can do. A study with no linked order whose patient has an
-order dated within ``[orders] date_window_days`` gets that order as a candidate too,
-never as a link. An admin decides candidates with ``mmbcd-node reconcile``.
+Rules, first hit wins (the README's "Orders (HL7)", Matching): Study Instance UID;
+accession number (with its issuer when both sides carry one); requested procedure id. A
+hit counts only when the patient id (and its issuer, when both carry one) agrees;
+otherwise the pair goes on the reconciliation list as a candidate, because the wrong
+history on the wrong patient is the worst thing this node can do. A study with no
+linked order whose patient has an order dated within ``[orders] date_window_days`` gets
+that order as a candidate too, never as a link. An admin decides candidates with
+``mmbcd-node reconcile``.
 
 Matching runs when an order arrives (``match_order``) and when a study is complete
 (``match_study``, from the scheduler's periodic check); ``advance_study`` then moves a
@@ -18,7 +19,6 @@ never both take the same step.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -32,9 +32,9 @@ from mmbcd_node.db.order_models import MatchState, Order, StudyOrder, is_stat
 from mmbcd_node.db.session import transaction
 from mmbcd_node.db.study_state import change_state
 from mmbcd_node.job_queue import enqueue_job
-from mmbcd_node.logs import study_context
+from mmbcd_node.logs import get_logger, study_context
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 # Complete or held: waiting for an order, or for the wait to end.
 WAITING = frozenset({StudyState.COMPLETE, StudyState.HELD})
 
@@ -198,8 +198,7 @@ def record_match(session: Session, study: Study, order: Order, match: Match, *,
                  accession_number=order.accession_number, patient_id=study.patient_id,
                  detail={"order_id": order.id, "rule": match.rule, "state": match.state,
                          "note": match.note})
-    log.info("event=%s study_uid=%s order_id=%s rule=%s", action, study.study_uid, order.id,
-             match.rule)
+    log.info(action, study_uid=study.study_uid, order_id=order.id, rule=match.rule)
     return row
 
 
@@ -259,7 +258,7 @@ def advance_study(session: Session, study: Study, config: NodeConfig,
         record_event(session, "study_held", actor=MATCHER, study_uid=study.study_uid,
                      patient_id=study.patient_id, accession_number=study.accession_number,
                      detail={"reason": reason})
-        log.info("event=study_held study_uid=%s reason=%r", study.study_uid, reason)
+        log.info("study_held", study_uid=study.study_uid, reason=reason)
         return StudyState.HELD
     return None
 
@@ -310,8 +309,8 @@ def _queue(session: Session, study: Study, *, priority: Priority, without_histor
                  accession_number=study.accession_number,
                  detail={"job_id": job.id, "priority": Priority(job.priority).name.lower(),
                          "without_history": without_history, "why": why})
-    log.info("event=study_queued study_uid=%s job_id=%s priority=%s without_history=%s",
-             study.study_uid, job.id, Priority(job.priority).name.lower(), without_history)
+    log.info("study_queued", study_uid=study.study_uid, job_id=job.id,
+             priority=Priority(job.priority).name.lower(), without_history=without_history)
     return StudyState.QUEUED
 
 

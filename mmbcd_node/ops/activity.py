@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -13,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node import __version__
 from mmbcd_node.db.audit import os_user, record_event
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def record_application_activity(sessions: sessionmaker[Session], started: bool,
@@ -31,4 +31,4 @@ def record_application_activity(sessions: sessionmaker[Session], started: bool,
                          detail={"roles": list(roles), "host": socket.gethostname(),
                                  "pid": os.getpid(), "version": __version__})
     except SQLAlchemyError as exc:
-        log.warning("event=audit_write_failed action=%s error=%s", action, type(exc).__name__)
+        log.warning("audit_write_failed", action=action, error=type(exc).__name__)

@@ -11,7 +11,6 @@ syslog.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import ssl
@@ -26,11 +25,12 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import AuditEvent, utcnow
 from mmbcd_node.db.ops_models import AuditForwardCursor
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.activity import record_application_activity
 from mmbcd_node.ops.audit_messages import NodeIdentity, group_key, messages_for
 from mmbcd_node.ops.syslog import SyslogSender
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CURSOR = "syslog"
 
@@ -114,10 +114,9 @@ def forward_pending(sessions: sessionmaker[Session], sender: SyslogSender,
             .values(last_event_id=events[-1].id, forwarded_at=utcnow())
             .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
     if not moved:
-        log.warning("event=audit_forward_lease_lost after_id=%s owner=%s", last, owner)
+        log.warning("audit_forward_lease_lost", after_id=last, owner=owner)
         return 0
-    log.debug("event=audit_forwarded events=%d messages=%d last_id=%d",
-              len(events), len(messages), events[-1].id)
+    log.debug("audit_forwarded", events=len(events), messages=len(messages), last_id=events[-1].id)
     return len(events)
 
 
@@ -146,13 +145,13 @@ class AuditForwarderRole:
         record_application_activity(self.sessions, True, running_roles())
         syslog = self.config.audit.syslog
         if syslog is None:
-            log.info("event=audit_forwarding_off reason=no_audit_syslog_section")
+            log.info("audit_forwarding_off", reason="no_audit_syslog_section")
             return
         self._sender = SyslogSender(syslog)
         self._thread = threading.Thread(target=self._run, name="audit-forwarder", daemon=True)
         self._thread.start()
-        log.info("event=audit_forwarding_on transport=%s host=%s port=%s",
-                 syslog.transport, syslog.host, syslog.port)
+        log.info("audit_forwarding_on", transport=syslog.transport, host=syslog.host,
+                 port=syslog.port)
 
     def stop(self) -> None:
         """Audit the application stop, forward what is left, then end the thread."""
@@ -167,7 +166,7 @@ class AuditForwarderRole:
             try:
                 release_lease(self.sessions, self.owner)
             except Exception:  # noqa: BLE001 - the lease then simply runs out
-                log.warning("event=audit_lease_release_failed owner=%s", self.owner)
+                log.warning("audit_lease_release_failed", owner=self.owner)
 
     def _drain(self) -> None:
         """Forward what is left (the application-stop event among it) before exiting."""
@@ -175,7 +174,7 @@ class AuditForwarderRole:
             while forward_pending(self.sessions, self._sender, self.identity, owner=self.owner):
                 pass
         except Exception as exc:  # noqa: BLE001 - the cursor stays; the next start resends
-            log.warning("event=audit_forward_failed during=stop error=%s", exc)
+            log.warning("audit_forward_failed", during="stop", error=str(exc))
 
     def _run(self) -> None:
         failing = False
@@ -192,15 +191,15 @@ class AuditForwarderRole:
                 failing = True
             except Exception as exc:  # noqa: BLE001 - keep trying; the cursor did not move
                 if not failing:
-                    log.warning("event=audit_forward_failed error=%r", str(exc)[:200])
+                    log.warning("audit_forward_failed", error=str(exc)[:200])
                 failing = True
             self._stop.wait(self.interval if not failing else max(self.interval, 5.0))
 
     def _tls_failure(self, exc: ssl.SSLError) -> None:
         syslog = self.config.audit.syslog
         assert syslog is not None
-        log.warning("event=audit_forward_tls_failed host=%s port=%s error=%r",
-                    syslog.host, syslog.port, str(exc)[:200])
+        log.warning("audit_forward_tls_failed", host=syslog.host, port=syslog.port,
+                    error=str(exc)[:200])
         try:
             with transaction(self.sessions) as session:
                 record_event(session, "tls_failure", outcome="failure",
@@ -208,4 +207,4 @@ class AuditForwarderRole:
                              detail={"peer": f"{syslog.host}:{syslog.port}", "service": "syslog",
                                      "error": str(exc)[:300]})
         except Exception:  # noqa: BLE001
-            log.exception("event=audit_write_failed action=tls_failure")
+            log.exception("audit_write_failed", action="tls_failure")

@@ -69,6 +69,7 @@ class AuditedObject:
     sop_classes: dict[str, int] = field(default_factory=dict)  # SOP Class UID -> instances
     accession: str | None = None
     lifecycle: str | None = None  # 14 = destruction (study deleted)
+    name: str | None = None  # ParticipantObjectName; the identifier when None
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class NodeIdentity:
 def build_message(event_id: Code, action: str, outcome: str, when: datetime, identity: NodeIdentity,
                   participants: Sequence[Participant], objects: Sequence[AuditedObject] = (),
                   event_type: Code | None = None) -> bytes:
-    """One ``AuditMessage`` (PS3.15 A.5.1) as UTF-8 XML.
+    """One ``AuditMessage`` (PS3.15 A.5.1) as UTF-8 XML, valid against the standard's schema.
 
     ``action`` is the EventActionCode (C, R, U, D, E); ``outcome`` an audit outcome word
     (success, warning, partial, failure) mapped to the EventOutcomeIndicator.
@@ -127,10 +128,18 @@ def build_message(event_id: Code, action: str, outcome: str, when: datetime, ide
             attributes["ParticipantObjectDataLifeCycle"] = audited.lifecycle
         element = ET.SubElement(root, "ParticipantObjectIdentification", attributes)
         _code(element, "ParticipantObjectIDTypeCode", audited.id_type)
-        for uid, count in audited.sop_classes.items():
-            ET.SubElement(element, "SOPClass", {"UID": uid, "NumberOfInstances": str(count)})
-        if audited.accession:
-            ET.SubElement(element, "Accession", {"Number": audited.accession})
+        # The schema requires a name (or a query). The trail keeps no names, patients'
+        # least of all, so an object without one is named by its identifier.
+        ET.SubElement(element, "ParticipantObjectName").text = audited.name or audited.object_id
+        if audited.accession or audited.sop_classes:
+            # The DICOM extensions go inside ParticipantObjectDescription (CP-1361), in
+            # the schema's order: Accession before SOPClass.
+            description = ET.SubElement(element, "ParticipantObjectDescription")
+            if audited.accession:
+                ET.SubElement(description, "Accession", {"Number": audited.accession})
+            for uid, count in audited.sop_classes.items():
+                ET.SubElement(description, "SOPClass",
+                              {"UID": uid, "NumberOfInstances": str(count)})
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 

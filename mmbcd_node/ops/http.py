@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -14,10 +13,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.health import check_health
 from mmbcd_node.ops.metrics import NodeCollector, exposition
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class HttpRole:
@@ -46,14 +46,14 @@ class HttpRole:
         """Bind and serve; ``OSError`` when the port is taken."""
         http = self.config.http
         if not http.enabled:
-            log.info("event=http_disabled")
+            log.info("http_disabled")
             return
         self._server = ThreadingHTTPServer((http.host, http.port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http",
                                         daemon=True)
         self._thread.start()
-        log.info("event=http_listening host=%s port=%s", http.host, self._server.server_port)
+        log.info("http_listening", host=http.host, port=self._server.server_port)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -77,7 +77,7 @@ class HttpRole:
                                json.dumps(report.as_json(), indent=1).encode())
                     if not report.healthy:
                         failed = [c.name for c in report.checks if c.required and not c.ok]
-                        log.warning("event=unhealthy failed=%s", ",".join(failed))
+                        log.warning("unhealthy", failed=",".join(failed))
                 elif path == "/metrics":
                     self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST,
                                exposition(role.engine, collector=role.collector))
@@ -92,6 +92,6 @@ class HttpRole:
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                log.debug("event=http_request " + format, *args)
+                log.debug("http_request", peer=self.address_string(), request=format % args)
 
         return Handler

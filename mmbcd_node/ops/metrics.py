@@ -8,7 +8,6 @@ metric. Exposition is ``prometheus_client``'s.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,8 +36,9 @@ from mmbcd_node.db.models import (
 from mmbcd_node.db.ops_models import NodeHeartbeat
 from mmbcd_node.db.order_models import Hl7Message
 from mmbcd_node.db.result_models import Delivery, DeliveryState, Result
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Audit actions the receiver writes for each association request.
 ASSOCIATION_ACTIONS = {"association_accepted": "accepted", "association_rejected": "rejected"}
@@ -66,7 +66,7 @@ class NodeCollector(Collector):
             with self.engine.connect() as connection:
                 metrics = list(self._from_sql(connection))
         except SQLAlchemyError as exc:
-            log.warning("event=metrics_database_error error=%s", type(exc).__name__)
+            log.warning("metrics_database_error", error=type(exc).__name__)
             up.add_metric([], 0)
             metrics = []
         else:

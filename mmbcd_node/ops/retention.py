@@ -16,7 +16,6 @@ but never an unmarked row whose file is gone.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,8 +37,9 @@ from mmbcd_node.db.result_models import (
     Result,
 )
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PENDING_STATES = (StudyState.RECEIVING, StudyState.COMPLETE, StudyState.QUEUED,
                   StudyState.RUNNING)
@@ -204,8 +204,8 @@ def run_purge(config: NodeConfig, sessions: sessionmaker[Session], actor: str,
             files += unlink_files(paths, root)
             studies += 1
             size += candidate.bytes
-            log.info("event=study_purged study_uid=%s rule=%s files=%d",
-                     candidate.study_uid, candidate.rule, len(paths))
+            log.info("study_purged", study_uid=candidate.study_uid, rule=candidate.rule,
+                     files=len(paths))
     with transaction(sessions) as session:
         _mark_run(session, now or utcnow())
     return PurgeReport(studies, files, size)
@@ -249,5 +249,4 @@ def scheduled_purge(config: NodeConfig, sessions: sessionmaker[Session]) -> None
     """The scheduler's periodic check: purge when the retention schedule is due."""
     if purge_due(config, sessions):
         report = run_purge(config, sessions, actor="retention")
-        log.info("event=retention_run studies=%d files=%d bytes=%d",
-                 report.studies, report.files, report.bytes)
+        log.info("retention_run", studies=report.studies, files=report.files, bytes=report.bytes)

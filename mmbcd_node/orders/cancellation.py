@@ -9,8 +9,6 @@ delivered results (IHE IOCM rejection note).
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -18,9 +16,10 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Job, JobState, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import MatchState, Order, StudyOrder
 from mmbcd_node.db.study_state import change_state
+from mmbcd_node.logs import get_logger
 from mmbcd_node.match.matcher import MATCHER, live_orders
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CANCELLABLE = (StudyState.COMPLETE, StudyState.HELD, StudyState.QUEUED)
 WITH_RESULTS = (StudyState.RUNNING, StudyState.DONE, StudyState.DELIVERED,
@@ -59,8 +58,8 @@ def cancel_order_work(session: Session, order: Order) -> list[Study]:
                              "study_state_before": before, "study_cancelled": cancelled})
         if before in WITH_RESULTS:
             request_results_withdrawal(session, study, order)
-        log.info("event=order_cancelled order_id=%s study_uid=%s jobs_cancelled=%s "
-                 "study_cancelled=%s", order.id, study.study_uid, jobs, cancelled)
+        log.info("order_cancelled", order_id=order.id, study_uid=study.study_uid,
+                 jobs_cancelled=jobs, study_cancelled=cancelled)
         affected.append(study)
     return affected
 

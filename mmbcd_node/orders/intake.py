@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
 from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -29,6 +28,7 @@ from mmbcd_node.db.order_models import (
     OrderMessage,
 )
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.match.matcher import match_order
 from mmbcd_node.orders.ack import build_ack
 from mmbcd_node.orders.cancellation import cancel_order_work
@@ -47,7 +47,7 @@ from mmbcd_node.orders.message import (
     peek_header,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class OrderIntake:
@@ -75,14 +75,13 @@ class OrderIntake:
             self._record_rejection(header, rejection, peer)
             return build_ack(header, rejection.ack_code, rejection)
         except SQLAlchemyError as exc:
-            log.error("event=hl7_temporary_failure control_id=%s error=%r",
-                      header.control_id if header else "", str(exc).splitlines()[0])
+            log.error("hl7_temporary_failure", control_id=header.control_id if header else "",
+                      error=str(exc).splitlines()[0])
             return build_ack(header, "AR", Hl7Rejection(
                 "AR", APPLICATION_INTERNAL_ERROR,
                 "temporary database failure; resend the message later"))
         except Exception:  # noqa: BLE001 - the sender must always get an answer
-            log.exception("event=hl7_internal_error control_id=%s",
-                          header.control_id if header else "")
+            log.exception("hl7_internal_error", control_id=header.control_id if header else "")
             return build_ack(header, "AR", Hl7Rejection(
                 "AR", APPLICATION_INTERNAL_ERROR, "internal error; resend the message later"))
 
@@ -123,8 +122,7 @@ class OrderIntake:
                 record_event(session, "hl7_ack_sent", peer_address=peer,
                              detail={"control_id": header.control_id, "ack": "AA",
                                      "duplicate_of": previous.id})
-                log.info("event=hl7_duplicate control_id=%s message_id=%s",
-                         header.control_id, previous.id)
+                log.info("hl7_duplicate", control_id=header.control_id, message_id=previous.id)
                 return "AA", "duplicate; already accepted"
             stored = Hl7Message(
                 message_key=header.key, control_id=header.control_id,
@@ -140,8 +138,8 @@ class OrderIntake:
             record_event(session, "hl7_ack_sent", peer_address=peer,
                          detail={"control_id": header.control_id, "ack": "AA",
                                  "message_id": stored.id})
-        log.info("event=hl7_accepted control_id=%s message_id=%s orders=%d",
-                 header.control_id, stored.id, len(orders))
+        log.info("hl7_accepted", control_id=header.control_id, message_id=stored.id,
+                 orders=len(orders))
         return "AA", ""
 
     def _apply(self, session: Session, stored: Hl7Message, parsed: ParsedOrder) -> Order:
@@ -160,8 +158,8 @@ class OrderIntake:
                      detail={"control_id": stored.control_id, "control": parsed.control,
                              "order_id": order.id, "new_order": is_new,
                              "history_fields": [f for f, _ in parsed.history_sources]})
-        log.info("event=order_received order_id=%s control=%s control_id=%s accession=%s",
-                 order.id, parsed.control, stored.control_id, parsed.accession)
+        log.info("order_received", order_id=order.id, control=parsed.control,
+                 control_id=stored.control_id, accession=parsed.accession)
         if order.cancelled:
             cancel_order_work(session, order)
         elif parsed.control != OrderControl.STATUS or is_new:
@@ -171,8 +169,8 @@ class OrderIntake:
     def _record_rejection(self, header: MessageHeader | None, rejection: Hl7Rejection,
                           peer: str | None) -> None:
         control_id = header.control_id if header else ""
-        log.warning("event=hl7_rejected control_id=%s ack=%s code=%s error=%r", control_id,
-                    rejection.ack_code, rejection.error_code, rejection.text)
+        log.warning("hl7_rejected", control_id=control_id, ack=rejection.ack_code,
+                    code=rejection.error_code, error=rejection.text)
         try:
             with transaction(self.sessions) as session:
                 record_event(session, "hl7_ack_sent", outcome="failure", peer_address=peer,
@@ -181,7 +179,7 @@ class OrderIntake:
                                      "location": str(rejection.location or ""),
                                      "error": rejection.text})
         except SQLAlchemyError:
-            log.exception("event=audit_failed action=hl7_ack_sent control_id=%s", control_id)
+            log.exception("audit_failed", action="hl7_ack_sent", control_id=control_id)
 
 
 def _find_order(session: Session, parsed: ParsedOrder) -> Order | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.orders.admission import SenderAdmission
 from mmbcd_node.orders.intake import OrderIntake
 from mmbcd_node.tls import server_context
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
@@ -98,8 +98,7 @@ class MllpServer:
         hl7 = self.config.hl7
         self._server = await asyncio.start_server(
             self._serve_connection, hl7.host, hl7.port, limit=hl7.max_message_bytes + 1024)
-        log.info("event=hl7_listening host=%s port=%s tls=%s", hl7.host, hl7.port,
-                 hl7.tls.enabled)
+        log.info("hl7_listening", host=hl7.host, port=hl7.port, tls=hl7.tls.enabled)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -125,7 +124,7 @@ class MllpServer:
                               writer: asyncio.StreamWriter, address: str | None) -> None:
         frames = FrameReader(reader, self.config.hl7.max_message_bytes)
         loop = asyncio.get_running_loop()
-        log.info("event=hl7_connection_opened peer=%s", address)
+        log.info("hl7_connection_opened", peer=address)
         if self._tls is not None and not await self._handshake(writer, address):
             return
         try:
@@ -134,7 +133,7 @@ class MllpServer:
                     got = await asyncio.wait_for(frames.read(),
                                                  self.config.hl7.read_timeout_seconds)
                 except TimeoutError:
-                    log.info("event=hl7_connection_idle peer=%s", address)
+                    log.info("hl7_connection_idle", peer=address)
                     break
                 except asyncio.IncompleteReadError:
                     break
@@ -150,13 +149,13 @@ class MllpServer:
                 writer.write(frame(ack))
                 await writer.drain()
         except (ConnectionError, ssl.SSLError) as exc:
-            log.info("event=hl7_connection_lost peer=%s error=%r", address, str(exc))
+            log.info("hl7_connection_lost", peer=address, error=str(exc))
         finally:
             writer.close()
             # The peer may already be gone; closing is all that is left to do.
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
-            log.info("event=hl7_connection_closed peer=%s", address)
+            log.info("hl7_connection_closed", peer=address)
 
     async def _handshake(self, writer: asyncio.StreamWriter, address: str | None) -> bool:
         """Upgrade the connection to TLS; on failure audit it, close, and return False."""
@@ -166,12 +165,12 @@ class MllpServer:
                 self.config.hl7.read_timeout_seconds))
         except (ssl.SSLEOFError, ConnectionResetError):
             # Closed before any TLS bytes: a port probe, not a failed authentication.
-            log.info("event=hl7_connection_closed_before_tls peer=%s", address)
+            log.info("hl7_connection_closed_before_tls", peer=address)
             writer.transport.abort()
             return False
         except OSError as exc:  # ssl.SSLError and handshake timeouts are OSErrors
             reason = str(getattr(exc, "reason", None) or exc or type(exc).__name__)
-            log.warning("event=tls_failure peer=%s reason=%r", address, reason)
+            log.warning("tls_failure", peer=address, reason=reason)
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._audit_refusal, "tls_failure", address,
                 {"error": reason[:300]})
@@ -182,7 +181,7 @@ class MllpServer:
     async def _reject(self, writer: asyncio.StreamWriter, address: str | None,
                       reason: str) -> None:
         """Close a connection refused by ``SenderAdmission``, and audit it."""
-        log.warning("event=hl7_connection_rejected peer=%s reason=%r", address, reason)
+        log.warning("hl7_connection_rejected", peer=address, reason=reason)
         writer.transport.abort()
         await asyncio.get_running_loop().run_in_executor(
             self.executor, self._audit_refusal, "hl7_connection_rejected", address,
@@ -197,7 +196,7 @@ class MllpServer:
                              detail={"service": "hl7", "peer": address,
                                      "port": self.config.hl7.port, **detail})
         except Exception:  # noqa: BLE001 - the connection is refused either way
-            log.exception("event=audit_write_failed action=%s", action)
+            log.exception("audit_write_failed", action=action)
 
 
 class Hl7Role:

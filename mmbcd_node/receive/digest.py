@@ -1,10 +1,10 @@
 """The digest kept for every stored instance, written ``<algorithm>:<hex>``.
 
-New objects are digested with BLAKE3 (a 256-bit cryptographic hash, ~4 GB/s on one
-core, checked from the shell with ``b3sum``): at mammography sizes SHA-256 alone
-(~1.1 GB/s) cost more time per image than writing it to disk. Rows written before
-the change keep their ``sha256:`` digests; comparing a new object with one of those
-digests the new file with SHA-256.
+New objects are digested with BLAKE3 (a 256-bit cryptographic hash, checked from the
+shell with ``b3sum``): at mammography sizes SHA-256 cost more time per image than
+writing it to disk (the figures are in the README's Benchmarks section). Rows written
+before the change keep their ``sha256:`` digests; comparing a new object with one of
+those digests the new file with SHA-256.
 """
 
 from __future__ import annotations

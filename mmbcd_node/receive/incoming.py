@@ -16,7 +16,6 @@ collects that work with ``take_received``.
 from __future__ import annotations
 
 import functools
-import logging
 import tempfile
 import threading
 import weakref
@@ -28,11 +27,12 @@ from typing import Any
 
 from pynetdicom import _config, dimse_messages
 
+from mmbcd_node.logs import get_logger
 from mmbcd_node.receive.block_writer import BlockWriter
 from mmbcd_node.receive.digest import digest_file
 from mmbcd_node.receive.negotiation import accept_storage_contexts
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PREFIX = "recv-"
 # Enough for the header of any image we have seen (an MG header with an ICC profile
@@ -110,7 +110,7 @@ class DigestingFile:
             self._writer.finish()
         except OSError as exc:
             # The handler has already answered with the failure.
-            log.debug("event=incoming_write_failed path=%s error=%r", self.name, str(exc))
+            log.debug("incoming_write_failed", path=self.name, error=str(exc))
         finally:
             self._writer.close()
 

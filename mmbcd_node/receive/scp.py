@@ -12,7 +12,6 @@ push never fails. Both are process-wide pynetdicom settings.
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 from pathlib import Path
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.receive.admission import Admission, Rejection
 from mmbcd_node.receive.catalogue import Peer
 from mmbcd_node.receive.header import ReceiveError
@@ -42,7 +42,7 @@ from mmbcd_node.receive.transport import (
 from mmbcd_node.send.commitment import bind_commitment_reports
 from mmbcd_node.tls import server_context
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (C-ECHO)
 UNABLE_TO_PROCESS = 0xC211  # failure status pynetdicom also answers for a handler's defect
@@ -77,7 +77,7 @@ class DicomRole:
         receiver = receiver_name(dicom.port)
         removed = clear_incoming(root, receiver)
         if removed:
-            log.warning("event=incoming_cleared files=%d", removed)
+            log.warning("incoming_cleared", files=removed)
         receive_into(incoming_dir(root, receiver), on_head=self.store.prepare)
         ae = AE(ae_title=dicom.ae_title)
         # The called AE title is checked (and audited) by Admission.
@@ -106,9 +106,8 @@ class DicomRole:
             tls=server_context(dicom.tls, "dicom.tls"),
             on_tls_failure=self._on_tls_failure,
             gate=ConnectionGate(dicom.max_unauthenticated, dicom.max_unauthenticated_per_peer))
-        log.info("event=dicom_listening ae_title=%s host=%s port=%d tls=%s "
-                 "worst_case_memory_mib=%d", dicom.ae_title, dicom.host, dicom.port,
-                 dicom.tls.enabled, self.memory.total >> 20)
+        log.info("dicom_listening", ae_title=dicom.ae_title, host=dicom.host, port=dicom.port,
+                 tls=dicom.tls.enabled, worst_case_memory_mib=self.memory.total >> 20)
 
     def stop(self) -> None:
         """Abort associations in flight and close the listener.
@@ -154,8 +153,8 @@ class DicomRole:
         contexts = len(event.assoc.accepted_contexts)
         self._audit("association_accepted", peer, detail={
             "contexts": contexts, "tls": self.config.dicom.tls.enabled})
-        log.info("event=association_accepted calling_ae=%s address=%s contexts=%d",
-                 peer.calling_ae, peer.address, contexts)
+        log.info("association_accepted", calling_ae=peer.calling_ae, address=peer.address,
+                 contexts=contexts)
 
     def _on_rejected(self, event: evt.Event) -> None:
         # Rejections made by pynetdicom itself (the association cap); ours are audited
@@ -182,9 +181,9 @@ class DicomRole:
                                sop_class_uid=str(request.AffectedSOPClassUID),
                                sop_instance_uid=str(request.AffectedSOPInstanceUID), peer=peer)
         except ReceiveError as exc:
-            log.warning("event=store_refused status=0x%04X sop_instance_uid=%s calling_ae=%s "
-                        "reason=%r", exc.status, request.AffectedSOPInstanceUID,
-                        peer.calling_ae, str(exc))
+            log.warning("store_refused", status=f"0x{exc.status:04X}",
+                        sop_instance_uid=request.AffectedSOPInstanceUID, calling_ae=peer.calling_ae,
+                        reason=str(exc))
             self._audit("instance_rejected", peer, outcome="failure",
                         sop_instance_uid=str(request.AffectedSOPInstanceUID or "")[:64] or None,
                         detail={"status": f"0x{exc.status:04X}", "reason": str(exc)})
@@ -192,8 +191,8 @@ class DicomRole:
         except Exception:
             # A defect in the node, not in the object: said as such (0xC211, "unable to
             # process"), logged with its traceback, and nothing left behind.
-            log.exception("event=store_failed sop_instance_uid=%s calling_ae=%s",
-                          request.AffectedSOPInstanceUID, peer.calling_ae)
+            log.exception("store_failed", sop_instance_uid=request.AffectedSOPInstanceUID,
+                          calling_ae=peer.calling_ae)
             Path(event.dataset_path).unlink(missing_ok=True)
             return UNABLE_TO_PROCESS
         return 0x0000
@@ -201,8 +200,8 @@ class DicomRole:
     # -- audit ----------------------------------------------------------------------------
 
     def _audit_rejection(self, peer: Peer, rejection: Rejection) -> None:
-        log.warning("event=association_rejected calling_ae=%s address=%s reason=%r",
-                    peer.calling_ae, peer.address, rejection.reason)
+        log.warning("association_rejected", calling_ae=peer.calling_ae, address=peer.address,
+                    reason=rejection.reason)
         self._audit("association_rejected", peer, outcome="failure", detail={
             "reason": rejection.reason, "result": rejection.result,
             "source": rejection.source, "diagnostic": rejection.diagnostic})
@@ -215,7 +214,7 @@ class DicomRole:
                              called_ae=peer.called_ae or None, peer_address=peer.address,
                              detail=detail, **fields)
         except SQLAlchemyError:
-            log.exception("event=audit_write_failed action=%s", action)
+            log.exception("audit_write_failed", action=action)
 
 
 def receiver_name(port: int) -> str:

@@ -23,7 +23,6 @@ the rows.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import utcnow
 from mmbcd_node.db.session import transaction
-from mmbcd_node.logs import study_context
+from mmbcd_node.logs import get_logger, study_context
 from mmbcd_node.receive.admission import free_bytes, free_space_shortfall
 from mmbcd_node.receive.catalogue import (
     Peer,
@@ -61,7 +60,7 @@ from mmbcd_node.receive.header import (
 )
 from mmbcd_node.receive.incoming import Received, take_received
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 INCOMING = ".incoming"
 # fsyncs of the directories a stored file entered, issued together.
@@ -151,7 +150,7 @@ class InstanceStore:
                 _prepare_folder(self._final(header, header.series_uid)[1].parent)
             return Preparation(parsed, lookup)
         except (ReceiveError, SQLAlchemyError, OSError) as exc:
-            log.debug("event=prepare_skipped error=%r", str(exc))
+            log.debug("prepare_skipped", error=str(exc))
             return Preparation(parsed)
 
     def receive(self, path: Path, *, sop_class_uid: str, sop_instance_uid: str,
@@ -242,10 +241,9 @@ class InstanceStore:
             # describes the file now in place.
             return StoreOutcome(kind, "duplicate", header.study_uid, final)
         with study_context(correlation_id):
-            log.info("event=instance_stored study_uid=%s sop_instance_uid=%s calling_ae=%s "
-                     "laterality=%s view=%s bytes=%d", header.study_uid,
-                     header.sop_instance_uid, peer.calling_ae, header.laterality, header.view,
-                     size)
+            log.info("instance_stored", study_uid=header.study_uid,
+                     sop_instance_uid=header.sop_instance_uid, calling_ae=peer.calling_ae,
+                     laterality=header.laterality, view=header.view, bytes=size)
         return StoreOutcome(kind, "stored", header.study_uid, final)
 
     def _final(self, header: InstanceHeader, series_uid: str) -> tuple[Path, Path]:
@@ -270,8 +268,8 @@ class InstanceStore:
             record_event(session, "instance_duplicate", **_audit_fields(header, peer),
                          outcome="success" if identical else "warning",
                          detail={"identical": identical})
-        log.info("event=instance_duplicate sop_instance_uid=%s identical=%s",
-                 header.sop_instance_uid, identical)
+        log.info("instance_duplicate", sop_instance_uid=header.sop_instance_uid,
+                 identical=identical)
         return StoreOutcome(ObjectKind.MAMMOGRAM, "duplicate", header.study_uid,
                             self.storage_root / existing.path)
 
@@ -291,9 +289,8 @@ class InstanceStore:
         except SQLAlchemyError as exc:
             # Acknowledging without the audit row would lose the trace: refuse instead.
             raise StorageFailure(f"database error while auditing: {type(exc).__name__}") from exc
-        log.info("event=%s study_uid=%s sop_instance_uid=%s sop_class_uid=%s calling_ae=%s",
-                 action, header.study_uid, header.sop_instance_uid, header.sop_class_uid,
-                 peer.calling_ae)
+        log.info(action, study_uid=header.study_uid, sop_instance_uid=header.sop_instance_uid,
+                 sop_class_uid=header.sop_class_uid, calling_ae=peer.calling_ae)
 
 
 def _audit_fields(header: InstanceHeader, peer: Peer) -> dict[str, Any]:
@@ -332,7 +329,7 @@ def _prepared(received: Received) -> Preparation | None:
     try:
         result = preparation.result()
     except Exception:
-        log.exception("event=prepare_failed")  # a defect; receive does it all again
+        log.exception("prepare_failed")  # a defect; receive does it all again
         return None
     return result if isinstance(result, Preparation) else None
 
@@ -393,4 +390,4 @@ def _remove(final: Path) -> None:
         final.unlink()
         _fsync_dir(final.parent)
     except OSError:
-        log.exception("event=store_cleanup_failed path=%s", final)
+        log.exception("store_cleanup_failed", path=final)

@@ -36,7 +36,6 @@ connection's own thread, bounded by ``acse_timeout``; a failed handshake is repo
 from __future__ import annotations
 
 import contextlib
-import logging
 import select
 import socket
 import ssl
@@ -58,9 +57,10 @@ from pynetdicom.transport import (
 )
 from pynetdicom.utils import make_target
 
+from mmbcd_node.logs import get_logger
 from mmbcd_node.receive.incoming import DigestingFile
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # How long the reactor blocks waiting for data before it checks for outgoing
 # primitives again (a C-STORE response waits at most this long to be sent).
@@ -197,7 +197,7 @@ class ReceiverDUL(DULServiceProvider):
                 raise ConnectionError("connection closed within a PDU header")
             pdu_type, _, length = struct.unpack(">BBL", header)
             if pdu_type not in PDU_TYPES:
-                log.error("event=unknown_pdu type=0x%02X", pdu_type)
+                log.error("unknown_pdu", type=f"0x{pdu_type:02X}")
                 self.event_queue.put("Evt19")  # unrecognised or invalid PDU
                 return False
             limit = (MAX_ASSOCIATE_RQ if awaiting_request
@@ -215,7 +215,7 @@ class ReceiverDUL(DULServiceProvider):
                     return True
             body = self._receive_body(sock, item[:received], length)
         except (OSError, TimeoutError) as exc:
-            log.info("event=association_connection_lost error=%r", str(exc))
+            log.info("association_connection_lost", error=str(exc))
             sock.close()  # Evt17, transport connection closed: the slot is free now
             return False
         finally:
@@ -225,7 +225,7 @@ class ReceiverDUL(DULServiceProvider):
         try:
             pdu, event = self._decode_pdu(header + body.tobytes())
         except Exception:
-            log.exception("event=pdu_decode_failed")
+            log.exception("pdu_decode_failed")
             self.event_queue.put("Evt19")
             return False
         if isinstance(pdu, A_ASSOCIATE_RQ):
@@ -270,8 +270,7 @@ class ReceiverDUL(DULServiceProvider):
     def _refuse(self, sock: ReceiverSocket, reason: str) -> None:
         """Answer A-ABORT and close the connection now (not after the ARTIM timer: the
         connection's slot is free at once)."""
-        log.warning("event=pdu_refused address=%s reason=%r",
-                    self.assoc.requestor.address, reason)
+        log.warning("pdu_refused", address=self.assoc.requestor.address, reason=reason)
         raw = sock.socket
         try:
             if raw is not None:
@@ -362,7 +361,7 @@ class ReceiverRequestHandler(RequestHandler):
         try:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         except OSError:
-            log.debug("event=rcvbuf_not_set")
+            log.debug("rcvbuf_not_set")
         return assoc
 
 
@@ -407,8 +406,8 @@ class ConnectionGate:
             self._waiting[address] = (now, sock)
         if evicted is not None:
             old_address, waited, old_sock = evicted
-            log.warning("event=connection_evicted address=%s waited_s=%.1f reason=%r",
-                        old_address[0], waited, "no A-ASSOCIATE-RQ while the gate was full")
+            log.warning("connection_evicted", address=old_address[0], waited_s=round(waited, 1),
+                        reason="no A-ASSOCIATE-RQ while the gate was full")
             if old_sock is not None:
                 with contextlib.suppress(OSError):  # closed already
                     old_sock.shutdown(socket.SHUT_RDWR)  # its thread sees the close
@@ -444,8 +443,8 @@ class ReceiverServer(ThreadedAssociationServer):
         address = connection_address(client_address)
         if self.gate.enter(address, request if isinstance(request, socket.socket) else None):
             return True
-        log.warning("event=connection_refused address=%s reason=%r", address[0],
-                    "too many connections not yet associated")
+        log.warning("connection_refused", address=address[0],
+                    reason="too many connections not yet associated")
         return False
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
@@ -473,11 +472,11 @@ class ReceiverServer(ThreadedAssociationServer):
             sock.do_handshake()
         except (ssl.SSLEOFError, ConnectionResetError):
             # Closed before any TLS bytes: a port probe, not a failed authentication.
-            log.info("event=connection_closed_before_tls address=%s", address)
+            log.info("connection_closed_before_tls", address=address)
             return False
         except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
             reason = _tls_reason(exc)
-            log.warning("event=tls_failure address=%s reason=%r", address, reason)
+            log.warning("tls_failure", address=address, reason=reason)
             if self.on_tls_failure is not None:
                 self.on_tls_failure(address, reason)
             return False

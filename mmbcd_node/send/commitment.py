@@ -9,7 +9,6 @@ next to its storage handlers (``bind_commitment_reports``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.result_models import Delivery, OutputObject, Result
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.send.deliveries import (
     mark_study_delivered_if_complete,
     record_commitment_report,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pynetdicom.events import Event
 
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # The well-known SOP Instance of the Storage Commitment Push Model (PS3.4 J.3.5).
 COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
@@ -92,7 +92,7 @@ def handle_commitment_report(event: Event,
     try:
         transaction_uid, committed, failed = parse_report(event.event_information)
     except (AttributeError, ValueError, KeyError) as exc:
-        log.warning("event=commitment_report_unreadable error=%r", str(exc))
+        log.warning("commitment_report_unreadable", error=str(exc))
         return 0x0110, None
     calling_ae = event.assoc.requestor.ae_title
     with transaction(sessions) as session:
@@ -109,8 +109,8 @@ def handle_commitment_report(event: Event,
                      calling_ae=calling_ae,
                      detail={"transaction_uid": transaction_uid, "committed": len(committed),
                              "failed": len(failed), "deliveries_updated": changed})
-    log.info("event=commitment_report transaction=%s committed=%d failed=%d updated=%d",
-             transaction_uid, len(committed), len(failed), changed)
+    log.info("commitment_report", transaction=transaction_uid, committed=len(committed),
+             failed=len(failed), updated=changed)
     return 0x0000, None
 
 

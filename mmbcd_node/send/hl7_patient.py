@@ -10,7 +10,6 @@ null ``""``.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pydicom
@@ -23,9 +22,10 @@ from sqlalchemy.orm import Session
 from mmbcd_node.db.models import Instance, Study
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.result_models import OutputObject, Result
+from mmbcd_node.logs import get_logger
 from mmbcd_node.orders.text import escape
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HL7_NULL = '""'
 _HEADER_TAGS = ["SpecificCharacterSet", "PatientID", "IssuerOfPatientID",
@@ -56,8 +56,8 @@ def study_header(session: Session, storage_root: Path, study: Study) -> Dataset 
             return pydicom.dcmread(storage_root / path, stop_before_pixels=True,
                                    specific_tags=_HEADER_TAGS)
         except (OSError, InvalidDicomError) as exc:
-            log.warning("event=patient_header_unreadable study_uid=%s path=%s error=%r",
-                        study.study_uid, path, str(exc))
+            log.warning("patient_header_unreadable", study_uid=study.study_uid, path=path,
+                        error=str(exc))
     return None
 
 

@@ -27,7 +27,6 @@ while they are sent), so a dead sender's messages go out again once it runs out.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -53,12 +52,13 @@ from mmbcd_node.db.result_models import (
     Result,
 )
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.process import renewing
 from mmbcd_node.retry import backoff
 from mmbcd_node.send.deliveries import WITHDRAWN_UNSENT
 from mmbcd_node.send.hl7_patient import patient_identification
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SENDING_APPLICATION = "MMBCD-NODE"
 # OBR-4 of a result without an order (or of an order stored without its OBR-4 code).
@@ -382,5 +382,4 @@ class Hl7ResultSender:
                          detail={"control_id": row.control_id if row else None,
                                  "ack": code, "attempt": attempts, "error": error,
                                  "node_version": mmbcd_node.__version__})
-        log.info("event=hl7_result attempt=%d ack=%s error=%r", attempts, code or "-",
-                 error or "")
+        log.info("hl7_result", attempt=attempts, ack=code or "-", error=error or "")

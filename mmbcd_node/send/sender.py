@@ -15,7 +15,6 @@ the missing ones are sent; elsewhere they are sent again (at least once).
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +27,7 @@ from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Study
 from mmbcd_node.db.result_models import CommitmentState, Delivery, DeliveryState
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.process import process_name, renewing
 from mmbcd_node.send.deliveries import (
     DueDelivery,
@@ -42,7 +42,7 @@ from mmbcd_node.send.hl7_result import Hl7ResultSender
 from mmbcd_node.send.outgoing import OutgoingObject
 from mmbcd_node.send.store_scu import DestinationUnavailable, instances_held, store_objects
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Sender:
@@ -85,8 +85,8 @@ class Sender:
         try:
             held = instances_held(interrupted, destination, self.config.dicom)
         except (DestinationUnavailable, OSError, TimeoutError) as exc:
-            log.warning("event=resend_unchecked destination=%s deliveries=%d error=%r",
-                        destination.name, len(interrupted), str(exc))
+            log.warning("resend_unchecked", destination=destination.name,
+                        deliveries=len(interrupted), error=str(exc))
             return []
         return [o for o in interrupted if o.sop_instance_uid in held]
 
@@ -119,8 +119,8 @@ class Sender:
             outcome = store_objects(objects, destination, self.config.dicom,
                                     on_stored=record_stored, held=held)
         except (DestinationUnavailable, OSError, TimeoutError) as exc:
-            log.warning("event=destination_unavailable destination=%s deliveries=%d error=%r",
-                        name, len(present), str(exc))
+            log.warning("destination_unavailable", destination=name, deliveries=len(present),
+                        error=str(exc))
             self._fail(present, str(exc), destination=destination)
             return
         with transaction(self.sessions) as session:
@@ -188,7 +188,7 @@ class SenderRole:
             try:
                 busy = self.sender.send_due() + self.hl7_results.send_due()
             except Exception:  # keep the role alive; the pass is retried
-                log.exception("event=sender_pass_failed")
+                log.exception("sender_pass_failed")
                 busy = 0
             if not busy:
                 self._stop.wait(self.poll_seconds)

@@ -8,7 +8,6 @@ on the same association (``commitment.request_commitment``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,10 +23,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from mmbcd_node.config import DestinationConfig, DicomConfig
+from mmbcd_node.logs import get_logger
 from mmbcd_node.send.commitment import new_transaction_uid, request_commitment
 from mmbcd_node.send.outgoing import OutgoingObject
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # C-STORE statuses that mean the destination kept the instance (PS3.4 B.2.3).
 STORED = frozenset({0x0000, 0x0001, 0xB000, 0xB006, 0xB007})
@@ -145,9 +145,9 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
     finally:
         if assoc.is_established:
             assoc.release()
-    log.info("event=store_batch destination=%s stored=%d held=%d refused=%d commitment=%s",
-             destination.name, len(outcome.stored), len(outcome.held), len(outcome.errors),
-             outcome.commitment_transaction_uid or "-")
+    log.info("store_batch", destination=destination.name, stored=len(outcome.stored),
+             held=len(outcome.held), refused=len(outcome.errors),
+             commitment=outcome.commitment_transaction_uid or "-")
     return outcome
 
 

@@ -12,7 +12,6 @@ by the re-run's ORU instead).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -32,12 +31,13 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 from mmbcd_node.db.session import transaction
+from mmbcd_node.logs import get_logger
 from mmbcd_node.results.rejection_note import RejectionReason, build_rejection_note
 from mmbcd_node.send.deliveries import WITHDRAWN_UNSENT, create_deliveries
 from mmbcd_node.send.hl7_result import withdraw_result_messages
 from mmbcd_node.work.result_records import object_references, record_output, write_object
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 WITHDRAWAL_REQUESTED = "results_withdrawal_requested"
 
@@ -98,8 +98,8 @@ def withdraw_result(session: Session, config: NodeConfig, result: Result, study:
                          "objects": len(output_ids), "delivered": len(delivered),
                          "rejection_note": note.sop_instance_uid if note else None,
                          "hl7_cancellation": oru.control_id if oru else None})
-    log.info("event=results_withdrawn study_uid=%s result=%s reason=%s delivered=%d",
-             study.study_uid, result.id, reason.name.lower(), len(delivered))
+    log.info("results_withdrawn", study_uid=study.study_uid, result=result.id,
+             reason=reason.name.lower(), delivered=len(delivered))
     return note
 
 

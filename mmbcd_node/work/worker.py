@@ -21,7 +21,6 @@ studies of the batch go on.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +50,7 @@ from mmbcd_node.job_queue import (
     heartbeat,
     holds_lease,
 )
+from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.heartbeat import MODEL_LOADED, beat
 from mmbcd_node.orders.history import StudyHistory, history_for_study
 from mmbcd_node.process import process_name, renewing
@@ -80,7 +80,7 @@ from mmbcd_node.work.withdrawal import (
     withdraw_result,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class ViewUnreadable(ValueError):
@@ -143,8 +143,8 @@ class Worker:
             model = self.config.model
             self._pipeline = Pipeline(model.bundle, device=model.device,
                                       batch_views=max(4, 4 * self.config.worker.batch_size))
-            log.info("event=bundle_loaded digest=%s device=%s", self._pipeline.bundle.digest,
-                     self._pipeline.device)
+            log.info("bundle_loaded", digest=self._pipeline.bundle.digest,
+                     device=self._pipeline.device)
         return self._pipeline
 
     def run_once(self) -> int:
@@ -163,7 +163,7 @@ class Worker:
         with transaction(self.sessions) as session:
             for job in jobs:
                 if not heartbeat(session, job.id, self.owner, self.policy):
-                    log.warning("event=lease_lost job=%s", job.id)
+                    log.warning("lease_lost", job=job.id)
 
     def _run(self, claimed: list[ClaimedJob]) -> None:
         work = [self._start(job) for job in claimed]
@@ -171,7 +171,7 @@ class Worker:
         try:
             predictions = self.pipeline.predict([self._study_input(w) for w in runnable])
         except Exception as exc:  # the model failed as a whole
-            log.exception("event=pipeline_failed jobs=%d", len(runnable))
+            log.exception("pipeline_failed", jobs=len(runnable))
             for item in runnable:
                 self._fail(item, f"model run failed: {type(exc).__name__}: {exc}",
                            retry=is_transient(exc))
@@ -187,7 +187,7 @@ class Worker:
                 try:
                     self._end_not_analysable(item, item.not_analysable)
                 except Exception as exc:
-                    log.exception("event=not_attempted_report_failed job=%s", item.job.id)
+                    log.exception("not_attempted_report_failed", job=item.job.id)
                     self._fail(item, f"{type(exc).__name__}: {exc}", retry=is_transient(exc))
         for item, prediction in zip(runnable, predictions, strict=True):
             try:
@@ -197,7 +197,7 @@ class Worker:
             except ResultError as exc:
                 self._fail(item, str(exc), retry=False)
             except Exception as exc:
-                log.exception("event=job_finish_failed job=%s", item.job.id)
+                log.exception("job_finish_failed", job=item.job.id)
                 self._fail(item, f"{type(exc).__name__}: {exc}", retry=is_transient(exc))
 
     def _start(self, job: ClaimedJob) -> _Work:
@@ -235,8 +235,8 @@ class Worker:
                               f"be read as DICOM: {type(exc).__name__}: {exc}")
                 return work
             if image.defaults:
-                log.info("event=image_defaults sop_instance_uid=%s defaults=%r",
-                         image.sop_instance_uid, "; ".join(image.defaults))
+                log.info("image_defaults", sop_instance_uid=image.sop_instance_uid,
+                         defaults="; ".join(image.defaults))
             images.append(image)
         work.images = images
         work.selection = select_images(
@@ -277,7 +277,7 @@ class Worker:
         written = self._write(objects)
         with transaction(self.sessions) as session:
             if not holds_lease(session, item.job.id, self.owner):
-                log.warning("event=result_dropped job=%s reason=lease_lost", item.job.id)
+                log.warning("result_dropped", job=item.job.id, reason="lease_lost")
                 return
             study = session.get(Study, item.job.study_id)
             assert study is not None
@@ -286,7 +286,7 @@ class Worker:
                 cancel_pending_jobs(session, study.id, "order cancelled while the job ran")
                 change_state(session, study.id, StudyState.CANCELLED,
                              only_from={StudyState.RUNNING})
-                log.info("event=result_dropped job=%s reason=order_cancelled", item.job.id)
+                log.info("result_dropped", job=item.job.id, reason="order_cancelled")
                 return
             result, outputs, previous = self._replace_result(session, item, study, prediction,
                                                              written)
@@ -302,8 +302,8 @@ class Worker:
                                  "not_analysed": [dataclasses.asdict(n) for n in
                                                   item.selection.not_analysed],
                                  "predecessor_result_id": previous.id if previous else None})
-        log.info("event=job_done job=%s study_id=%s probability=%.4f objects=%d",
-                 item.job.id, item.job.study_id, prediction.probability or 0.0, len(outputs))
+        log.info("job_done", job=item.job.id, study_id=item.job.study_id,
+                 probability=round(prediction.probability or 0.0, 4), objects=len(outputs))
 
     def _result_set(self, item: _Work, prediction: StudyPrediction,
                     views: list[SourceImage]) -> ResultSet:
@@ -465,7 +465,7 @@ class WorkerRole:
                 with transaction(self.sessions) as session:
                     beat(session, self.name, self._status)
             except Exception:  # the database may be briefly away; the next beat retries
-                log.exception("event=worker_beat_failed")
+                log.exception("worker_beat_failed")
             if self._stop.wait(self.config.worker.heartbeat_seconds):
                 return
 
@@ -477,6 +477,6 @@ class WorkerRole:
                 if not busy:
                     withdraw_cancelled_results(self.config, self.sessions)
             except Exception:  # keep the role alive; the next pass retries
-                log.exception("event=worker_pass_failed")
+                log.exception("worker_pass_failed")
             if not busy:
                 self._stop.wait(self.config.worker.poll_seconds)
