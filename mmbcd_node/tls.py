@@ -24,7 +24,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from mmbcd_node.config import ConfigError, TlsConfig
+from mmbcd_node.config import ClientTlsConfig, ConfigError, SyslogConfig, TlsConfig
 
 
 def server_context(tls: TlsConfig, section: str) -> ssl.SSLContext | None:
@@ -45,13 +45,19 @@ def server_context(tls: TlsConfig, section: str) -> ssl.SSLContext | None:
     return context
 
 
-def client_context(tls: TlsConfig, section: str) -> ssl.SSLContext:
+def client_context(tls: ClientTlsConfig | SyslogConfig, section: str) -> ssl.SSLContext:
     """The client context of ``section``: the server verified against ``ca`` (else the
     system's trust store) and its host name; our certificate presented when set."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load(context, section, tls.cert, tls.key, tls.ca)
     return context
+
+
+def client_args(tls: ClientTlsConfig, host: str, section: str
+                ) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's ``tls_args`` for an association to ``host``: None without TLS."""
+    return (client_context(tls, section), host) if tls.enabled else None
 
 
 def _load(context: ssl.SSLContext, section: str, cert: Path | None, key: Path | None,

@@ -25,7 +25,7 @@ from mmbcd_node.ops.audit_forwarder import forward_pending
 from mmbcd_node.ops.audit_messages import NodeIdentity, messages_for
 from mmbcd_node.ops.syslog import SyslogSender
 from tests.support.atna import schema_errors, valid_audit_message
-from tests.support.certificates import self_signed_certificate
+from tests.support.certificates import issue, make_ca
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import free_port
 
@@ -68,7 +68,8 @@ class SyslogCollector:
             try:
                 connection = self.tls.wrap_socket(connection, server_side=True)
             except (ssl.SSLError, OSError):
-                connection.close()  # the client did not trust us: its failure, not ours
+                connection.close()  # the client did not trust us, or we not it
+                self.streams_ended.release()
                 return
         with connection:
             while chunk := connection.recv(65536):
@@ -277,26 +278,35 @@ def test_forwarding_waits_for_a_tcp_collector_that_is_down_and_loses_nothing(
 
 
 @pytest.fixture(scope="module")
-def collector_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (the collector's), made with openssl."""
-    return self_signed_certificate(tmp_path_factory.mktemp("syslog-tls"), "collector")
+def syslog_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """The audit repository's CA, its certificate for 127.0.0.1 and the node's."""
+    folder = tmp_path_factory.mktemp("syslog-tls")
+    ca = make_ca(folder)
+    return {"ca": ca, "collector": issue(folder, "collector", ca),
+            "node": issue(folder, "node", ca)}
 
 
 def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
-        db_url: str, collector_certificate: tuple[Path, Path], tmp_path: Path) -> None:
+        db_url: str, syslog_pki: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
     from mmbcd_node.config import load_config
     from mmbcd_node.db.models import AuditEvent
     from mmbcd_node.ops.audit_forwarder import AuditForwarderRole
 
-    cert, key = collector_certificate
+    cert, key = syslog_pki["collector"]
+    node_cert, node_key = syslog_pki["node"]
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
+    # An ATNA audit repository authenticates the node too: no certificate, no connection.
+    server.load_verify_locations(cafile=str(syslog_pki["ca"][0]))
+    server.verify_mode = ssl.CERT_REQUIRED
     collector = SyslogCollector("tls", tls=server)
     sessions = make_sessionmaker(make_engine(db_url))
     untrusted = load_config(environ={
         "MMBCD_NODE__AUDIT__SYSLOG__HOST": "127.0.0.1",
         "MMBCD_NODE__AUDIT__SYSLOG__PORT": str(collector.port),
-        "MMBCD_NODE__AUDIT__SYSLOG__TRANSPORT": "tls"})
+        "MMBCD_NODE__AUDIT__SYSLOG__TRANSPORT": "tls",
+        "MMBCD_NODE__AUDIT__SYSLOG__CERT": str(node_cert),
+        "MMBCD_NODE__AUDIT__SYSLOG__KEY": str(node_key)})
     role = AuditForwarderRole(untrusted, sessions, interval=0.1)
     role.start()  # the collector's certificate is not signed by a CA the node trusts
     try:
@@ -313,7 +323,7 @@ def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
         role.stop()
     assert collector.frames == []
     trusted = SyslogSender(SyslogConfig(host="127.0.0.1", port=collector.port, transport="tls",
-                                        ca=cert))
+                                        ca=syslog_pki["ca"][0], cert=node_cert, key=node_key))
     while forward_pending(sessions, trusted, IDENTITY):
         pass
     trusted.close()
@@ -323,6 +333,34 @@ def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
     assert "Security Alert/Node Authentication" in names
     assert names[-1] == "Application Activity/Application Stop"
     collector.close()
+
+
+def test_a_node_without_its_certificate_is_refused_by_the_audit_repository(
+        syslog_pki: dict[str, tuple[Path, Path]]) -> None:
+    from mmbcd_node.config import ConfigError, load_config
+
+    # The configuration refuses TLS without the node's certificate ...
+    with pytest.raises(ConfigError, match=r"audit\.syslog.*transport tls needs cert"):
+        load_config(environ={"MMBCD_NODE__AUDIT__SYSLOG__TRANSPORT": "tls"})
+    # ... and a certificate from another CA gets no connection.
+    cert, key = syslog_pki["collector"]
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    server.load_verify_locations(cafile=str(syslog_pki["ca"][0]))
+    server.verify_mode = ssl.CERT_REQUIRED
+    collector = SyslogCollector("tls", tls=server)
+    folder = cert.parent / "elsewhere"
+    stranger = issue(folder, "stranger", make_ca(folder, "Another CA"))
+    sender = SyslogSender(SyslogConfig(host="127.0.0.1", port=collector.port, transport="tls",
+                                       ca=syslog_pki["ca"][0], cert=stranger[0],
+                                       key=stranger[1]))
+    with pytest.raises(OSError):
+        sender.send([b"<85>1 - - - - - - probe"])  # TLS 1.3: the handshake may pass here
+        assert collector.streams_ended.acquire(timeout=20)  # the repository hung up
+        sender.send([b"<85>1 - - - - - - probe"])
+        sender.send([b"<85>1 - - - - - - probe"])
+    collector.close()
+    assert collector.frames == []
 
 
 def test_one_forwarder_at_a_time_holds_the_lease_and_another_takes_over_when_it_ends(

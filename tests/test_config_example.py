@@ -34,6 +34,9 @@ DIFFERENT = {
     "model.bundle",  # default: the bundle shipped with the package
     "destinations.sr_class",  # default: [results] sr_class
     "audit.syslog.host", "audit.syslog.ca",  # a collector, its CA
+    "audit.syslog.cert", "audit.syslog.key",  # the node's certificate for tls
+    "hl7.results.tls.ca", "hl7.results.tls.cert", "hl7.results.tls.key",  # client TLS is off
+    "destinations.tls.ca", "destinations.tls.cert", "destinations.tls.key",
 }
 REQUIRED = object()  # a key without default (a destination's name, AE title, host, port)
 

@@ -21,7 +21,7 @@ import pytest
 SETUP_CFG = Path(__file__).resolve().parents[1] / "setup.cfg"
 
 
-@pytest.mark.parametrize("package", ["pynetdicom", "highdicom", "pydicom"])
+@pytest.mark.parametrize("package", ["pynetdicom", "highdicom", "pydicom", "hl7"])
 def test_libraries_whose_internals_are_used_are_pinned_to_the_installed_version(package):
     pins = dict(re.findall(r"^\s*([A-Za-z0-9_.-]+)==(\S+)\s*$", SETUP_CFG.read_text(), re.M))
     assert pins.get(package) == version(package)
@@ -69,3 +69,11 @@ def test_pydicom_snomed_rt_to_ct_table_is_where_the_view_codes_expect_it():
 
     assert mapping["SRT"]["R-10242"] == "399162004"  # cranio-caudal
     assert mapping["SRT"]["R-10226"] == "399368009"  # medio-lateral oblique
+
+
+def test_python_hl7_mllp_client_keeps_its_socket_and_encoding_where_the_ris_client_sets_them():
+    from hl7.client import MLLPClient
+
+    source = inspect.getsource(MLLPClient)
+    assert "self.socket.send" in source and "self.encoding" in source
+    assert {"send_message", "close", "__enter__", "__exit__"} <= set(vars(MLLPClient))

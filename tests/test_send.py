@@ -11,7 +11,13 @@ from pydicom import dcmread
 from pynetdicom import AE
 from sqlalchemy import select
 
-from mmbcd_node.config import DestinationConfig, DicomConfig, NodeConfig, StorageConfig
+from mmbcd_node.config import (
+    ClientTlsConfig,
+    DestinationConfig,
+    DicomConfig,
+    NodeConfig,
+    StorageConfig,
+)
 from mmbcd_node.db.models import AuditEvent, Study, StudyState
 from mmbcd_node.db.result_models import (
     CommitmentState,
@@ -27,6 +33,7 @@ from mmbcd_node.send.deliveries import claim_due_deliveries, extend_claims, mark
 from mmbcd_node.send.sender import Sender
 from mmbcd_node.send.store_scu import DestinationUnavailable, echo
 from mmbcd_node.work.withdrawal import withdraw_result
+from tests.support.certificates import issue, make_ca
 from tests.support.deliveries import stored_outputs
 from tests.support.dicom_peers import pynetdicom_store
 from tests.support.node import free_port
@@ -274,3 +281,44 @@ def test_an_interrupted_delivery_is_looked_up_at_orthanc_before_it_is_sent_again
             AuditEvent.action == "results_sent")).scalars()
     detail = json.loads(event.detail)
     assert (detail["sent"], detail["already_there"]) == (3, 1 if query else 0)
+
+
+@pytest.fixture(scope="module")
+def hospital_pki(tmp_path_factory) -> dict[str, tuple[Path, Path]]:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("pki")
+    ca = make_ca(folder)
+    other = make_ca(folder, "Another CA")
+    return {"ca": ca, "pacs": issue(folder, "pacs", ca), "node": issue(folder, "node", ca),
+            "stranger": issue(folder, "stranger", other)}
+
+
+def test_results_reach_a_tls_pacs_that_verifies_the_node_and_is_verified(
+        sessions, tmp_path, storescp_factory, hospital_pki) -> None:  # type: ignore[no-untyped-def]
+    ca = hospital_pki["ca"][0]
+    cert, key = hospital_pki["pacs"]
+    pacs = storescp_factory(tls=(key, cert, ca))  # dcmtk storescp +tls, peer cert required
+    node_cert, node_key = hospital_pki["node"]
+    secure = destination("pacs", pacs.port, tls=ClientTlsConfig(
+        enabled=True, ca=ca, cert=node_cert, key=node_key))
+    config = node_config(tmp_path, secure)
+    study_id, uids = stored_outputs(sessions, config)
+    assert Sender(config, sessions).send_due() == 3
+    assert sorted(pacs.received_uids()) == sorted(uids)
+    assert study_state(sessions, study_id) == StudyState.DELIVERED
+
+
+@pytest.mark.parametrize("who", ["without a certificate", "with another CA's certificate"])
+def test_a_tls_pacs_refuses_a_node_it_cannot_verify_and_nothing_is_marked_sent(
+        sessions, tmp_path, storescp_factory, hospital_pki, who) -> None:  # type: ignore[no-untyped-def]
+    ca = hospital_pki["ca"][0]
+    cert, key = hospital_pki["pacs"]
+    pacs = storescp_factory(tls=(key, cert, ca))
+    presented = {} if who == "without a certificate" else dict(
+        zip(("cert", "key"), hospital_pki["stranger"], strict=True))
+    config = node_config(tmp_path, destination("pacs", pacs.port, tls=ClientTlsConfig(
+        enabled=True, ca=ca, **presented)))
+    stored_outputs(sessions, config)
+    Sender(config, sessions).send_due()
+    assert pacs.received_uids() == []
+    assert {d.state for d in deliveries(sessions)} == {DeliveryState.PENDING}
+    assert all(d.last_error for d in deliveries(sessions))

@@ -7,6 +7,7 @@ intake as a RIS sends them, so the ORU is checked against what the RIS sent.
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,13 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from mmbcd_node.admin.cli import app
-from mmbcd_node.config import Hl7Config, Hl7ResultsConfig, NodeConfig, StorageConfig
+from mmbcd_node.config import (
+    ClientTlsConfig,
+    Hl7Config,
+    Hl7ResultsConfig,
+    NodeConfig,
+    StorageConfig,
+)
 from mmbcd_node.db.models import Instance, Job, JobState, Series, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order, StudyOrder
 from mmbcd_node.db.result_models import (
@@ -36,6 +43,7 @@ from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.send.hl7_result import Hl7ResultSender, queue_result_message
 from mmbcd_node.work.result_records import active_result
 from mmbcd_node.work.withdrawal import withdraw_cancelled_results, withdraw_result
+from tests.support.certificates import issue, make_ca
 from tests.support.hl7_client import Ack, order_message
 from tests.support.hl7_validation import field, segments, strict_message
 from tests.support.mammo import make_mammogram, write_mammogram
@@ -452,3 +460,53 @@ def test_oru_waits_until_the_dicom_objects_are_delivered(sessions, ris) -> None:
 def test_no_oru_without_an_hl7_results_section(sessions) -> None:
     with transaction(sessions) as session:
         assert queue_result_message(session, NodeConfig(), None, None, None) is None  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def ris_pki(tmp_path_factory) -> dict[str, tuple[Path, Path]]:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("pki")
+    ca = make_ca(folder)
+    return {"ca": ca, "ris": issue(folder, "ris", ca), "node": issue(folder, "node", ca)}
+
+
+def _tls_ris_context(ris_pki) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*ris_pki["ris"])
+    context.load_verify_locations(cafile=str(ris_pki["ca"][0]))
+    context.verify_mode = ssl.CERT_REQUIRED  # the interface engine authenticates the node
+    return context
+
+
+def _tls_config(ris: Ris, tls: ClientTlsConfig) -> NodeConfig:
+    return NodeConfig(storage=StorageConfig(root=Path("storage")), hl7=Hl7Config(
+        results=Hl7ResultsConfig(host="127.0.0.1", port=ris.port, timeout_seconds=5.0,
+                                 max_attempts=5, backoff_seconds=0.0, tls=tls)))
+
+
+def test_the_oru_reaches_a_tls_ris_that_verifies_the_node(sessions, tls_ris, ris_pki) -> None:  # type: ignore[no-untyped-def]
+    ris = tls_ris(_tls_ris_context(ris_pki))
+    cert, key = ris_pki["node"]
+    config = _tls_config(ris, ClientTlsConfig(enabled=True, ca=ris_pki["ca"][0], cert=cert,
+                                              key=key))
+    receive_order(sessions)
+    add_result(sessions, config)
+    send_all(sessions, config)
+    (text,) = ris.received
+    strict_message(text)
+    with sessions() as session:
+        (message,) = session.execute(select(Hl7ResultMessage)).scalars()
+        assert message.state == Hl7ResultState.SENT
+
+
+def test_a_tls_ris_refuses_a_node_without_its_certificate_and_the_oru_waits(
+        sessions, tls_ris, ris_pki) -> None:  # type: ignore[no-untyped-def]
+    ris = tls_ris(_tls_ris_context(ris_pki))
+    config = _tls_config(ris, ClientTlsConfig(enabled=True, ca=ris_pki["ca"][0]))
+    receive_order(sessions)
+    add_result(sessions, config)
+    Hl7ResultSender(config, sessions, "sender-1").send_due()
+    assert ris.received == []
+    with sessions() as session:
+        (message,) = session.execute(select(Hl7ResultMessage)).scalars()
+        assert (message.state, message.attempts) == (Hl7ResultState.PENDING, 1)
+        assert message.last_error

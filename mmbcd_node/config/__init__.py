@@ -20,6 +20,7 @@ from mmbcd_node.config.sections import (
     MAX_PDU_SIZE,
     MIN_PDU_SIZE,
     AuditConfig,
+    ClientTlsConfig,
     CompletionConfig,
     DatabaseConfig,
     DestinationConfig,
@@ -40,7 +41,8 @@ from mmbcd_node.config.sections import (
 )
 
 __all__ = [
-    "ENV_FILE", "ENV_PREFIX", "MAX_PDU_SIZE", "MIN_PDU_SIZE", "AuditConfig", "CompletionConfig",
+    "ENV_FILE", "ENV_PREFIX", "MAX_PDU_SIZE", "MIN_PDU_SIZE", "AuditConfig", "ClientTlsConfig",
+    "CompletionConfig",
     "ConfigError", "DatabaseConfig", "DestinationConfig", "DicomConfig", "Hl7Config",
     "Hl7ResultsConfig", "HttpConfig", "LoggingConfig", "ModelConfig", "NodeConfig",
     "OrdersConfig", "ResultsConfig", "RetentionConfig", "StorageConfig", "SyslogConfig",

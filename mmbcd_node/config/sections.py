@@ -84,6 +84,28 @@ class TlsConfig:
         return required
 
 
+@dataclass(frozen=True, config=STRICT)
+class ClientTlsConfig:
+    """TLS to a peer the node connects to (a destination, the RIS, the audit repository).
+
+    ``enabled`` turns it on; the peer's certificate is verified against ``ca`` (else the
+    system's trust store) and its host; ``cert``/``key`` are presented when set.
+    """
+
+    enabled: Bool = False
+    ca: FilePath | None = None
+    cert: FilePath | None = None
+    key: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClientTlsConfig:
+        if self.key is not None and self.cert is None:
+            raise ValueError("key is set but cert is not (the key belongs to the certificate)")
+        if not self.enabled and (self.ca or self.cert):
+            raise ValueError("ca or cert is set but enabled is false (TLS would not be used)")
+        return self
+
+
 MIN_PDU_SIZE, MAX_PDU_SIZE = 4096, 16 << 20
 
 
@@ -129,6 +151,7 @@ class Hl7ResultsConfig:
     backoff_seconds: Delay = 10.0
     receiving_application: Hl7Text = "RIS"  # MSH-5
     receiving_facility: Hl7Text = ""  # MSH-6
+    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -213,6 +236,8 @@ class DestinationConfig:
     # Before sending again what a dead sender may have sent, ask by C-FIND (Study Root,
     # IMAGE level) whether the destination has it already.
     query_before_resend: Bool = False
+    # TLS for the C-STORE, storage commitment and C-FIND associations to this destination.
+    tls: ClientTlsConfig = field(default_factory=ClientTlsConfig)
 
     @model_validator(mode="after")
     def _kinds_and_sr_class(self) -> DestinationConfig:
@@ -246,6 +271,19 @@ class SyslogConfig:
     port: Port = 514
     transport: Annotated[Str, one_of("udp", "tcp", "tls")] = "udp"
     ca: FilePath | None = None
+    # With tls: the node's certificate, presented to the audit repository (ATNA's secure
+    # node authenticates both ends).
+    cert: FilePath | None = None
+    key: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _client_certificate_for_tls(self) -> SyslogConfig:
+        if self.transport == "tls" and self.cert is None:
+            raise ValueError("transport tls needs cert (and key): ATNA authenticates the "
+                             "node to the audit repository")
+        if self.transport != "tls" and (self.ca or self.cert):
+            raise ValueError("ca and cert are used with transport tls only")
+        return self
 
 
 @dataclass(frozen=True, config=STRICT)

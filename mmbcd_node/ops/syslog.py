@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from mmbcd_node.config import SyslogConfig
+from mmbcd_node.tls import client_context
 
 # Facility 10 (security/authorization) x 8 + severity 5 (notice), as IHE ATNA asks.
 AUDIT_PRI = 10 * 8 + 5
@@ -65,8 +66,7 @@ class SyslogSender:
                                         timeout=self.timeout)
         if self.config.transport != "tls":
             return sock
-        context = ssl.create_default_context(
-            cafile=str(self.config.ca) if self.config.ca else None)
+        context = client_context(self.config, "audit.syslog")
         try:
             return context.wrap_socket(sock, server_hostname=self.config.host)
         except (ssl.SSLError, OSError):

@@ -30,7 +30,6 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from hl7.client import MLLPClient
 from hl7apy.base_datatypes import ST
 from hl7apy.core import Group, Message
 from hl7apy.parser import parse_segment
@@ -57,6 +56,7 @@ from mmbcd_node.process import renewing
 from mmbcd_node.retry import backoff
 from mmbcd_node.send.deliveries import WITHDRAWN_UNSENT
 from mmbcd_node.send.hl7_patient import patient_identification
+from mmbcd_node.send.mllp_client import RisClient
 
 log = get_logger(__name__)
 
@@ -340,8 +340,7 @@ class Hl7ResultSender:
 
     def _send(self, text: str, receiving: Hl7ResultsConfig) -> tuple[str | None, str | None]:
         try:
-            with MLLPClient(receiving.host, receiving.port, encoding="utf-8") as client:
-                client.socket.settimeout(receiving.timeout_seconds)
+            with RisClient(receiving) as client:
                 reply = client.send_message(text)
         except TimeoutError:
             return None, f"no ACK within {receiving.timeout_seconds:.0f}s"

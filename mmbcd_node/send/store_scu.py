@@ -26,6 +26,7 @@ from mmbcd_node.config import DestinationConfig, DicomConfig
 from mmbcd_node.logs import get_logger
 from mmbcd_node.send.commitment import new_transaction_uid, request_commitment
 from mmbcd_node.send.outgoing import OutgoingObject
+from mmbcd_node.tls import client_args
 
 log = get_logger(__name__)
 
@@ -61,7 +62,9 @@ def _application_entity(dicom: DicomConfig) -> AE:
 
 def _associate(ae: AE, destination: DestinationConfig, contexts: list) -> Association:  # type: ignore[type-arg]
     assoc = ae.associate(destination.host, destination.port, contexts=contexts,
-                         ae_title=destination.ae_title)
+                         ae_title=destination.ae_title,
+                         tls_args=client_args(destination.tls, destination.host,
+                                              f"destinations.{destination.name}.tls"))
     if not assoc.is_established:
         state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
         raise DestinationUnavailable(

@@ -32,13 +32,18 @@ class StoreScp:
     directory: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # (key, certificate, CA): TLS only, the peer's certificate required and verified
+    tls: tuple[Path, Path, Path] | None = None
 
     def start(self) -> StoreScp:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        tls = [] if self.tls is None else [
+            "+tls", str(self.tls[0]), str(self.tls[1]), "+cf", str(self.tls[2]),
+            "--require-peer-cert"]
         self.process = subprocess.Popen(
             ["storescp", "--aetitle", self.ae_title, "--output-directory", str(self.directory),
-             "--unique-filenames", "+xa", "--verbose", str(self.port)],
+             "--unique-filenames", "+xa", "--verbose", *tls, str(self.port)],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for_port(self.port, timeout=15)
@@ -142,10 +147,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0,
 def storescp_factory(tmp_path: Path) -> Iterator[Callable[..., StoreScp]]:
     peers: list[StoreScp] = []
 
-    def make(ae_title: str = "PACS", start: bool = True) -> StoreScp:
+    def make(ae_title: str = "PACS", start: bool = True,
+             tls: tuple[Path, Path, Path] | None = None) -> StoreScp:
         peer = StoreScp(ae_title=ae_title, port=free_port(),
                         directory=tmp_path / f"storescp{len(peers)}",
-                        log_path=tmp_path / f"storescp{len(peers)}.log")
+                        log_path=tmp_path / f"storescp{len(peers)}.log", tls=tls)
         peers.append(peer)
         return peer.start() if start else peer
 

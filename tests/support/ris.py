@@ -7,9 +7,11 @@ interface engine.
 
 from __future__ import annotations
 
+import contextlib
 import socketserver
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -29,15 +31,48 @@ class Ris:
     port: int
     answers: list[str | None]
     received: list[str] = field(default_factory=list)
+    refused: int = 0  # TLS connections whose handshake failed
 
 
 @pytest.fixture
 def ris() -> Iterator[Ris]:
     """A RIS MLLP listener on a free loopback port, stopped after the test."""
+    with _listening(None) as peer:
+        yield peer
+
+
+@pytest.fixture
+def tls_ris() -> Iterator[Callable[[ssl.SSLContext], Ris]]:
+    """Starts RIS listeners that speak MLLP over TLS with the given server context."""
+    stack: list[contextlib.ExitStack] = []
+
+    def start(context: ssl.SSLContext) -> Ris:
+        exits = contextlib.ExitStack()
+        stack.append(exits)
+        return exits.enter_context(_listening(context))
+
+    yield start
+    for exits in stack:
+        exits.close()
+
+
+@contextlib.contextmanager
+def _listening(tls: ssl.SSLContext | None) -> Iterator[Ris]:
     peer = Ris(port=free_port(), answers=[])
 
     class Handler(socketserver.BaseRequestHandler):
+        def setup(self) -> None:
+            self.ready = True
+            if tls is not None:
+                try:
+                    self.request = tls.wrap_socket(self.request, server_side=True)
+                except (ssl.SSLError, OSError):
+                    peer.refused += 1
+                    self.ready = False
+
         def handle(self) -> None:
+            if not self.ready:
+                return
             data = b""
             while EB not in data:
                 chunk = self.request.recv(65536)
@@ -59,6 +94,8 @@ def ris() -> Iterator[Ris]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield peer
-    server.shutdown()
-    server.server_close()
+    try:
+        yield peer
+    finally:
+        server.shutdown()
+        server.server_close()
