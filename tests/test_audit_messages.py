@@ -286,20 +286,23 @@ def syslog_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
             "node": issue(folder, "node", ca)}
 
 
+def audit_repository_context(pki: dict[str, tuple[Path, Path]]) -> ssl.SSLContext:
+    """An ATNA audit repository's TLS: its certificate, and the node's required."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*pki["collector"])
+    server.load_verify_locations(cafile=str(pki["ca"][0]))
+    server.verify_mode = ssl.CERT_REQUIRED
+    return server
+
+
 def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
         db_url: str, syslog_pki: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
     from mmbcd_node.config import load_config
     from mmbcd_node.db.models import AuditEvent
     from mmbcd_node.ops.audit_forwarder import AuditForwarderRole
 
-    cert, key = syslog_pki["collector"]
     node_cert, node_key = syslog_pki["node"]
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    # An ATNA audit repository authenticates the node too: no certificate, no connection.
-    server.load_verify_locations(cafile=str(syslog_pki["ca"][0]))
-    server.verify_mode = ssl.CERT_REQUIRED
-    collector = SyslogCollector("tls", tls=server)
+    collector = SyslogCollector("tls", tls=audit_repository_context(syslog_pki))
     sessions = make_sessionmaker(make_engine(db_url))
     untrusted = load_config(environ={
         "MMBCD_NODE__AUDIT__SYSLOG__HOST": "127.0.0.1",
@@ -343,13 +346,8 @@ def test_a_node_without_its_certificate_is_refused_by_the_audit_repository(
     with pytest.raises(ConfigError, match=r"audit\.syslog.*transport tls needs cert"):
         load_config(environ={"MMBCD_NODE__AUDIT__SYSLOG__TRANSPORT": "tls"})
     # ... and a certificate from another CA gets no connection.
-    cert, key = syslog_pki["collector"]
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    server.load_verify_locations(cafile=str(syslog_pki["ca"][0]))
-    server.verify_mode = ssl.CERT_REQUIRED
-    collector = SyslogCollector("tls", tls=server)
-    folder = cert.parent / "elsewhere"
+    collector = SyslogCollector("tls", tls=audit_repository_context(syslog_pki))
+    folder = syslog_pki["ca"][0].parent / "elsewhere"
     stranger = issue(folder, "stranger", make_ca(folder, "Another CA"))
     sender = SyslogSender(SyslogConfig(host="127.0.0.1", port=collector.port, transport="tls",
                                        ca=syslog_pki["ca"][0], cert=stranger[0],

@@ -106,9 +106,13 @@ class Orthanc:
             self.process.wait(20)
         self.process = None
 
+    @property
+    def url(self) -> str:
+        """The base URL of its REST API."""
+        return f"http://127.0.0.1:{self.http_port}"
+
     def rest(self, path: str) -> object:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
-                                    timeout=10) as response:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
             return json.loads(response.read())
 
     def sop_instance_uids(self) -> set[str]:

@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     expected = study.measurement_groups
     ohif_version = json.loads((args.ohif / "package.json").read_text())["version"]
     with tempfile.TemporaryDirectory(prefix="check-viewer-") as tmp:
-        orthanc = servers.Orthanc(Path(tmp)).start()
+        orthanc = servers.start_orthanc(Path(tmp))
         try:
-            orthanc.upload(study.files)
-            orthanc_version = orthanc.get("/system")["Version"]  # type: ignore[index]
+            servers.upload(orthanc, study.files)
+            orthanc_version = orthanc.rest("/system")["Version"]  # type: ignore[index]
             web = servers.serve_viewer(args.ohif / "dist", orthanc.url,
                                        servers.app_config("mmbcd-node check-viewer"))
             base_url = f"http://127.0.0.1:{web.server_address[1]}"

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.support.node import free_port, wait_for_port
+from tests.support.node import free_port
+from tests.support.pacs import Orthanc
 
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
 
@@ -26,52 +25,25 @@ def dicomweb_plugin() -> Path:
     raise FileNotFoundError("libOrthancDicomWeb.so not found: apt-get install orthanc-dicomweb")
 
 
-@dataclass
-class Orthanc:
-    directory: Path
-    http_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+def start_orthanc(directory: Path) -> Orthanc:
+    """The tests' Orthanc (``tests/support/pacs.py``) with its DICOMweb plugin at
+    ``/dicom-web/``, started in ``directory``."""
+    return Orthanc(ae_title="ORTHANC", port=free_port(), http_port=free_port(),
+                   directory=directory, node_ae="MMBCD", node_port=free_port(),
+                   log_path=directory / "orthanc.log",
+                   extra={"Name": "check-viewer", "Plugins": [str(dicomweb_plugin())],
+                          "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}).start()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> Orthanc:
-        self.http_port, dicom_port = free_port(), free_port()
-        config = {
-            "Name": "check-viewer", "StorageDirectory": str(self.directory / "db"),
-            "IndexDirectory": str(self.directory / "db"), "HttpPort": self.http_port,
-            "DicomPort": dicom_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [str(dicomweb_plugin())],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        }
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "orthanc.json").write_text(json.dumps(config, indent=1))
-        with (self.directory / "orthanc.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                ["Orthanc", str(self.directory / "orthanc.json")], stdout=log,
-                stderr=subprocess.STDOUT)
-        wait_for_port(self.http_port, timeout=30)
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-
-    def get(self, path: str) -> object:
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
-            return json.loads(response.read())
-
-    def upload(self, files: list[Path]) -> None:
-        """POST each file to /instances; raise unless Orthanc stored it."""
-        for path in files:
-            request = urllib.request.Request(self.url + "/instances", data=path.read_bytes(),
-                                             headers={"Content-Type": "application/dicom"})
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status = json.loads(response.read())["Status"]
-            if status not in ("Success", "AlreadyStored"):
-                raise RuntimeError(f"Orthanc did not store {path}: {status}")
+def upload(orthanc: Orthanc, files: list[Path]) -> None:
+    """POST each file to Orthanc's /instances; raise unless Orthanc stored it."""
+    for path in files:
+        request = urllib.request.Request(f"{orthanc.url}/instances", data=path.read_bytes(),
+                                         headers={"Content-Type": "application/dicom"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status = json.loads(response.read())["Status"]
+        if status not in ("Success", "AlreadyStored"):
+            raise RuntimeError(f"Orthanc did not store {path}: {status}")
 
 
 class _Handler(SimpleHTTPRequestHandler):
