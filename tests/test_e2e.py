@@ -238,6 +238,9 @@ def test_late_image_sends_a_new_sr_naming_its_predecessor_and_a_rejection_note_c
     assert named.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == first_sr
     assert_sr_template(new_sr, [pydicom.dcmread(f, stop_before_pixels=True)
                                 for f in [*study.files, tmp_path / "late.dcm"]])
+    for name, ds in (("new-sr.dcm", new_sr), ("rejection-note.dcm", note)):  # as received
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+        assert dciodvfy_errors(tmp_path / name) == [], name
     results = db_rows(db_url, Result)
     assert [r.state for r in results] == [ResultState.SUPERSEDED, ResultState.ACTIVE]
     wait_until(lambda: {d.state for d in db_rows(db_url, Delivery)} == {DeliveryState.COMMITTED},
