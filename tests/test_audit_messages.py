@@ -28,6 +28,7 @@ from tests.support.atna import schema_errors, valid_audit_message
 from tests.support.certificates import issue, make_ca
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import free_port
+from tests.support.pacs import wait_until
 
 RFC5424 = re.compile(rb"^<(\d+)>1 (\S+) (\S+) (\S+) (\S+) (\S+) - \xef\xbb\xbf(.*)$", re.S)
 IDENTITY = NodeIdentity("MMBCD", "node.example")
@@ -313,14 +314,13 @@ def test_tls_collector_gets_messages_and_a_tls_failure_becomes_a_security_alert(
     role = AuditForwarderRole(untrusted, sessions, interval=0.1)
     role.start()  # the collector's certificate is not signed by a CA the node trusts
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def tls_failures() -> list[AuditEvent]:
             with sessions() as session:
-                failures = session.execute(select(AuditEvent).where(
-                    AuditEvent.action == "tls_failure")).scalars().all()
-            if failures:
-                break
-            time.sleep(0.1)
+                return list(session.execute(select(AuditEvent).where(
+                    AuditEvent.action == "tls_failure")).scalars())
+
+        wait_until(tls_failures, timeout=20, interval=0.1, message="a tls_failure event")
+        failures = tls_failures()
         assert len(failures) == 1 and failures[0].outcome == "failure"
     finally:
         role.stop()

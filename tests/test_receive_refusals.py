@@ -7,7 +7,6 @@ settings (allow-list, free-space floor, association cap) start their own node on
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,9 +237,8 @@ def test_association_cap_rejects_the_extra_association(node_factory) -> None:  #
     finally:
         held.release()
     # pynetdicom rejects over the cap itself and reports it afterwards (EVT_REJECTED).
-    deadline = time.monotonic() + 10
-    while not audit(node, "association_rejected") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: audit(node, "association_rejected"), timeout=10, interval=0.1,
+               message="the rejected association in the audit trail")
     (event,) = audit(node, "association_rejected")
     assert event.calling_ae == "EXTRA" and "max_associations" in event.detail
 
