@@ -157,11 +157,18 @@ LogLevel = Annotated[str, Strict(), check(
     lambda v: None if v.upper() in _LEVELS else
     f"must be one of {', '.join(_LEVELS)} (any case), not {v!r}")]
 
-# Digits and dots, at most 40 characters so the UIDs made under it fit in 64.
 _UID_ROOT = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.?")
-UidRoot = Annotated[str, Strict(), check(
-    lambda v: None if _UID_ROOT.fullmatch(v) and len(v) <= 40 else
-    f"must be a UID root (digits and dots, at most 40 characters), not {v!r}")]
+
+
+def uid_root_problem(value: str) -> str | None:
+    """What is wrong with a UID root, or None: digits and dots, at most 40 characters so
+    the UIDs made under it fit in 64."""
+    if _UID_ROOT.fullmatch(value) and len(value) <= 40:
+        return None
+    return f"must be a UID root (digits and dots, at most 40 characters), not {value!r}"
+
+
+UidRoot = Annotated[str, Strict(), check(uid_root_problem)]
 
 
 def _database_url(value: str) -> str | None:

@@ -8,7 +8,6 @@ that names the view, ROI or setting at fault.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,6 +18,7 @@ from pydicom.uid import generate_uid
 import mmbcd_node
 from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
 from mmbcd_node.config import NodeConfig
+from mmbcd_node.config.values import uid_root_problem
 from mmbcd_node.images.image_selection import NotAnalysed
 from mmbcd_node.images.source_image import SourceImage
 from mmbcd_node.output_kinds import OutputKind
@@ -28,7 +28,6 @@ from mmbcd_node.results.references import TYPE2_PATIENT_STUDY, ObjectReference, 
 
 # The one sentence every output carries in its Series Description (LO, max 64 chars).
 NOT_FOR_DIAGNOSIS = "AI result - not for primary diagnosis"
-_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.?$")
 _MAX_SERIES_NUMBER = 2**31 - 1
 
 
@@ -115,10 +114,8 @@ class ResultSet:
     missing_views: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not _UID_ROOT.match(self.uid_root) or len(self.uid_root) > 40:
-            raise ResultError(
-                f"dicom.uid_root {self.uid_root!r} is not a UID root (digits and dots, "
-                "at most 40 characters so generated UIDs fit in 64)")
+        if (problem := uid_root_problem(self.uid_root)) is not None:
+            raise ResultError(f"dicom.uid_root {problem}")
         last = self.series_numbers + max(kind.offset for kind in OutputKind)
         if self.series_numbers < 1 or last > _MAX_SERIES_NUMBER:
             raise ResultError(
