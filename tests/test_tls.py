@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mmbcd_node.config import ConfigError, TlsConfig
+from mmbcd_node.config import ClientTlsConfig, ConfigError, TlsConfig
 from mmbcd_node.tls import client_context, server_context
 from tests.support.certificates import issue, make_ca
 
@@ -108,3 +108,9 @@ def test_an_unreadable_certificate_is_a_configuration_error_naming_its_section(t
     missing = tmp_path / "missing.pem"
     with pytest.raises(ConfigError, match=r"audit\.syslog\.tls: cannot load"):
         client_context(TlsConfig(cert=missing), "audit.syslog.tls")
+
+
+@pytest.mark.parametrize("section", [TlsConfig, ClientTlsConfig])
+def test_a_key_without_its_certificate_is_refused_on_either_side(section, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="is set but cert is not"):
+        section(key=tmp_path / "node.key")

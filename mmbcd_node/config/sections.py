@@ -58,6 +58,13 @@ class StorageConfig:
     root: FilePath = Path("var/storage")
 
 
+def _key_needs_cert(cls: type, key: Path | None, info: ValidationInfo) -> Path | None:
+    """A key without its certificate is a mistake, in a server's TLS and a client's."""
+    if key is not None and info.data.get("cert") is None:
+        raise ValueError("is set but cert is not (the key belongs to the certificate)")
+    return key
+
+
 @dataclass(frozen=True, config=STRICT)
 class TlsConfig:
     cert: FilePath | None = None
@@ -69,12 +76,7 @@ class TlsConfig:
     def enabled(self) -> bool:
         return self.cert is not None
 
-    @field_validator("key")
-    @classmethod
-    def _key_needs_cert(cls, key: Path | None, info: ValidationInfo) -> Path | None:
-        if key is not None and info.data.get("cert") is None:
-            raise ValueError("is set but cert is not (the key belongs to the certificate)")
-        return key
+    _key = field_validator("key")(_key_needs_cert)
 
     @field_validator("require_client_cert")
     @classmethod
@@ -97,10 +99,10 @@ class ClientTlsConfig:
     cert: FilePath | None = None
     key: FilePath | None = None
 
+    _key = field_validator("key")(_key_needs_cert)
+
     @model_validator(mode="after")
     def _consistent(self) -> ClientTlsConfig:
-        if self.key is not None and self.cert is None:
-            raise ValueError("key is set but cert is not (the key belongs to the certificate)")
         if not self.enabled and (self.ca or self.cert):
             raise ValueError("ca or cert is set but enabled is false (TLS would not be used)")
         return self

@@ -133,12 +133,16 @@ def _concept(item: Dataset) -> tuple[str, str] | None:
     return _code(_first(item, "ConceptNameCodeSequence"))
 
 
+def _code_text(code: Dataset | None, missing: str) -> str:
+    """A Code Sequence item as ``(value, scheme, "meaning")``, or ``missing``."""
+    if code is None:
+        return missing
+    return f'({code.get("CodeValue", "")}, {code.get("CodingSchemeDesignator", "")}, ' \
+           f'"{code.get("CodeMeaning", "")}")'
+
+
 def _concept_text(item: Dataset) -> str:
-    name = _first(item, "ConceptNameCodeSequence")
-    if name is None:
-        return "(no concept name)"
-    return f'({name.get("CodeValue", "")}, {name.get("CodingSchemeDesignator", "")}, ' \
-           f'"{name.get("CodeMeaning", "")}")'
+    return _code_text(_first(item, "ConceptNameCodeSequence"), "(no concept name)")
 
 
 def _value_code(item: Dataset) -> tuple[str, str] | None:
@@ -146,11 +150,7 @@ def _value_code(item: Dataset) -> tuple[str, str] | None:
 
 
 def _value_text(item: Dataset) -> str:
-    value = _first(item, "ConceptCodeSequence")
-    if value is None:
-        return "(none)"
-    return f'({value.get("CodeValue", "")}, {value.get("CodingSchemeDesignator", "")}, ' \
-           f'"{value.get("CodeMeaning", "")}")'
+    return _code_text(_first(item, "ConceptCodeSequence"), "(none)")
 
 
 def _reference(item: Dataset) -> Path | None:
