@@ -45,12 +45,17 @@ class MMBCD(nn.Module):
 
         ``encoder`` replaces ``image_encoder`` (e.g. its compiled wrapper) when given.
         """
-        batch, k = mask.shape
         if encoder is None:  # not ``encoder or ...``: a compiled module refuses bool()
             encoder = self.image_encoder
-        features = encoder(crops[mask])  # (N_real, d_image)
-        out = features.new_zeros(batch, k, features.shape[-1])
-        out[mask] = features
+        return self.roi_features(encoder(crops[mask]), mask, scores)
+
+    def roi_features(self, embedded: Tensor, mask: Tensor,
+                     scores: Tensor | None = None) -> Tensor:
+        """Embeddings of the real ROIs (N_real, d_image) -> ROI features (B, K, roi_dim)
+        in the mask's slots, padded = 0, with the confidence feature when the model uses it."""
+        batch, k = mask.shape
+        out = embedded.new_zeros(batch, k, embedded.shape[-1])
+        out[mask] = embedded
         if not self.roi_scores:
             return out
         if scores is None:

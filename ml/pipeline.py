@@ -113,7 +113,7 @@ class Pipeline:
         """Score ``studies``; one ``StudyPrediction`` per input, in the same order."""
         views: list[list[ViewPrediction | None]] = [[None] * len(s.views) for s in studies]
         refs = [(s, v) for s, study in enumerate(studies) for v in range(len(study.views))]
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             with self._stage("text encoder"):
                 texts = self._encode_histories(studies)  # (S, d_text)
             # Views are read and prepared one batch at a time, so memory holds at most
@@ -157,15 +157,14 @@ class Pipeline:
             return torch.empty(0)
         ids, mask = tokenize(self.bundle.tokenizer, [s.history for s in studies],
                              self.bundle.max_length, self.device)
-        return self.model.text_encoder(ids, mask)  # (S, d_text)
+        with self._autocast():
+            return self.model.text_encoder(ids, mask).float()  # (S, d_text)
 
     def _score(self, chunk: list[_Pending], texts: torch.Tensor) -> Iterator[ViewPrediction]:
         with self._stage("upload"):
             ready = [self._upload(item.prepared) for item in chunk]
             images = [view.image for view in ready]
-        with self._stage("detector"), self._full_precision():
-            # Which ROIs a view gets is a discrete choice among near-tied low-confidence
-            # proposals: bf16 rounding would change the set, and with it the score.
+        with self._stage("detector"):
             rois: list[Rois] = detect(self.detector, images, self.bundle.detector_params)
         crop = self.bundle.crop
         with self._stage("crops"):
@@ -176,8 +175,9 @@ class Pipeline:
             mask = torch.stack([r.mask for r in rois])  # (B, K)
             scores = torch.stack([r.scores for r in rois])  # (B, K)
         with self._stage("image encoder"):
-            roi_features = self.model.embed_rois(crops, mask, scores,
-                                                 encoder=self._image_encoder)
+            with self._autocast():
+                embedded = self._image_encoder(crops[mask]).float()  # (N_real, d_image)
+            roi_features = self.model.roi_features(embedded, mask, scores)
         with self._stage("fusion"):
             text = texts[torch.tensor([item.study for item in chunk], device=self.device)]
             logits, attention = self.model.fusion(roi_features, mask, text)  # (B, 2), (B, K)
