@@ -42,7 +42,7 @@ from ml.manifest import (
     resolve_location,
     sha256_file,
 )
-from ml.model import MMBCD
+from ml.model import LEGACY_SCORE_FLOOR, MMBCD
 from ml.preprocess import PreprocessParams
 from ml.types import MarkOperatingPoint
 
@@ -107,8 +107,7 @@ def build_model(model_section: dict[str, Any], root: Path | None = None) -> MMBC
     """MMBCD from the manifest's ``model`` section: random weights, except an external
     base text encoder, which is loaded from its pinned location."""
     image = model_section["image_encoder"]
-    image_encoder = ImageEncoder(image["arch"], image.get("frozen_blocks", 0),
-                                 **image.get("overrides", {}))
+    image_encoder = ImageEncoder(image["arch"], **image.get("overrides", {}))
     text = model_section["text_encoder"]
     if text.get("external"):
         base = text_model_from_pretrained(resolve_location(text["external"]["location"]))
@@ -119,7 +118,8 @@ def build_model(model_section: dict[str, Any], root: Path | None = None) -> MMBC
     text_encoder = TextEncoder(base, text.get("trainable_layers", 2))
     fusion = model_section.get("fusion", {})
     return MMBCD(image_encoder, text_encoder, fusion.get("dim", 256), fusion.get("head_hidden"),
-                 roi_scores=bool(fusion.get("roi_scores", False)))
+                 roi_scores=bool(fusion.get("roi_scores", False)),
+                 score_floor=float(fusion.get("score_floor", LEGACY_SCORE_FLOOR)))
 
 
 def _stored_state(model: MMBCD, external: bool) -> dict[str, torch.Tensor]:

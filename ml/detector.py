@@ -81,6 +81,15 @@ def propose(detector: nn.Module, batch: Tensor, params: DetectorParams) -> list[
     return [det[:, :5] for det in kept]
 
 
+def ranking(boxes: Tensor, scores: Tensor) -> Tensor:
+    """Indices of proposals by decreasing score, equal scores by position (top, left,
+    bottom, right): the same order on every device and run, whatever the input order."""
+    order = torch.arange(len(scores), device=scores.device)
+    for key in (boxes[:, 2], boxes[:, 3], boxes[:, 0], boxes[:, 1], -scores):  # last = primary
+        order = order[torch.sort(key[order], stable=True).indices]
+    return order
+
+
 def select_rois(proposals: Tensor, k: int, iou: float, image_size: tuple[int, int]) -> Rois:
     """Greedy NMS at ``iou`` (highest score first) then the top ``k``; proposals (N, 5)
     in the image's pixel grid, ``image_size`` = (H, W) for the whole-breast fallback."""
@@ -94,8 +103,12 @@ def select_rois(proposals: Tensor, k: int, iou: float, image_size: tuple[int, in
         clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width)
         clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height)
         area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-        clipped, score = clipped[area > 0], proposals[area > 0, 4]
-        keep = nms(clipped.float(), score.float(), iou)[:k]  # sorted by decreasing score
+        clipped, score = clipped[area > 0], proposals[area > 0, 4].float()
+        order = ranking(clipped, score)
+        clipped, score = clipped[order], score[order]
+        # NMS on ranks, not on scores: equal scores keep the ranking's order
+        rank = torch.arange(len(order), 0, -1, device=device, dtype=torch.float32)
+        keep = nms(clipped.float(), rank, iou)[:k]  # in ranking order
         n = int(keep.numel())
         if n:
             boxes[:n], scores[:n], mask[:n] = clipped[keep], score[keep], True

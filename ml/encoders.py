@@ -35,21 +35,20 @@ class ImageEncoder(nn.Module):
 
     ``arch`` is a timm model name (the authors' ``vit_small_patch8_224.dino``);
     ``overrides`` change its shape (embed_dim, depth, num_heads, patch_size, img_size) for
-    small configurations. The first ``frozen_blocks`` transformer blocks, the patch
-    embedding and the position embedding are frozen.
+    small configurations. Every weight trains until ``freeze`` is called, which training
+    does only for pretrained weights (``ml.pretrained``): a random stem must learn.
     """
 
-    def __init__(self, arch: str = "vit_small_patch8_224.dino", frozen_blocks: int = 9,
-                 **overrides: Any) -> None:
+    def __init__(self, arch: str = "vit_small_patch8_224.dino", **overrides: Any) -> None:
         super().__init__()
         vit: Any = timm.create_model(arch, pretrained=False, num_classes=0,
                                      global_pool="token", **overrides)
         self.vit = vit
         self.dim = int(vit.num_features)
-        self.freeze(frozen_blocks)
 
     def freeze(self, frozen_blocks: int) -> None:
-        """Freeze the stem and the first ``frozen_blocks`` blocks; the rest trains."""
+        """Freeze the stem (patch and position embeddings, class token) and the first
+        ``frozen_blocks`` blocks; the rest trains."""
         stem = [self.vit.patch_embed, *self.vit.blocks[:frozen_blocks]]
         for module in stem:
             module.requires_grad_(False)

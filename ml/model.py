@@ -14,13 +14,18 @@ from torch import Tensor, nn
 from ml.encoders import ImageEncoder, TextEncoder
 from ml.fusion import Fusion
 
-SCORE_FLOOR = 1e-4  # confidences are clamped to [floor, 1 - floor] before the logit
+# Confidences are clamped to [floor, 1 - floor] before the logit. Below 1% a detector's
+# confidence is noise that rounding moves (0.001 on one device, 0.000 on another, a logit
+# apart by 2.3): every such ROI gets the same feature as the whole-breast ROI of a view
+# without detections. Bundles whose manifest names no floor were trained with 1e-4.
+SCORE_FLOOR = 0.01
+LEGACY_SCORE_FLOOR = 1e-4
 
 
-def score_feature(scores: Tensor, mask: Tensor) -> Tensor:
-    """Detector confidences (B, K) -> (B, K, 1) logits; padded ROIs 0. The whole-breast
-    ROI of a view without detections has confidence 0, hence the lowest logit."""
-    clamped = scores.float().clamp(SCORE_FLOOR, 1.0 - SCORE_FLOOR)
+def score_feature(scores: Tensor, mask: Tensor, floor: float = SCORE_FLOOR) -> Tensor:
+    """Detector confidences (B, K) -> (B, K, 1) logits in float32; padded ROIs 0. The
+    whole-breast ROI of a view without detections has confidence 0, hence the floor."""
+    clamped = scores.float().clamp(floor, 1.0 - floor)
     return (torch.logit(clamped) * mask)[..., None]
 
 
@@ -30,11 +35,12 @@ class MMBCD(nn.Module):
 
     def __init__(self, image_encoder: ImageEncoder, text_encoder: TextEncoder,
                  dim: int = 256, head_hidden: int | None = None,
-                 roi_scores: bool = False) -> None:
+                 roi_scores: bool = False, score_floor: float = SCORE_FLOOR) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.roi_scores = roi_scores
+        self.score_floor = score_floor
         self.roi_dim = image_encoder.dim + int(roi_scores)  # one ROI feature's size
         self.fusion = Fusion(self.roi_dim, text_encoder.dim, dim, head_hidden)
 
@@ -60,7 +66,7 @@ class MMBCD(nn.Module):
             return out
         if scores is None:
             raise ValueError("this model weighs detector confidences: pass the ROI scores")
-        return torch.cat([out, score_feature(scores, mask).to(out.dtype)], dim=-1)
+        return torch.cat([out, score_feature(scores, mask, self.score_floor).to(out.dtype)], dim=-1)
 
     def forward(self, crops: Tensor, mask: Tensor, input_ids: Tensor,
                 attention_mask: Tensor, scores: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ml.bundle import CropParams, build_model, save_bundle
 from ml.detector import DetectorParams, build_detector
-from ml.model import MMBCD
+from ml.model import MMBCD, SCORE_FLOOR
 from ml.preprocess import PreprocessParams
 
 CORPUS = [
@@ -84,6 +84,7 @@ def model_section(size: str, vocab_size: int, k: int = 8, imgsz: int | None = No
                        "intermediate_size": 64, "max_position_embeddings": 130}
         detector = {"imgsz": imgsz or 512}
         text_id = "tiny-roberta (random init)"
+        head_hidden = None
     elif size == "full":
         image = {"arch": "vit_small_patch8_224.dino", "frozen_blocks": 9, "overrides": {}}
         text_config = {"model_type": "roberta", "vocab_size": 50265, "hidden_size": 768,
@@ -92,12 +93,13 @@ def model_section(size: str, vocab_size: int, k: int = 8, imgsz: int | None = No
                        "type_vocab_size": 1, "pad_token_id": 1}
         detector = {"imgsz": imgsz or 1024}
         text_id = "roberta-base architecture (random init)"
+        head_hidden = 256  # the paper's MLP head on [E_V, E_A, E_T]
     else:
         raise ValueError(f"size must be 'tiny' or 'full', not {size!r}")
     return {"k": k, "image_encoder": image,
             "text_encoder": {"id": text_id, "config": text_config, "external": None,
                              "trainable_layers": 2, "max_length": 128},
-            "fusion": {"dim": 256, "head_hidden": None},
+            "fusion": {"dim": 256, "head_hidden": head_hidden, "score_floor": SCORE_FLOOR},
             "crop": {f: getattr(CropParams(), f) for f in ("size", "margin", "min_side")},
             "detector": {**{f: getattr(DetectorParams(), f)
                             for f in ("conf", "max_det", "ultralytics_iou", "nms_iou")},

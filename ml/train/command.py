@@ -20,15 +20,15 @@ VAL_FRACTION = typer.Option(0.2, "--val-fraction", min=0.05, max=0.5,
                             help="Validation share when the manifest marks no 'val' split.")
 
 PRETRAIN_EPOCHS = typer.Option(
-    20, "--pretrain-epochs", min=0, help="Epochs of supervised pre-training of the image "
+    None, "--pretrain-epochs", min=0, help="Epochs of supervised pre-training of the image "
     "encoder on labelled ROI crops before fusion training (0: none).")
-ROI_SCORES = typer.Option(False, "--roi-scores/--no-roi-scores",
+ROI_SCORES = typer.Option(None, "--roi-scores/--no-roi-scores",
                           help="Give each ROI feature the detector's confidence as well as "
                           "the crop's embedding.")
 TRAINABLE_TEXT_LAYERS = typer.Option(
-    0, "--trainable-text-layers", min=0, help="Last transformer layers of the text encoder "
+    None, "--trainable-text-layers", min=0, help="Last transformer layers of the text encoder "
     "that train (0: frozen; the authors trained RoBERTa's last 2).")
-PRETRAIN_LR = typer.Option(1e-3, "--pretrain-lr", help="Adam learning rate of the crop "
+PRETRAIN_LR = typer.Option(None, "--pretrain-lr", help="Adam learning rate of the crop "
                            "pre-training.")
 
 
@@ -94,20 +94,45 @@ def detector(
     typer.echo(f"detector written to {out}/detector.yaml + detector.safetensors")
 
 
-def fusion_settings(**values: Any) -> Any:
-    """``FusionTraining`` from command-line values (``None`` keeps the default)."""
+def fusion_settings(recipe: str | None, **values: Any) -> Any:
+    """``FusionTraining`` from a recipe and command-line values (``None`` keeps the
+    recipe's value, or the default without a recipe)."""
     from ml.train.fusion_training import FusionTraining
+    from ml.train.recipes import RECIPES, recipe_settings
 
-    defaults = FusionTraining()
-    overrides = dict(defaults.image_overrides)
+    base = RECIPES.get(recipe or "", {})
+    overrides = dict(base.get("image_overrides", FusionTraining().image_overrides))
     for key in ("embed_dim", "depth", "num_heads", "patch_size"):
         if values.get(key) is not None:
             overrides[key] = values.pop(key)
         values.pop(key, None)
-    betas = (values.pop("beta1"), values.pop("beta2"))
-    chosen = {k: v for k, v in values.items() if v is not None}
-    return FusionTraining(**{**asdict(defaults), **chosen, "betas": betas,
-                             "image_overrides": overrides})
+    beta1, beta2 = values.pop("beta1"), values.pop("beta2")
+    if beta1 is not None or beta2 is not None:
+        default = base.get("betas", FusionTraining().betas)
+        values["betas"] = (beta1 if beta1 is not None else default[0],
+                           beta2 if beta2 is not None else default[1])
+    values["image_overrides"] = overrides
+    if recipe is None:
+        return FusionTraining(**{**asdict(FusionTraining()),
+                                 **{k: v for k, v in values.items() if v is not None}})
+    return recipe_settings(recipe, **values)
+
+
+def _settings_or_fail(recipe: str | None, **values: Any) -> Any:
+    from ml.train.recipes import RecipeError
+
+    try:
+        return fusion_settings(recipe, **values)
+    except RecipeError as exc:
+        _fail(str(exc))
+
+
+RECIPE = typer.Option(None, "--recipe", help="demo (CPU-sized, make demo-model) or paper "
+                      "(ViT-S/8 on 224-px crops, roberta-base; README 'For sites'); options "
+                      "given override it.")
+IMAGE_WEIGHTS = typer.Option(None, "--image-weights", help="Pretrained ViT weights: DINO's "
+                             ".pth, timm's .safetensors or a Hugging Face folder; pinned by "
+                             "SHA-256 in the manifest.")
 
 
 def fusion(
@@ -116,36 +141,42 @@ def fusion(
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
     test: Path | None = typer.Option(None, "--test", help="Test data set: only checked for "
                                      "overlap with the validation split, never used."),
-    variant: str = typer.Option("attention", "--variant",
+    variant: str | None = typer.Option(None, "--variant",
                                 help="attention (full MMBCD), concat, vision or text."),
-    epochs: int = typer.Option(12, "--epochs", min=1),
-    batch: int = typer.Option(32, "--batch", min=2),
-    lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate (paper: 5e-6 with "
-                             "pretrained encoders)."),
-    beta1: float = typer.Option(0.9, "--beta1"), beta2: float = typer.Option(0.98, "--beta2"),
-    patience: int = typer.Option(4, "--patience", min=1),
-    keyword_count: int = typer.Option(100, "--keywords", min=0),
-    keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0,
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    batch: int | None = typer.Option(None, "--batch", min=2),
+    lr: float | None = typer.Option(None, "--lr", help="Adam learning rate (default 3e-4; "
+                                    "the paper recipe: 1e-6 from pretrained weights)."),
+    beta1: float | None = typer.Option(None, "--beta1"),
+    beta2: float | None = typer.Option(None, "--beta2"),
+    patience: int | None = typer.Option(None, "--patience", min=1),
+    keyword_count: int | None = typer.Option(None, "--keywords", min=0),
+    keyword_p: float | None = typer.Option(None, "--keyword-p", min=0.0, max=1.0,
                                     help="Drop probability of each keyword (0: no masking)."),
-    k: int = typer.Option(8, "--k", min=1, help="ROIs per view."),
-    crop_size: int = typer.Option(48, "--crop-size", min=16),
+    k: int | None = typer.Option(None, "--k", min=1, help="ROIs per view."),
+    crop_size: int | None = typer.Option(None, "--crop-size", min=16),
     embed_dim: int | None = typer.Option(None, "--vit-dim"),
     depth: int | None = typer.Option(None, "--vit-depth"),
     num_heads: int | None = typer.Option(None, "--vit-heads"),
     patch_size: int | None = typer.Option(None, "--vit-patch"),
-    frozen_blocks: int = typer.Option(0, "--frozen-blocks", min=0),
+    frozen_blocks: int | None = typer.Option(
+        None, "--frozen-blocks", min=0, help="ViT blocks frozen, with the stem, when "
+        "--image-weights are given (random weights always train whole)."),
+    image_weights: Path | None = IMAGE_WEIGHTS,
     text_location: str | None = typer.Option(None, "--text-encoder",
                                              help="Hugging Face encoder folder or "
                                                   "package:NAME/SUBDIR (default: MiniLM)."),
-    trainable_text_layers: int = TRAINABLE_TEXT_LAYERS,
-    roi_scores: bool = ROI_SCORES,
-    pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
+    trainable_text_layers: int | None = TRAINABLE_TEXT_LAYERS,
+    roi_scores: bool | None = ROI_SCORES,
+    pretrain_epochs: int | None = PRETRAIN_EPOCHS,
+    pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
     """Train MMBCD (or one ablation variant) on the detector's ROIs."""
-    settings = fusion_settings(
-        variant=variant, epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2,
+    settings = _settings_or_fail(
+        recipe, variant=variant, image_weights=str(image_weights) if image_weights else None,
+        epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2,
         patience=patience, keyword_count=keyword_count, keyword_p=keyword_p, k=k,
         crop_size=crop_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         patch_size=patch_size, frozen_blocks=frozen_blocks, text_location=text_location,
@@ -192,23 +223,27 @@ def ablate(
     reuse: Path | None = typer.Option(None, "--reuse", help="Fusion run (full model, with "
                                       "masking) to use as the last row instead of training "
                                       "it again."),
-    epochs: int = typer.Option(12, "--epochs", min=1),
-    batch: int = typer.Option(32, "--batch", min=2),
-    lr: float = typer.Option(3e-4, "--lr"),
-    beta1: float = typer.Option(0.9, "--beta1"), beta2: float = typer.Option(0.98, "--beta2"),
-    patience: int = typer.Option(4, "--patience", min=1),
-    keyword_count: int = typer.Option(100, "--keywords", min=0),
-    keyword_p: float = typer.Option(0.2, "--keyword-p", min=0.0, max=1.0),
-    k: int = typer.Option(8, "--k", min=1),
-    crop_size: int = typer.Option(48, "--crop-size", min=16),
-    trainable_text_layers: int = TRAINABLE_TEXT_LAYERS,
-    roi_scores: bool = ROI_SCORES,
-    pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    batch: int | None = typer.Option(None, "--batch", min=2),
+    lr: float | None = typer.Option(None, "--lr"),
+    beta1: float | None = typer.Option(None, "--beta1"),
+    beta2: float | None = typer.Option(None, "--beta2"),
+    patience: int | None = typer.Option(None, "--patience", min=1),
+    keyword_count: int | None = typer.Option(None, "--keywords", min=0),
+    keyword_p: float | None = typer.Option(None, "--keyword-p", min=0.0, max=1.0),
+    k: int | None = typer.Option(None, "--k", min=1),
+    crop_size: int | None = typer.Option(None, "--crop-size", min=16),
+    trainable_text_layers: int | None = TRAINABLE_TEXT_LAYERS,
+    roi_scores: bool | None = ROI_SCORES,
+    pretrain_epochs: int | None = PRETRAIN_EPOCHS,
+    pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
+    image_weights: Path | None = IMAGE_WEIGHTS,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
     """Train the ablation rows (text only ... + keyword masking) and print one table."""
-    settings = fusion_settings(
+    settings = _settings_or_fail(
+        recipe, image_weights=str(image_weights) if image_weights else None,
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
         keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size,
         trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,

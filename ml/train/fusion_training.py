@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,8 @@ from ml.detector import DetectorParams
 from ml.encoders import load_tokenizer, tokenize
 from ml.evaluate.metrics import binary_metrics, breast_scores, choose_threshold
 from ml.manifest import pin_folder, resolve_location
-from ml.model import MMBCD
+from ml.model import MMBCD, SCORE_FLOOR
+from ml.pretrained import describe, load_image_weights
 from ml.train.crop_pretraining import pretrain_image_encoder
 from ml.train.keywords import WORD, KeywordMasker, top_keywords
 from ml.train.variants import make_variant, uses_text, uses_vision
@@ -52,7 +54,8 @@ class FusionTraining:
     image_arch: str = "vit_small_patch8_224.dino"  # timm name; shape from image_overrides
     image_overrides: dict[str, Any] = field(default_factory=lambda: {
         "embed_dim": 64, "depth": 3, "num_heads": 2, "patch_size": 12})
-    frozen_blocks: int = 0
+    image_weights: str | None = None  # pretrained ViT weights (ml.pretrained); None: random
+    frozen_blocks: int = 0  # frozen with pretrained weights only (and the stem with them)
     text_location: str = MINILM  # folder or package:NAME/SUBDIR of a Hugging Face encoder
     text_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     trainable_text_layers: int = 0  # 0: the text encoder stays frozen
@@ -99,13 +102,29 @@ def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[st
                          "trainable_layers": settings.trainable_text_layers,
                          "max_length": settings.max_length},
         "fusion": {"dim": settings.dim, "head_hidden": settings.head_hidden,
-                   "roi_scores": settings.roi_scores},
+                   "roi_scores": settings.roi_scores, "score_floor": SCORE_FLOOR},
         "crop": {"size": settings.crop_size, "margin": CropParams().margin,
                  "min_side": CropParams().min_side},
         "detector": {"imgsz": detector.imgsz, "conf": detector.conf,
                      "max_det": detector.max_det, "ultralytics_iou": detector.ultralytics_iou,
                      "nms_iou": detector.nms_iou},
     }
+
+
+def start_image_encoder(model: MMBCD, settings: FusionTraining) -> dict[str, Any]:
+    """Load the pretrained image weights, if any, and freeze the stem and the first
+    ``frozen_blocks`` blocks only then: random weights train everywhere. Returns what the
+    manifest's ``image_encoder`` section records: the weights' files and digests, and
+    the blocks actually frozen."""
+    if settings.image_weights is None:
+        if settings.frozen_blocks:
+            log.warning("event=frozen_blocks_ignored frozen_blocks=%d reason=random_weights",
+                        settings.frozen_blocks)
+        return {"pretrained": None, "frozen_blocks": 0}
+    provenance = load_image_weights(model.image_encoder.vit, Path(settings.image_weights))
+    model.image_encoder.freeze(settings.frozen_blocks)
+    log.info("event=image_weights_loaded %s", describe(provenance))
+    return {"pretrained": provenance.as_manifest(), "frozen_blocks": settings.frozen_blocks}
 
 
 def seed_everything(seed: int) -> None:
@@ -226,7 +245,9 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     """
     seed_everything(settings.seed)
     section = model_section(settings, detector)
-    model = make_variant(build_model(section), settings.variant).to(device)
+    model = build_model(section)
+    section["image_encoder"].update(start_image_encoder(model, settings))
+    model = make_variant(model, settings.variant).to(device)
     tokenizer = load_tokenizer(resolve_location(settings.text_location))
     crop = CropParams(size=settings.crop_size)
     pretrain_auc = None

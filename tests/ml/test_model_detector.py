@@ -1,4 +1,5 @@
-"""ROI selection after the detector: NMS at IoU 0.1, top K, padding mask, whole-breast fallback."""
+"""ROI selection after the detector: NMS at IoU 0.1, top K, ties ranked by position, padding
+mask, whole-breast fallback."""
 
 from __future__ import annotations
 
@@ -27,6 +28,21 @@ def test_top_k_by_score_and_never_duplicated():
     assert rois.scores.tolist() == sorted(rois.scores.tolist(), reverse=True)
     assert len({tuple(b) for b in rois.boxes.tolist()}) == 8
     assert rois.boxes[0].tolist() == [220.0, 0, 230, 10]
+
+
+def test_equal_scores_are_ranked_by_position_whatever_the_input_order():
+    # 20 separate boxes at one score; k = 5 must be the same 5, in the same order, for
+    # every order in which the detector lists them
+    boxes = [[(i % 5) * 40.0, (i // 5) * 40.0, (i % 5) * 40 + 10, (i // 5) * 40 + 10, 0.001]
+             for i in range(20)]
+    proposals = torch.tensor(boxes)
+    chosen = []
+    for seed in range(6):
+        order = torch.randperm(20, generator=torch.Generator().manual_seed(seed))
+        chosen.append(select_rois(proposals[order], k=5, iou=0.1,
+                                  image_size=(200, 200)).boxes.tolist())
+    assert all(c == chosen[0] for c in chosen)
+    assert chosen[0] == [[x, 0.0, x + 10, 10.0] for x in (0.0, 40.0, 80.0, 120.0, 160.0)]
 
 
 def test_no_detection_gives_the_whole_breast_region_as_the_single_roi():

@@ -1,4 +1,5 @@
-"""Encoders: freezing depth, first-token text embedding, and the RoBERTa tokenizer pitfall."""
+"""Encoders: freezing only on request, first-token text embedding, the RoBERTa tokenizer
+pitfall."""
 
 from __future__ import annotations
 
@@ -46,8 +47,14 @@ def test_tokenizer_built_with_ignored_file_keywords_is_caught(bpe_files):
         check_tokenizer(broken)
 
 
+def test_image_encoder_trains_whole_until_frozen():
+    encoder = ImageEncoder("vit_small_patch8_224.dino", **TINY_VIT)
+    assert all(p.requires_grad for p in encoder.parameters())
+
+
 def test_image_encoder_freezes_stem_and_first_blocks_and_returns_cls():
-    encoder = ImageEncoder("vit_small_patch8_224.dino", frozen_blocks=3, **TINY_VIT)
+    encoder = ImageEncoder("vit_small_patch8_224.dino", **TINY_VIT)
+    encoder.freeze(3)
     trainable = {name.split(".")[0] for name, p in encoder.vit.blocks.named_parameters()
                  if p.requires_grad}
     assert trainable == {"3"}

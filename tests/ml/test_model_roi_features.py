@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ml.bundle import build_model
-from ml.model import MMBCD, SCORE_FLOOR, score_feature
+from ml.model import LEGACY_SCORE_FLOOR, MMBCD, SCORE_FLOOR, score_feature
 from ml.random_bundle import model_section
 
 
@@ -30,6 +30,20 @@ def test_confidence_becomes_a_logit_and_padding_stays_zero():
     # the whole-breast ROI (confidence 0) gets the lowest logit, not -inf
     assert feature[2] == pytest.approx(math.log(SCORE_FLOOR / (1 - SCORE_FLOOR)), rel=1e-5)
     assert feature[3] == 0.0  # padding, whatever its score
+
+
+def test_confidences_under_the_floor_give_one_feature_so_rounding_cannot_move_it():
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    weak = score_feature(torch.tensor([[0.0, 0.001, 0.0099]]), mask)[0, :, 0]
+    assert torch.all(weak == weak[0])  # whole breast, a 0.1 % and a 0.99 % proposal alike
+    assert score_feature(torch.tensor([[0.02, 0.0, 0.0]]), mask)[0, 0, 0] > weak[0]
+
+
+def test_bundle_without_a_floor_keeps_the_floor_it_was_trained_with():
+    section = model_section("tiny", vocab_size=64, k=3)
+    section["fusion"].pop("score_floor")
+    assert build_model(section).score_floor == LEGACY_SCORE_FLOOR
+    assert _model(roi_scores=True).score_floor == SCORE_FLOOR
 
 
 def test_model_with_roi_scores_appends_the_confidence_to_each_crop_embedding():

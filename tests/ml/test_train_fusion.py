@@ -17,12 +17,13 @@ from ml.bundle import CropParams, build_model, load_bundle
 from ml.cli import app
 from ml.detector import build_detector
 from ml.encoders import (
+    ImageEncoder,
     TextEncoder,
     load_tokenizer,
     text_model_from_pretrained,
     transformer_layers,
 )
-from ml.manifest import resolve_location
+from ml.manifest import resolve_location, sha256_file
 from ml.pipeline import Pipeline
 from ml.random_bundle import TINY_DETECTOR
 from ml.synth.dataset import load_manifest
@@ -37,8 +38,10 @@ from ml.train.fusion_training import (
     evaluate_cache,
     model_section,
     predict_cache,
+    seed_everything,
     train_fusion,
 )
+from ml.train.recipes import RecipeError, recipe_settings
 from ml.train.run_folder import RunFolder
 from ml.train.splits import SplitError, check_disjoint, training_splits
 from ml.types import StudyInput, ViewInput
@@ -240,3 +243,62 @@ def test_validation_with_a_trained_text_layer_encodes_the_histories_as_trained(d
                                      torch.device("cpu"))
     fresh = evaluate_cache(caches.val, probabilities, result.threshold)
     assert result.val_metrics == fresh
+
+
+def test_random_image_weights_train_their_stem(data) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
+                            with_test=False)
+    settings = dataclasses.replace(TINY, epochs=1, frozen_blocks=1)  # ignored: random weights
+    seed_everything(settings.seed)
+    initial = build_model(model_section(settings, caches.detector)).image_encoder.vit
+    result = train_fusion(settings, caches.detector, caches.train, caches.val,
+                          torch.device("cpu"))
+    vit = result.model.image_encoder.vit
+    assert not torch.equal(vit.patch_embed.proj.weight, initial.patch_embed.proj.weight)
+    assert not torch.equal(vit.pos_embed, initial.pos_embed)
+    assert not torch.equal(vit.blocks[0].attn.qkv.weight, initial.blocks[0].attn.qkv.weight)
+    assert result.model_section["image_encoder"]["pretrained"] is None
+    assert result.model_section["image_encoder"]["frozen_blocks"] == 0
+
+
+def test_pretrained_image_weights_are_pinned_and_only_then_frozen(data, tmp_path) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
+                            with_test=False)
+    torch.manual_seed(9)
+    source = ImageEncoder("vit_small_patch8_224.dino",
+                          **{**TINY.image_overrides, "img_size": TINY.crop_size}).vit
+    weights = tmp_path / "dino_deitsmall8_pretrain.pth"
+    torch.save(source.state_dict(), weights)
+    settings = dataclasses.replace(TINY, epochs=1, image_weights=str(weights), frozen_blocks=1)
+    result = train_fusion(settings, caches.detector, caches.train, caches.val,
+                          torch.device("cpu"))
+    vit = result.model.image_encoder.vit
+    torch.testing.assert_close(vit.patch_embed.proj.weight, source.patch_embed.proj.weight)
+    torch.testing.assert_close(vit.blocks[0].mlp.fc1.weight, source.blocks[0].mlp.fc1.weight)
+    assert not torch.equal(vit.norm.weight, source.norm.weight)  # after the frozen blocks
+    image = result.model_section["image_encoder"]
+    assert image["frozen_blocks"] == 1
+    assert image["pretrained"] == {"source": weights.name, "layout": "dino",
+                                   "files": {weights.name: sha256_file(weights)}}
+
+
+def test_paper_recipe_has_the_papers_shape_and_learning_rates() -> None:
+    random_init = recipe_settings("paper", text_location=MINILM)
+    assert (random_init.crop_size, random_init.k, random_init.head_hidden) == (224, 8, 256)
+    assert random_init.image_overrides == {} and random_init.trainable_text_layers == 2
+    assert random_init.lr == 3e-4
+    assert recipe_settings("paper", text_location=MINILM, image_weights="w.pth").lr == 1e-6
+    assert recipe_settings("paper", text_location=MINILM, image_weights="w.pth",
+                           lr=1e-5).lr == 1e-5
+    with pytest.raises(RecipeError, match="needs roberta-base"):
+        recipe_settings("paper")
+    assert recipe_settings("demo", epochs=3).roi_scores and \
+        recipe_settings("demo", epochs=3).epochs == 3
+
+
+def test_cli_paper_recipe_without_a_text_encoder_says_what_it_needs(data, tmp_path) -> None:
+    result = CliRunner().invoke(app, [
+        "fusion", "--data", str(data["train"]), "--detector", str(data["detector"]),
+        "--out", str(tmp_path / "run"), "--recipe", "paper"])
+    assert result.exit_code == 2
+    assert "--text-encoder" in result.output and not (tmp_path / "run").exists()
