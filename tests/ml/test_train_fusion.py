@@ -302,3 +302,16 @@ def test_cli_paper_recipe_without_a_text_encoder_says_what_it_needs(data, tmp_pa
         "--out", str(tmp_path / "run"), "--recipe", "paper"])
     assert result.exit_code == 2
     assert "--text-encoder" in result.output and not (tmp_path / "run").exists()
+
+
+def test_random_full_size_bundle_has_the_paper_recipes_shape() -> None:
+    from ml.random_bundle import model_section as random_section
+
+    paper = recipe_settings("paper", text_location=MINILM)
+    section = random_section("full", vocab_size=50265)
+    image = section["image_encoder"]
+    assert (image["arch"], image["overrides"]) == (paper.image_arch, paper.image_overrides)
+    assert (section["k"], section["crop"]["size"]) == (paper.k, paper.crop_size)
+    assert section["fusion"]["head_hidden"] == paper.head_hidden
+    assert section["detector"]["nms_iou"] == 0.1
+    assert section["text_encoder"]["trainable_layers"] == paper.trainable_text_layers
