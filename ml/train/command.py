@@ -135,8 +135,10 @@ def fusion(
     patch_size: int | None = typer.Option(None, "--vit-patch"),
     frozen_blocks: int = typer.Option(0, "--frozen-blocks", min=0),
     text_location: str | None = typer.Option(None, "--text-encoder",
-                                             help="Hugging Face encoder folder or "
-                                                  "package:NAME/SUBDIR (default: MiniLM)."),
+                                             help="Hugging Face encoder folder, "
+                                                  "package:NAME/SUBDIR or hf:ID[@REVISION] "
+                                                  "from the local Hugging Face cache, pinned "
+                                                  "to its commit (default: MiniLM)."),
     trainable_text_layers: int = TRAINABLE_TEXT_LAYERS,
     roi_scores: bool = ROI_SCORES,
     pretrain_epochs: int = PRETRAIN_EPOCHS, pretrain_lr: float = PRETRAIN_LR,
