@@ -7,7 +7,8 @@ pickles), ``text_encoder.json`` and ``tokenizer/`` for a text encoder kept insid
 
 ``load_bundle`` refuses, with ``BundleError`` naming the file, a bundle whose manifest is
 missing or unreadable, a listed file that is missing or altered, an unlisted file, an
-external encoder file that differs from its pin, or weights that do not fit.
+external encoder file that differs from its pin or is missing (a pinned Hugging Face model
+absent from the local cache), or weights that do not fit.
 """
 
 from __future__ import annotations

@@ -164,8 +164,10 @@ def fusion(
         "--image-weights are given (random weights always train whole)."),
     image_weights: Path | None = IMAGE_WEIGHTS,
     text_location: str | None = typer.Option(None, "--text-encoder",
-                                             help="Hugging Face encoder folder or "
-                                                  "package:NAME/SUBDIR (default: MiniLM)."),
+                                             help="Hugging Face encoder folder, "
+                                                  "package:NAME/SUBDIR or hf:ID[@REVISION] "
+                                                  "from the local Hugging Face cache, pinned "
+                                                  "to its commit (default: MiniLM)."),
     trainable_text_layers: int | None = TRAINABLE_TEXT_LAYERS,
     roi_scores: bool | None = ROI_SCORES,
     pretrain_epochs: int | None = PRETRAIN_EPOCHS,

@@ -32,7 +32,7 @@ from ml.bundle import CropParams, build_model
 from ml.detector import DetectorParams
 from ml.encoders import load_tokenizer, tokenize
 from ml.evaluate.metrics import binary_metrics, breast_scores, choose_threshold
-from ml.manifest import pin_folder, resolve_location
+from ml.manifest import hub_location, pin_location, resolve_location
 from ml.model import MMBCD, SCORE_FLOOR
 from ml.pretrained import describe, load_image_weights
 from ml.train.crop_pretraining import pretrain_image_encoder
@@ -56,7 +56,7 @@ class FusionTraining:
         "embed_dim": 64, "depth": 3, "num_heads": 2, "patch_size": 12})
     image_weights: str | None = None  # pretrained ViT weights (ml.pretrained); None: random
     frozen_blocks: int = 0  # frozen with pretrained weights only (and the stem with them)
-    text_location: str = MINILM  # folder or package:NAME/SUBDIR of a Hugging Face encoder
+    text_location: str = MINILM  # folder, package:NAME/SUBDIR or hf:ID[@REVISION] (cache)
     text_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     trainable_text_layers: int = 0  # 0: the text encoder stays frozen
     max_length: int = 64
@@ -90,15 +90,15 @@ class FusionResult:
 
 def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[str, Any]:
     """The manifest ``model`` section (as ``ml.bundle.build_model`` reads it)."""
-    location = settings.text_location
+    external = pin_location(settings.text_location)
+    hub = hub_location(settings.text_location)
     return {
         "k": settings.k,
         "image_encoder": {"arch": settings.image_arch, "frozen_blocks": settings.frozen_blocks,
                           "overrides": {**settings.image_overrides,
                                         "img_size": settings.crop_size}},
-        "text_encoder": {"id": settings.text_id,
-                         "external": {"location": location,
-                                      "files": pin_folder(resolve_location(location))},
+        "text_encoder": {"id": hub[0] if hub else settings.text_id,
+                         "external": external,
                          "trainable_layers": settings.trainable_text_layers,
                          "max_length": settings.max_length},
         "fusion": {"dim": settings.dim, "head_hidden": settings.head_hidden,
@@ -248,7 +248,7 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     model = build_model(section)
     section["image_encoder"].update(start_image_encoder(model, settings))
     model = make_variant(model, settings.variant).to(device)
-    tokenizer = load_tokenizer(resolve_location(settings.text_location))
+    tokenizer = load_tokenizer(resolve_location(section["text_encoder"]["external"]["location"]))
     crop = CropParams(size=settings.crop_size)
     pretrain_auc = None
     if settings.pretrain_epochs and uses_vision(model):

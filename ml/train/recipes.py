@@ -41,7 +41,7 @@ def recipe_settings(recipe: str, **chosen: Any) -> FusionTraining:
 
     The paper recipe's learning rate is 1e-6 with pretrained image weights and 3e-4
     without, unless a rate is chosen. Its text encoder must be chosen: roberta-base as a
-    folder or a cached hub id (see the README, 'For sites').
+    folder or ``hf:FacebookAI/roberta-base`` from the local cache (README, 'For sites').
     """
     if recipe not in RECIPES:
         raise RecipeError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
@@ -50,7 +50,8 @@ def recipe_settings(recipe: str, **chosen: Any) -> FusionTraining:
     if recipe == "paper":
         if values["text_location"] is None:
             raise RecipeError("the paper recipe needs roberta-base: give --text-encoder "
-                              "(a folder, or a hub id in the local Hugging Face cache)")
+                              "hf:FacebookAI/roberta-base (from the local Hugging Face "
+                              "cache) or a folder holding it")
         if chosen.get("lr") is None:
             values["lr"] = PAPER_LR if values["image_weights"] else RANDOM_INIT_LR
     return FusionTraining(**values)
