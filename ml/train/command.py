@@ -40,12 +40,17 @@ def _fail(message: str) -> None:
 def detector(
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
-    imgsz: int = typer.Option(384, "--imgsz", min=64, help="Detector input side (multiple of 32)."),
+    imgsz: int = typer.Option(384, "--imgsz", min=64, help="Detector input side, 64 to 1280, "
+                              "a multiple of 32."),
     epochs: int = typer.Option(12, "--epochs", min=1),
     batch: int = typer.Option(16, "--batch", min=2),
     lr0: float = typer.Option(0.002, "--lr", help="AdamW learning rate."),
-    width: float = typer.Option(0.0625, "--width", min=0.03, max=1.0,
-                                help="Width multiple of the YOLO architecture (channels)."),
+    width: float | None = typer.Option(None, "--width", min=0.03, max=1.0,
+                                       help="Width multiple of the YOLO architecture "
+                                            "(channels; default 0.0625). Not with --init."),
+    init: Path | None = typer.Option(None, "--init", help="Ultralytics detection checkpoint "
+                                     "(.pt, YOLOv8/YOLO11, any scale and class count) to start "
+                                     "from: its architecture and weights, a one-class head."),
     patience: int = typer.Option(10, "--patience", min=1),
     warmup: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     background: float = typer.Option(1.0, "--background-per-lesion-view", min=0.0,
@@ -61,8 +66,11 @@ def detector(
     from ml.random_bundle import TINY_DETECTOR
     from ml.synth.dataset import ManifestError, load_manifest
     from ml.train.detector_training import (
+        MAX_IMGSZ,
         DetectorTraining,
+        InitCheckpointError,
         detector_views,
+        read_init_checkpoint,
         train_detector,
         write_yolo_dataset,
     )
@@ -72,9 +80,20 @@ def detector(
 
     if imgsz % 32:
         _fail(f"--imgsz {imgsz} is not a multiple of 32 (the detector's stride)")
+    if imgsz > MAX_IMGSZ:
+        _fail(f"--imgsz {imgsz} is above {MAX_IMGSZ}, the largest detector input")
+    if init is not None and width is not None:
+        _fail("--width and --init do not combine: with --init the architecture, its width "
+              "included, is the checkpoint's")
+    try:
+        start = read_init_checkpoint(init) if init is not None else None
+    except InitCheckpointError as exc:
+        _fail(str(exc))
+        return
     settings = DetectorTraining(imgsz=imgsz, epochs=epochs, batch=batch, lr0=lr0,
-                                patience=patience, warmup_epochs=warmup, width=width,
-                                background_per_lesion_view=background,
+                                patience=patience, warmup_epochs=warmup,
+                                width=None if start else (width or DetectorTraining.width),
+                                init=start, background_per_lesion_view=background,
                                 seed=seed, device="cpu" if device == "auto" else device)
     try:
         splits = training_splits(load_manifest(data), val_fraction, seed)
