@@ -32,8 +32,16 @@ def image_encoder_history(section: dict[str, Any], settings: dict[str, Any],
                           result: dict[str, Any]) -> str:
     """How the run's image encoder was trained, in one sentence for the manifest."""
     encoder = section["image_encoder"]
-    text = (f"timm {encoder['arch']} shape {encoder['overrides']}, from random "
-            "initialisation (no pretrained weights)")
+    pretrained = encoder.get("pretrained")
+    if pretrained:
+        files = ", ".join(f"{name} sha256:{digest}" for name, digest in
+                          pretrained["files"].items())
+        text = (f"timm {encoder['arch']} shape {encoder['overrides']}, from the "
+                f"{pretrained['layout']} weights {pretrained['source']} ({files}), stem and "
+                f"first {encoder.get('frozen_blocks', 0)} blocks frozen")
+    else:
+        text = (f"timm {encoder['arch']} shape {encoder['overrides']}, from random "
+                "initialisation (no pretrained weights), every weight trained")
     epochs = int(settings.get("pretrain_epochs") or 0)
     if epochs:
         auc = result.get("pretrain_val_crop_auc")
@@ -95,8 +103,7 @@ def export_run(run_dir: Path, out: Path, *, name: str, version: str,
         "encoders": {
             "image": image_encoder_history(section, settings, result),
             "text": text_encoder_history(text),
-            "detector": f"Ultralytics YOLO ({detector_config.get('width_multiple')} width) "
-                        f"trained from scratch at {params.imgsz} px on the lesion boxes",
+            "detector": detector_history(detector_settings, detector_config, params.imgsz),
         },
     }
     return save_bundle(
@@ -106,6 +113,15 @@ def export_run(run_dir: Path, out: Path, *, name: str, version: str,
         training_data=json.loads(json.dumps(training, default=str)), extra_files=extra,
         notes=f"Trained by mmbcd-train (fusion run {run.path.name}); threshold chosen on the "
               "validation split.")
+
+
+def detector_history(settings: dict[str, Any], config: dict[str, Any], imgsz: int) -> str:
+    """How the bundle's detector was trained, for the manifest."""
+    init = settings.get("init")
+    start = (f"from {init['path']} (sha256:{init['sha256']})" if init
+             else "from scratch")
+    return (f"Ultralytics YOLO ({config.get('width_multiple')} width) trained {start} at "
+            f"{imgsz} px on the lesion boxes")
 
 
 def text_encoder_history(text: dict[str, Any]) -> str:

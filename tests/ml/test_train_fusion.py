@@ -315,3 +315,21 @@ def test_random_full_size_bundle_has_the_paper_recipes_shape() -> None:
     assert section["fusion"]["head_hidden"] == paper.head_hidden
     assert section["detector"]["nms_iou"] == 0.1
     assert section["text_encoder"]["trainable_layers"] == paper.trainable_text_layers
+
+
+def test_manifest_history_names_the_pretrained_files_and_their_digests() -> None:
+    from ml.train.export import detector_history, image_encoder_history
+
+    section = {"image_encoder": {"arch": "vit_small_patch8_224.dino", "overrides": {},
+                                 "frozen_blocks": 9,
+                                 "pretrained": {"source": "dino.pth", "layout": "dino",
+                                                "files": {"dino.pth": "ab" * 32}}}}
+    history = image_encoder_history(section, {}, {})
+    assert f"dino weights dino.pth (dino.pth sha256:{'ab' * 32})" in history
+    assert "first 9 blocks frozen" in history
+    section["image_encoder"]["pretrained"] = None
+    assert "random initialisation" in image_encoder_history(section, {}, {})
+    init = {"init": {"path": "/w/yolo11s.pt", "sha256": "cd" * 32}}
+    assert f"from /w/yolo11s.pt (sha256:{'cd' * 32}) at 1024 px" in \
+        detector_history(init, {"width_multiple": 0.5}, 1024)
+    assert "from scratch at 384 px" in detector_history({}, {"width_multiple": 0.06}, 384)
