@@ -6,8 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 from pynetdicom import AE
 from sqlalchemy import select
 
@@ -83,6 +85,24 @@ def test_each_output_reaches_the_pacs_once_and_the_study_becomes_delivered(
     assert study_state(sessions, study_id) == StudyState.DELIVERED
     assert sender.send_due() == 0, "nothing is sent again"
     assert len(pacs.files()) == 3
+
+
+def test_a_pacs_that_accepts_only_uncompressed_images_gets_the_rle_one_decompressed(
+        sessions, tmp_path, storescp_factory) -> None:
+    pacs = storescp_factory(accept_compressed=False)  # storescp's default contexts
+    config = node_config(tmp_path, destination("pacs", pacs.port))
+    study_id, uids = stored_outputs(sessions, config)
+    assert Sender(config, sessions).send_due() == 3
+    assert sorted(pacs.received_uids()) == sorted(uids)
+    assert study_state(sessions, study_id) == StudyState.DELIVERED
+    received = {str(ds.SOPInstanceUID): ds for ds in pacs.received()}
+    with sessions() as session:
+        rle = session.execute(select(OutputObject).where(OutputObject.kind == "sc")).scalar_one()
+    original = dcmread(config.storage.root / rle.path)
+    assert original.file_meta.TransferSyntaxUID == RLELossless
+    sent = received[rle.sop_instance_uid]
+    assert sent.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert np.array_equal(sent.pixel_array, original.pixel_array)
 
 
 def test_destination_kinds_choose_which_outputs_it_gets(sessions, tmp_path,

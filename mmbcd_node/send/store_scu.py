@@ -1,7 +1,8 @@
 """Storage SCU: C-STORE our output files to a destination, C-ECHO to check it.
 
 One association per destination and batch; each file goes in the transfer syntax it
-was written in (with the uncompressed syntaxes offered beside it). Where the
+was written in, with the uncompressed syntaxes offered beside it: a destination that
+accepts only those gets the object decompressed (``_as_accepted``). Where the
 destination does storage commitment, the N-ACTION for the stored instances is sent
 on the same association (``commitment.request_commitment``).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.filereader import read_file_meta_info
@@ -90,6 +92,22 @@ def _contexts(objects: Sequence[OutgoingObject], commitment: bool) -> list:  # t
     return contexts
 
 
+def _as_accepted(assoc: Association, obj: OutgoingObject) -> Path | Dataset:
+    """The file as it is when the destination took its transfer syntax; else the object
+    decompressed to Explicit VR Little Endian (e.g. an RLE Secondary Capture for an
+    archive that accepts only uncompressed images)."""
+    stored_as = str(read_file_meta_info(obj.path).TransferSyntaxUID)
+    accepted = {str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+                if cx.abstract_syntax == obj.sop_class_uid}
+    if stored_as in accepted or stored_as in UNCOMPRESSED or not accepted & set(UNCOMPRESSED):
+        return obj.path
+    dataset = dcmread(obj.path)
+    dataset.decompress(generate_instance_uid=False)  # same instance: it was never sent
+    log.info("decompressed_for_destination", sop_instance_uid=obj.sop_instance_uid,
+             stored_as=stored_as)
+    return dataset
+
+
 def store_objects(objects: Sequence[OutgoingObject], destination: DestinationConfig,
                   dicom: DicomConfig,
                   on_stored: Callable[[list[str], str | None], None] | None = None, *,
@@ -112,7 +130,7 @@ def store_objects(objects: Sequence[OutgoingObject], destination: DestinationCon
     try:
         for obj in objects:
             try:
-                status = assoc.send_c_store(obj.path)
+                status = assoc.send_c_store(_as_accepted(assoc, obj))
             except (ValueError, RuntimeError) as exc:  # no accepted context for it
                 outcome.errors[obj.sop_instance_uid] = f"not sent: {exc}"
                 continue

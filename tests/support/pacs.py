@@ -34,6 +34,7 @@ class StoreScp:
     process: subprocess.Popen[bytes] | None = None
     # (key, certificate, CA): TLS only, the peer's certificate required and verified
     tls: tuple[Path, Path, Path] | None = None
+    accept_compressed: bool = True  # False: only the uncompressed syntaxes, storescp's default
 
     def start(self) -> StoreScp:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,8 @@ class StoreScp:
             "--require-peer-cert"]
         self.process = subprocess.Popen(
             ["storescp", "--aetitle", self.ae_title, "--output-directory", str(self.directory),
-             "--unique-filenames", "+xa", "--verbose", *tls, str(self.port)],
+             "--unique-filenames", *(["+xa"] if self.accept_compressed else []), "--verbose",
+             *tls, str(self.port)],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for_port(self.port, timeout=15)
@@ -152,10 +154,12 @@ def storescp_factory(tmp_path: Path) -> Iterator[Callable[..., StoreScp]]:
     peers: list[StoreScp] = []
 
     def make(ae_title: str = "PACS", start: bool = True,
-             tls: tuple[Path, Path, Path] | None = None) -> StoreScp:
+             tls: tuple[Path, Path, Path] | None = None,
+             accept_compressed: bool = True) -> StoreScp:
         peer = StoreScp(ae_title=ae_title, port=free_port(),
                         directory=tmp_path / f"storescp{len(peers)}",
-                        log_path=tmp_path / f"storescp{len(peers)}.log", tls=tls)
+                        log_path=tmp_path / f"storescp{len(peers)}.log", tls=tls,
+                        accept_compressed=accept_compressed)
         peers.append(peer)
         return peer.start() if start else peer
 
