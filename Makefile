@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
 SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
 
-.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training check-viewer
+.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training check-viewer bench-gpu device-carry
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,6 +53,33 @@ tiny-bundle: venv
 bench-infer: venv system-tools
 	$(PY) -m tests.bench.infer $(BENCH_ARGS)
 
+# The GPU figures of the paper recipe in one run of at most 8 minutes: bench-infer batches
+# 1..32 eager vs optimised with the stage split, bench-e2e on 4096x3328 JPEG 2000 studies,
+# bf16 against float32; one PASS/MISS line per goal. Needs CUDA and the project installed
+# (make venv), or, on a machine holding only PyTorch and no network, what `make
+# device-carry` gathers here: there `bash tests/bench/with-carried.sh var/device make
+# bench-gpu PY=python3`.
+bench-gpu:
+	$(PY) -m tests.bench.gpu $(BENCH_ARGS)
+
+# Wheels (CPython 3.12, manylinux x86-64, the versions of this venv) of what the benchmarks
+# import beyond PyTorch, timm, transformers and numpy, and dcmtk's Debian packages, into
+# var/device (about 30 MB).
+DEVICE_DIR := var/device
+DEVICE_PACKAGES := pydicom pynetdicom highdicom pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg \
+	pylibjpeg-rle pyjpegls blake3 hl7apy hl7 sqlalchemy alembic mako apscheduler tzlocal \
+	pydantic pydantic-core pydantic-settings python-dotenv typing-inspection annotated-types \
+	tomli-w ultralytics ultralytics-thop
+DEVICE_PLATFORMS := $(foreach n,17 27 28 34,--platform manylinux_2_$(n)_x86_64) \
+	--platform manylinux2014_x86_64
+device-carry: venv
+	rm -rf $(DEVICE_DIR) && mkdir -p $(DEVICE_DIR)/whl $(DEVICE_DIR)/deb
+	$(PY) -m pip freeze | tr 'A-Z_' 'a-z-' | grep -E "^($$(echo $(DEVICE_PACKAGES) | tr ' ' '|'))==" \
+	  | xargs $(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp $(DEVICE_PLATFORMS) -d $(DEVICE_DIR)/whl
+	cd $(DEVICE_DIR)/deb && apt-get download -q dcmtk libdcmtk17 libwrap0 >/dev/null
+	du -sh $(DEVICE_DIR)
+
 # Crop pre-training, fusion (bf16 autocast on CUDA), export and the pipeline on the
 # accelerator against the CPU, on a tiny data set; exit 1 on a failed check.
 check-training: venv
@@ -72,7 +99,7 @@ bench-ops: venv
 
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val and test sets (another
 # seed, never used to choose anything), detector, fusion (the 'demo' recipe of
-# ml/train/recipes.py), ablation, evaluation, export. About 46 minutes on 2 CPU cores.
+# ml/train/recipes.py), ablation, evaluation, export. About 45 minutes on 2 CPU cores.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_TEST_SEED ?= 19

@@ -15,7 +15,11 @@ Prints p50/p95 of both, studies/hour, what the worker's input contract and image
 selection cost per view beside reading the file (the peer), and last
 ``p95 completion-to-SR s: X.XX``.
 
-    python -m tests.bench.e2e [-n 10] [--size 1024x832] [--device auto] [--quiet 1.0]
+    python -m tests.bench.e2e [-n 10] [--size 1024x832] [--syntax explicit] [--device auto]
+        [--bundle DIR] [--quiet 1.0]
+
+``--syntax jpeg2000`` sends JPEG 2000 lossless files, as archives of full-field units
+store them (``make bench-gpu`` uses 4096x3328 with the paper-shaped bundle).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 import pydicom
 import pydicom.errors
 import tomli_w
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from mmbcd_node.db import migrate
 from mmbcd_node.db.models import Instance, Study
@@ -43,6 +48,8 @@ from tests.support.node import RunningNode, free_port
 from tests.support.pacs import StoreScp, wait_until
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+SYNTAXES = {"explicit": ExplicitVRLittleEndian, "jpeg2000": JPEG2000Lossless,
+            "jpegls": JPEGLSLossless, "rle": RLELossless}
 
 
 def _utc(value: datetime) -> datetime:
@@ -84,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--studies", type=int, default=10)
     parser.add_argument("--size", default="1024x832", help="image ROWSxCOLS")
+    parser.add_argument("--syntax", choices=sorted(SYNTAXES), default="explicit",
+                        help="transfer syntax of the pushed images")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--bundle", default=None, help="model bundle (default: packaged)")
     parser.add_argument("--quiet", type=float, default=1.0,
@@ -118,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_until(lambda: "role_started role=worker" in node.log_text(), timeout=300,
                    message="the worker to load the model")
-        studies = [make_study(folder / "in", n, rows=rows, cols=cols)
+        studies = [make_study(folder / "in", n, rows=rows, cols=cols,
+                              transfer_syntax=SYNTAXES[args.syntax])
                    for n in range(args.studies)]
         started = time.monotonic()
         for n, study in enumerate(studies, start=1):
@@ -142,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         pacs.stop()
     contract, reading = _contract_cost([path for study in studies for path in study.files])
     p = np.percentile
-    print(f"studies: {len(studies)} x 4 views {rows}x{cols}, device {args.device}, "
+    print(f"studies: {len(studies)} x 4 views {rows}x{cols} {args.syntax}, "
+          f"device {args.device}, "
           f"kinds sr+cad_sr+sc+gsps, quiet period {args.quiet:.1f} s")
     print(f"completion-to-SR s: p50 {p(to_completion, 50):.2f}  p95 {p(to_completion, 95):.2f}")
     print(f"last-instance-to-SR s: p50 {p(to_last, 50):.2f}  p95 {p(to_last, 95):.2f}")

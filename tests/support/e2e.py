@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from mmbcd_node.db.models import Job, JobState
 from mmbcd_node.db.result_models import Delivery, DeliveryState
@@ -31,8 +31,9 @@ class SyntheticStudy:
 
 
 def make_study(folder: Path, index: int, *, seed: int | None = None, rows: int = 320,
-               cols: int = 256) -> SyntheticStudy:
-    """A new 4-view study under ``folder``; ``seed`` fixes the pixels (default: index)."""
+               cols: int = 256, transfer_syntax: str = ExplicitVRLittleEndian) -> SyntheticStudy:
+    """A new 4-view study under ``folder``, written in ``transfer_syntax``; ``seed`` fixes
+    the pixels (default: index)."""
     study = SyntheticStudy(study_uid=generate_uid(), accession=f"ACC{index:05d}",
                            patient_id=f"PAT{index:05d}")
     for n, (laterality, view) in enumerate(FOUR_VIEWS):
@@ -41,7 +42,7 @@ def make_study(folder: Path, index: int, *, seed: int | None = None, rows: int =
                             seed=(index if seed is None else seed) * 10 + n, rows=rows,
                             cols=cols)
         study.files.append(write_mammogram(folder / study.accession / f"{laterality}_{view}.dcm",
-                                           ds))
+                                           ds, transfer_syntax))
     return study
 
 
