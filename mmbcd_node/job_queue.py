@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from mmbcd_node.config import WorkerConfig
 from mmbcd_node.db.models import Job, JobState, Priority, utcnow
+from mmbcd_node.db.utc import database_now
 from mmbcd_node.logs import get_logger
 from mmbcd_node.retry import backoff
 
@@ -82,7 +83,7 @@ def claim_jobs(session: Session, owner: str, policy: WorkerConfig, *, limit: int
     jobs are ``running`` with ``lease_owner = owner`` and a lease of
     ``policy.lease_seconds``; an empty list means nothing is runnable now.
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     release_expired_leases(session, policy, now=now)
     runnable = and_(Job.state == JobState.QUEUED, Job.not_before <= now)
     order = (_virtual_start(session, policy.priority_aging_seconds), Job.id)
@@ -119,7 +120,7 @@ def release_expired_leases(session: Session, policy: WorkerConfig, *,
     Returns how many jobs were released. The dead worker's attempt counts; the error
     names it, so ``jobs show`` tells why the job ran again.
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     expired = session.execute(
         select(Job.id, Job.lease_owner)
         .where(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
@@ -136,7 +137,7 @@ def heartbeat(session: Session, job_id: int, owner: str, policy: WorkerConfig, *
 
     A worker whose heartbeat fails must drop its work: another worker may hold the job.
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner,
                           Job.state == JobState.RUNNING)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.logs import get_logger
+from mmbcd_node.ops.heartbeat import RoleBeats
 
 log = get_logger(__name__)
 
@@ -93,6 +94,7 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     started: list[Role] = []
+    beats: RoleBeats | None = None
     _running.clear()
     try:
         for name in names:
@@ -101,6 +103,8 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             started.append(role)
             _running.append(name)
             log.info("role_started", role=name)
+        beats = RoleBeats(sessions, started, config.storage.root, config.worker.heartbeat_seconds)
+        beats.start()
         _settle_heap()
         stop.wait()
     finally:
@@ -109,3 +113,5 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
                 role.stop()
             except Exception:
                 log.exception("role_stop_failed", role=role.name)
+        if beats is not None:
+            beats.stop()

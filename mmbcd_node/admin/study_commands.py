@@ -15,6 +15,7 @@ from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import os_user
 from mmbcd_node.db.models import Instance, Study, StudyState
 from mmbcd_node.match.completion import force_complete
+from mmbcd_node.ops.cluster import Backlog, RoleProcess, backlogs, role_processes
 from mmbcd_node.receive.admission import free_bytes
 
 STUDY_COLUMNS = ("study_uid", "state", "patient_id", "accession_number", "study_date",
@@ -41,19 +42,61 @@ def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def process_record(process: RoleProcess) -> dict[str, object]:
+    """One ``status`` row for a role process; JSON lines carry every field."""
+    beat = process.beat
+    leases = ", ".join(f"{n} {kind}" for kind, n in sorted(process.leases.items()) if n)
+    if process.up:
+        offset = ("" if beat.clock_offset_ms is None
+                  else f", clock {beat.clock_offset_ms:+.0f} ms from the database's")
+        value = (f"up since {beat.started_at:%Y-%m-%d %H:%M:%S}Z, version {beat.version or '?'}, "
+                 f"last beat {process.age_seconds:.0f} s ago{offset}; "
+                 f"leases: {leases or 'none'}")
+    else:
+        value = (f"DEAD: last beat {beat.beat_at:%Y-%m-%d %H:%M:%S}Z "
+                 f"({process.age_seconds:.0f} s ago)"
+                 + (f"; its leases run out: {leases}" if leases else ""))
+    return {"kind": "process", "name": beat.process, "value": value, "host": beat.host,
+            "role": beat.role, "pid": beat.pid, "up": process.up, "version": beat.version,
+            "started_at": beat.started_at, "beat_at": beat.beat_at,
+            "clock_offset_ms": beat.clock_offset_ms, "storage_id": beat.storage_id,
+            "bundle_digest": beat.bundle_digest, "leases": process.leases}
+
+
+def backlog_record(backlog: Backlog) -> dict[str, object]:
+    """One ``status`` row for a destination's backlog."""
+    if backlog.pending:
+        value = (f"{backlog.pending} waiting, oldest since "
+                 f"{backlog.oldest_pending_at:%Y-%m-%d %H:%M:%S}Z")
+    else:
+        value = "nothing waiting"
+    if backlog.failed:
+        value += f"; {backlog.failed} failed for good"
+    if backlog.last_error and (backlog.pending or backlog.failed):
+        value += f"; last error: {backlog.last_error[:200]}"
+    return {"kind": "backlog", "name": backlog.destination, "value": value,
+            "pending": backlog.pending, "oldest_pending_at": backlog.oldest_pending_at,
+            "failed": backlog.failed, "last_error": backlog.last_error}
+
+
 def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(ctx: typer.Context,
                json_lines: bool = typer.Option(False, "--json", help="JSON lines.")) -> None:
-        """Studies by state, whether the listeners answer, free disk space."""
+        """Studies by state, every role process of every host (up or dead, with the leases
+        it holds), each destination's backlog, whether the listeners answer, free disk."""
         cli = cli_context(ctx)
         config = cli.config
         with cli.sessions() as session:
             counts = dict(session.execute(
                 select(Study.state, func.count(Study.id)).group_by(Study.state)).all())
+            processes = role_processes(session, config.worker.heartbeat_seconds)
+            waiting = backlogs(session, [d.name for d in config.destinations])
         records: list[dict[str, object]] = [
             {"kind": "studies", "name": state.value, "value": counts.get(state.value, 0)}
             for state in StudyState]
+        records += [process_record(p) for p in processes]
+        records += [backlog_record(b) for b in waiting]
         for name, host, port in listeners(config):
             up = reachable(host, port)
             records.append({"kind": "listener", "name": f"{name} {host}:{port}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, UniqueConstraint
+from sqlalchemy import Float, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mmbcd_node.db.models import Base, utcnow
@@ -24,6 +24,12 @@ class NodeHeartbeat(Base):
     beat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Free text a role may publish with its beat ("model loaded digest=...").
     status: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(32))
+    # This host's clock minus the database's, measured at the beat (leases use the latter).
+    clock_offset_ms: Mapped[float | None] = mapped_column(Float)
+    # The identity written in the storage root this process sees (``storage_identity``).
+    storage_id: Mapped[str | None] = mapped_column(String(36))
+    bundle_digest: Mapped[str | None] = mapped_column(String(80))
 
     __table_args__ = (UniqueConstraint("role", "host", "pid",
                                        name="uq_node_heartbeats_role_host_pid"),)

@@ -5,6 +5,10 @@ returns naive ones. ``UtcDateTime`` makes both back ends alike: it refuses a nai
 datetime on the way in (its zone is unknowable) and stores the moment in UTC; on the
 way out it hands back an aware UTC datetime. ``as_utc`` is the same rule for values
 that bypass the models (reflected rows, raw SQL).
+
+Leases (jobs, deliveries) are measured by one clock for all hosts: ``database_now``,
+the PostgreSQL server's clock. Hosts whose own clocks drift still agree on when a lease
+runs out; SQLite serves one host, whose clock is the database's.
 """
 
 from __future__ import annotations
@@ -12,13 +16,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect
+from sqlalchemy import DateTime, Dialect, text
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     """Now, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def database_now(session: Session) -> datetime:
+    """Now by the database server's clock (PostgreSQL ``clock_timestamp()``); this host's
+    clock on SQLite, which has no server."""
+    if session.get_bind().dialect.name == "postgresql":
+        return as_utc(session.execute(text("SELECT clock_timestamp()")).scalar_one())
+    return utcnow()
 
 
 def as_utc(moment: datetime) -> datetime:

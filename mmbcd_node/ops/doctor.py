@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from mmbcd_node.config import DestinationConfig, NodeConfig
 from mmbcd_node.db import migrate
@@ -90,17 +91,47 @@ def listener_findings(config: NodeConfig, expected: Sequence[str]) -> Iterator[F
     """The running node answers: C-ECHO to our AE, an MLLP connection, ``/healthz``."""
     start = "start the node (`mmbcd-node serve`) or check [{0}] host/port"
     if "dicom" in expected:
-        ourselves = DestinationConfig(name="this node", ae_title=config.dicom.ae_title,
-                                      host=local_address(config.dicom.host),
-                                      port=config.dicom.port)
         yield _guard("dicom listener", start.format("dicom"),
-                     lambda: _echo("dicom listener", ourselves, config, start.format("dicom")))
+                     lambda: _echo_ourselves(config, start.format("dicom")))
     if "hl7" in expected:
         check = tcp_check("hl7", config.hl7.host, config.hl7.port)
         yield Finding("hl7 listener", check.ok, f"MLLP {check.detail}",
                       "" if check.ok else start.format("hl7"))
     if "http" in expected and config.http.enabled:
         yield _guard("http /healthz", start.format("http"), lambda: _healthz(config))
+
+
+def _echo_ourselves(config: NodeConfig, fix: str) -> Finding:
+    """C-ECHO our own listener, calling as our own AE title from this machine.
+
+    Where ``[dicom] allowed_calling_aes`` does not admit that, the listener must refuse
+    it: an A-ASSOCIATE-RJ "calling AE title not recognised" then proves the listener
+    answers and enforces the list, and any other answer is a fault.
+    """
+    from mmbcd_node.receive.admission import CALLING_AE_NOT_RECOGNISED, Admission
+    from mmbcd_node.send.store_scu import AssociationRejected, echo
+
+    check = "dicom listener"
+    host = local_address(config.dicom.host)
+    ourselves = DestinationConfig(name="this node", ae_title=config.dicom.ae_title,
+                                  host=host, port=config.dicom.port)
+    expected = Admission(config.dicom, Path(config.storage.root)).check(
+        called_ae=config.dicom.ae_title, calling_ae=config.dicom.ae_title, address=host)
+    if expected is None or expected.diagnostic != CALLING_AE_NOT_RECOGNISED:
+        return _echo(check, ourselves, config, fix)
+    where = f"{config.dicom.ae_title}@{host}:{config.dicom.port}"
+    try:
+        echo(ourselves, config.dicom)
+    except AssociationRejected as rejected:
+        if rejected.reason == CALLING_AE_NOT_RECOGNISED:
+            return Finding(check, True, f"{where} answers, and refused our own calling AE "
+                           f"as its configuration says it must ({expected.reason})")
+        return Finding(check, False, str(rejected), "the node's log says why it refused")
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        return Finding(check, False, f"no answer from {where}: {exc}", fix)
+    return Finding(check, False, f"{where} accepted calling AE {config.dicom.ae_title!r}, "
+                   "which allowed_calling_aes does not list: the running node has another "
+                   "configuration", "restart the node with this configuration")
 
 
 def _healthz(config: NodeConfig) -> Finding:
@@ -183,6 +214,66 @@ def retention_findings(config: NodeConfig) -> list[Finding]:
                     f"next scheduled purge {upcoming:%Y-%m-%d %H:%M %Z}")]
 
 
+CLOCK_TOLERANCE_MS = 1000.0
+
+
+def cluster_findings(config: NodeConfig, engine: Engine) -> list[Finding]:
+    """This host's clock against the database's (the clock leases use), and whether the
+    live role processes of every host see one storage root, run one model bundle and
+    keep their clocks within a second of the database's."""
+    from mmbcd_node.db.utc import database_now, utcnow
+    from mmbcd_node.ops.cluster import role_processes
+    from mmbcd_node.ops.storage_identity import storage_identity
+
+    with Session(engine) as session:
+        before = utcnow()
+        database = database_now(session)
+        offset_ms = ((before + (utcnow() - before) / 2) - database).total_seconds() * 1000.0
+        live = [p.beat for p in role_processes(session, config.worker.heartbeat_seconds)
+                if p.up]
+    here = socket.gethostname()
+    findings = [Finding(
+        "clock", abs(offset_ms) <= CLOCK_TOLERANCE_MS,
+        f"leases and heartbeats use the {engine.dialect.name} server's clock; this host "
+        f"({here}) is {offset_ms:+.0f} ms from it",
+        "" if abs(offset_ms) <= CLOCK_TOLERANCE_MS else
+        "synchronise this host's clock (chrony or systemd-timesyncd against the site's NTP)")]
+    if not live:
+        return findings
+    own_root = storage_identity(Path(config.storage.root))
+    roots = {b.host: b.storage_id for b in live}
+    roots.setdefault(here, own_root)
+    findings.append(_same_everywhere(
+        "hosts: storage root", roots, f"every host sees the storage root {own_root}",
+        "mount the same export at [storage] root on every host"))
+    bundles = {b.host: b.bundle_digest for b in live if b.role == "worker"}
+    if bundles:
+        findings.append(_same_everywhere(
+            "hosts: model bundle", bundles, "every worker runs bundle {value}",
+            "install the same bundle on every worker host and restart them"))
+    skewed = sorted({f"{b.host} {b.clock_offset_ms:+.0f} ms" for b in live
+                     if b.clock_offset_ms is not None
+                     and abs(b.clock_offset_ms) > CLOCK_TOLERANCE_MS})
+    findings.append(Finding(
+        "hosts: clocks", not skewed,
+        f"clocks off the database's by more than a second: {', '.join(skewed)}" if skewed
+        else f"every host's clock within a second of the database's ({len(roots)} host(s))",
+        "synchronise those hosts' clocks" if skewed else ""))
+    return findings
+
+
+def _same_everywhere(check: str, by_host: dict[str, str | None], agreed: str,
+                     fix: str) -> Finding:
+    values = set(by_host.values())
+    if len(values) == 1:
+        (value,) = values
+        return Finding(check, value is not None, agreed.format(value=value) if value
+                       else f"no host could read its identity ({', '.join(sorted(by_host))})",
+                       "" if value else fix)
+    listed = "; ".join(f"{host}: {value or 'none'}" for host, value in sorted(by_host.items()))
+    return Finding(check, False, f"hosts differ: {listed}", fix)
+
+
 def run_doctor(config: NodeConfig, engine: Engine,
                expected: Sequence[str] = LISTENERS) -> list[Finding]:
     """Every check, in the order an operator would fix them."""
@@ -198,4 +289,14 @@ def run_doctor(config: NodeConfig, engine: Engine,
                                functools.partial(_echo, check, destination, config)))
     findings += syslog_findings(config)
     findings += retention_findings(config)
+    if findings[1].ok:  # the database answers
+        findings += _guard_all("hosts", "check the database", lambda: cluster_findings(config,
+                                                                                      engine))
     return findings
+
+
+def _guard_all(check: str, fix: str, probe: Callable[[], list[Finding]]) -> list[Finding]:
+    try:
+        return probe()
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, it never stops
+        return [Finding(check, False, f"{type(exc).__name__}: {exc}", fix)]

@@ -38,7 +38,8 @@ class HttpRole:
 
             roles = running_roles
         self.roles = roles
-        self.collector = NodeCollector(self.engine, config.storage.root)
+        self.collector = NodeCollector(self.engine, config.storage.root,
+                                       config.worker.heartbeat_seconds)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from mmbcd_node.db.models import (
     AuditEvent,
@@ -37,6 +38,7 @@ from mmbcd_node.db.ops_models import NodeHeartbeat
 from mmbcd_node.db.order_models import Hl7Message
 from mmbcd_node.db.result_models import Delivery, DeliveryState, Result
 from mmbcd_node.logs import get_logger
+from mmbcd_node.ops.cluster import HL7_RESULTS, backlogs, role_processes
 
 log = get_logger(__name__)
 
@@ -56,9 +58,11 @@ def seconds_between(connection: Connection, start: Any, end: Any) -> Any:
 class NodeCollector(Collector):
     """Collects the node's metrics from the database (and the storage root's free space)."""
 
-    def __init__(self, engine: Engine, storage_root: Path | None = None) -> None:
+    def __init__(self, engine: Engine, storage_root: Path | None = None,
+                 heartbeat_seconds: float = 10.0) -> None:
         self.engine = engine
         self.storage_root = storage_root
+        self.heartbeat_seconds = heartbeat_seconds
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("mmbcd_database_up", "1 when the database answered this scrape.")
@@ -101,6 +105,42 @@ class NodeCollector(Collector):
         yield self._time_to_result(connection)
         yield self._oldest_pending(connection)
         yield self._heartbeats(connection)
+        yield from self._cluster(connection)
+
+    def _cluster(self, connection: Connection) -> Iterator[Metric]:
+        """Role processes up or dead, the leases each holds, and the backlog per queue and
+        destination: what ``status`` shows (``ops.cluster``)."""
+        with Session(bind=connection) as session:
+            processes = role_processes(session, self.heartbeat_seconds)
+            waiting = backlogs(session, [])
+            queued = session.execute(select(func.count()).where(
+                Job.state == JobState.QUEUED)).scalar_one()
+        up = GaugeMetricFamily("mmbcd_role_up", "1 while a role process beats, 0 once it died.",
+                               labels=["role", "host", "pid", "version"])
+        leases = GaugeMetricFamily("mmbcd_leases", "Unexpired leases held, by holder and kind.",
+                                   labels=["role", "host", "pid", "kind"])
+        for process in processes:
+            beat = process.beat
+            labels = [beat.role, beat.host, str(beat.pid)]
+            up.add_metric([*labels, beat.version or ""], 1 if process.up else 0)
+            for kind, count in sorted(process.leases.items()):
+                leases.add_metric([*labels, kind], count)
+        backlog = GaugeMetricFamily("mmbcd_backlog", "Items waiting, by queue (jobs, "
+                                    "deliveries, hl7 results) and destination.",
+                                    labels=["queue", "destination"])
+        oldest = GaugeMetricFamily("mmbcd_backlog_oldest_age_seconds",
+                                   "Age of the oldest waiting item by queue and destination "
+                                   "(0 when none waits).", labels=["queue", "destination"])
+        backlog.add_metric(["jobs", ""], queued)
+        now = utcnow()
+        for item in waiting:
+            queue = "hl7 results" if item.destination == HL7_RESULTS else "deliveries"
+            name = "" if item.destination == HL7_RESULTS else item.destination
+            backlog.add_metric([queue, name], item.pending)
+            age = 0.0 if item.oldest_pending_at is None else max(
+                0.0, (now - item.oldest_pending_at).total_seconds())
+            oldest.add_metric([queue, name], age)
+        yield from (up, leases, backlog, oldest)
 
     def _associations(self, connection: Connection) -> Metric:
         metric = CounterMetricFamily("mmbcd_dicom_associations",

@@ -16,6 +16,7 @@ from mmbcd_node.config import DicomConfig
 PERMANENT, TRANSIENT = 0x01, 0x02
 SERVICE_USER, SERVICE_PROVIDER_PRESENTATION = 0x01, 0x03
 LOCAL_LIMIT_EXCEEDED = 0x02  # diagnostic of the service-provider (presentation) source
+CALLING_AE_NOT_RECOGNISED = 0x03  # diagnostic of the service-user source
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ class Admission:
         ip = peer_ip(address)
         if not self.allowed:
             if ip is None or not ip.is_loopback:
-                return Rejection(PERMANENT, SERVICE_USER, 0x03,
+                return Rejection(PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED,
                                  f"no allowed_calling_aes configured: only loopback peers "
                                  f"are admitted, not {address}")
         elif not any(peer.admits(calling, ip) for peer in self.allowed):
-            return Rejection(PERMANENT, SERVICE_USER, 0x03,
+            return Rejection(PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED,
                              f"calling AE title {calling!r} from {address} is not in "
                              f"allowed_calling_aes")
         if established >= self.config.max_associations:

@@ -38,6 +38,7 @@ from mmbcd_node.db.result_models import (
     ResultState,
 )
 from mmbcd_node.db.study_state import change_state
+from mmbcd_node.db.utc import database_now
 from mmbcd_node.output_kinds import SR_CLASS_UIDS, OutputKind
 from mmbcd_node.retry import backoff
 
@@ -106,7 +107,7 @@ def claim_due_deliveries(session: Session, owner: str, lease_seconds: float, *,
                          limit: int = 100, now: datetime | None = None) -> list[DueDelivery]:
     """Claim pending deliveries whose time has come, oldest first, for ``lease_seconds``;
     commit right after."""
-    now = now or utcnow()
+    now = now or database_now(session)
     due = and_(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= now)
     # Objects withdrawn while they waited (a re-run superseded them) are never sent.
     withdrawn = select(OutputObject.id).where(OutputObject.withdrawn_at.is_not(None),
@@ -144,7 +145,7 @@ def extend_claims(session: Session, owner: str, ids: Iterable[int], lease_second
                   now: datetime | None = None) -> int:
     """Renew ``owner``'s claims on the deliveries ``ids`` for another ``lease_seconds``;
     returns how many it still holds."""
-    now = now or utcnow()
+    now = now or database_now(session)
     return int(session.execute(
         update(Delivery).where(Delivery.id.in_(list(ids)), Delivery.lease_owner == owner,
                                Delivery.state == DeliveryState.PENDING)

@@ -51,6 +51,7 @@ from mmbcd_node.db.result_models import (
     Result,
 )
 from mmbcd_node.db.session import transaction
+from mmbcd_node.db.utc import database_now
 from mmbcd_node.logs import get_logger
 from mmbcd_node.process import renewing
 from mmbcd_node.retry import backoff
@@ -210,7 +211,7 @@ def _in_flight(now: datetime) -> ColumnElement[bool]:
 def _shown_status(session: Session, study_id: int, order_id: int | None) -> str | None:
     """OBR-25 of the newest ORU about the study and order that may have reached the RIS
     (acknowledged, tried, or being sent), or None when none may have."""
-    now = utcnow()
+    now = database_now(session)
     may_have_reached = (Hl7ResultMessage.sent_at.is_not(None) | (Hl7ResultMessage.attempts > 0)
                         | _in_flight(now))
     return session.execute(
@@ -244,7 +245,7 @@ def withdraw_result_messages(session: Session, config: NodeConfig, result: Resul
     session.execute(
         update(Hl7ResultMessage).where(Hl7ResultMessage.result_id == result.id,
                                        Hl7ResultMessage.state == Hl7ResultState.PENDING,
-                                       ~_in_flight(utcnow()))
+                                       ~_in_flight(database_now(session)))
         .values(state=Hl7ResultState.FAILED, last_error=WITHDRAWN_UNSENT, lease_owner=None)
         .execution_options(synchronize_session=False))
     if not cancel or _shown_status(session, study.id, result.order_id) not in (
@@ -285,7 +286,6 @@ class Hl7ResultSender:
         receiving = self.config.hl7.results
         if receiving is None:
             return 0
-        now = now or utcnow()
         lease = self.config.worker.lease_seconds
         # Due once no DICOM delivery of its result is outstanding (none pending, or sent
         # and awaiting commitment): the RIS flag follows the images into the PACS. And
@@ -301,6 +301,7 @@ class Hl7ResultSender:
                    earlier.id < Hl7ResultMessage.id,
                    earlier.state == Hl7ResultState.PENDING))
         with transaction(self.sessions) as session:
+            now = now or database_now(session)
             ids = session.execute(
                 select(Hl7ResultMessage.id)
                 .join(Result, Hl7ResultMessage.result_id == Result.id)
@@ -335,7 +336,7 @@ class Hl7ResultSender:
             session.execute(update(Hl7ResultMessage).where(
                 Hl7ResultMessage.id.in_(ids), Hl7ResultMessage.lease_owner == self.owner,
                 Hl7ResultMessage.state == Hl7ResultState.PENDING)
-                .values(next_attempt_at=utcnow() + lease)
+                .values(next_attempt_at=database_now(session) + lease)
                 .execution_options(synchronize_session=False))
 
     def _send(self, text: str, receiving: Hl7ResultsConfig) -> tuple[str | None, str | None]:

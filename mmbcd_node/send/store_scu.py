@@ -42,6 +42,18 @@ class DestinationUnavailable(ConnectionError):
     """No association with the destination: down, refused, or not answering."""
 
 
+class AssociationRejected(DestinationUnavailable):
+    """The destination answered with an A-ASSOCIATE-RJ: it is up and refused us.
+
+    ``result`` is 1 (permanent) or 2 (transient), ``source`` 1 (service user), 2 or 3
+    (service provider), ``reason`` the diagnostic of PS3.8 Table 9-21.
+    """
+
+    def __init__(self, message: str, result: int, source: int, reason: int) -> None:
+        super().__init__(message)
+        self.result, self.source, self.reason = result, source, reason
+
+
 @dataclass
 class StoreOutcome:
     """What happened to each object of a batch, by SOP Instance UID."""
@@ -68,10 +80,16 @@ def _associate(ae: AE, destination: DestinationConfig, contexts: list) -> Associ
                          tls_args=client_args(destination.tls, destination.host,
                                               f"destinations.{destination.name}.tls"))
     if not assoc.is_established:
+        where = (f"association with {destination.name} ({destination.ae_title}@"
+                 f"{destination.host}:{destination.port})")
+        answer = assoc.acceptor.primitive
+        if assoc.is_rejected and answer is not None:
+            raise AssociationRejected(
+                f"{where} rejected: {answer.result_str}, {answer.source_str}, "
+                f"{answer.reason_str}", int(answer.result or 0), int(answer.result_source or 0),
+                int(answer.diagnostic or 0))
         state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-        raise DestinationUnavailable(
-            f"association with {destination.name} ({destination.ae_title}@{destination.host}:"
-            f"{destination.port}) {state}")
+        raise DestinationUnavailable(f"{where} {state}")
     return assoc
 
 

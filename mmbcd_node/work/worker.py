@@ -51,7 +51,7 @@ from mmbcd_node.job_queue import (
     holds_lease,
 )
 from mmbcd_node.logs import get_logger
-from mmbcd_node.ops.heartbeat import MODEL_LOADED, beat
+from mmbcd_node.ops.heartbeat import MODEL_LOADED
 from mmbcd_node.orders.history import StudyHistory, history_for_study
 from mmbcd_node.process import process_name, renewing
 from mmbcd_node.results.outputs import ResultObject, build_outputs
@@ -433,9 +433,10 @@ def _order_context(history: StudyHistory | None) -> OrderContext | None:
 class WorkerRole:
     """``serve --role worker``: loads the bundle at start, then runs passes until stopped.
 
-    Each idle poll also withdraws results whose order was cancelled. A second thread
-    publishes the role's heartbeat with the model status every ``heartbeat_seconds``
-    (what ``/healthz`` and ``status`` read), also while a long batch runs.
+    Each idle poll also withdraws results whose order was cancelled. The process's
+    heartbeat thread publishes the model status (``beat_facts``) every
+    ``heartbeat_seconds``: what ``/healthz`` and ``status`` read, also while a long batch
+    runs.
     """
 
     name = "worker"
@@ -446,28 +447,20 @@ class WorkerRole:
         self.worker = Worker(config, sessions)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
-        self._beater = threading.Thread(target=self._beat, name="worker-beat", daemon=True)
 
     def start(self) -> None:
         pipeline = self.worker.pipeline  # load the bundle once, before the first job
         self._status = f"{MODEL_LOADED} digest={pipeline.bundle.digest} device={pipeline.device}"
-        self._beater.start()
+        self._digest = pipeline.bundle.digest
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=120)
-        self._beater.join(timeout=10)
 
-    def _beat(self) -> None:
-        while True:
-            try:
-                with transaction(self.sessions) as session:
-                    beat(session, self.name, self._status)
-            except Exception:  # the database may be briefly away; the next beat retries
-                log.exception("worker_beat_failed")
-            if self._stop.wait(self.config.worker.heartbeat_seconds):
-                return
+    def beat_facts(self) -> dict[str, object]:
+        """What this role publishes with its heartbeat (``ops.heartbeat.RoleBeats``)."""
+        return {"status": self._status, "bundle_digest": self._digest[:80]}
 
     def _run(self) -> None:
         while not self._stop.is_set():
