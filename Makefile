@@ -7,9 +7,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/var/ultralytics
-SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl
+SYSTEM_TOOLS := storescu:dcmtk dciodvfy:dicom3tools Orthanc:orthanc ojph_compress:openjph-tools openssl:openssl \
+	haproxy:haproxy
 
-.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training check-viewer bench-gpu device-carry
+.PHONY: serve test venv system-tools lint fuzz bench-receive clean tiny-bundle bench-infer bench-e2e demo-model bench-ops check-training check-viewer bench-gpu device-carry \
+	bench-failover
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -96,6 +98,12 @@ fuzz: venv system-tools
 
 bench-ops: venv
 	$(PY) -m tests.bench.ops $(BENCH_ARGS)
+
+# Two hosts behind HAProxy over one PostgreSQL, on network namespaces (root): studies/h
+# with two hosts and one, then host-a killed mid-stream (median of 3): the time to the
+# last affected SR. Last line: `failover recovery s: X.X (lease Y s)`.
+bench-failover: venv system-tools
+	$(PY) -m tests.bench.failover $(BENCH_ARGS)
 
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val and test sets (another
 # seed, never used to choose anything), detector, fusion (the 'demo' recipe of

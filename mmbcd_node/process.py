@@ -20,6 +20,23 @@ from mmbcd_node.logs import get_logger
 log = get_logger(__name__)
 
 
+_running: list[str] = []
+
+
+def running_roles() -> tuple[str, ...]:
+    """The roles ``serve`` has started in this process (``/healthz`` checks these)."""
+    return tuple(_running)
+
+
+def role_running(name: str) -> None:
+    """Record that ``serve`` started the role ``name`` in this process."""
+    _running.append(name)
+
+
+def running_roles_reset() -> None:
+    _running.clear()
+
+
 def process_name(role: str) -> str:
     """``role@host:pid``: who holds a lease, as shown by ``jobs`` and in the logs."""
     return f"{role}@{socket.gethostname()}:{os.getpid()}"

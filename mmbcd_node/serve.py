@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.heartbeat import RoleBeats
+from mmbcd_node.process import role_running, running_roles_reset
 
 log = get_logger(__name__)
 
@@ -62,14 +63,6 @@ def _construct(target: str, config: NodeConfig, sessions: sessionmaker[Session])
     return role_class(config, sessions)  # type: ignore[no-any-return]
 
 
-_running: list[str] = []
-
-
-def running_roles() -> tuple[str, ...]:
-    """The roles ``run_roles`` has started in this process (``/healthz`` checks these)."""
-    return tuple(_running)
-
-
 def _settle_heap() -> None:
     """Collect once, then move every object start-up created (modules, metadata,
     pools) out of the cyclic collector's reach.
@@ -95,13 +88,13 @@ def run_roles(config: NodeConfig, sessions: sessionmaker[Session], names: Sequen
             signal.signal(sig, lambda *_: stop.set())
     started: list[Role] = []
     beats: RoleBeats | None = None
-    _running.clear()
+    running_roles_reset()
     try:
         for name in names:
             role = factories[name](config, sessions)
             role.start()
             started.append(role)
-            _running.append(name)
+            role_running(name)
             log.info("role_started", role=name)
         beats = RoleBeats(sessions, started, config.storage.root, config.worker.heartbeat_seconds)
         beats.start()

@@ -140,7 +140,7 @@ class AuditForwarderRole:
 
     def start(self) -> None:
         """Audit the application start; forward in the background when syslog is configured."""
-        from mmbcd_node.serve import running_roles
+        from mmbcd_node.process import running_roles
 
         record_application_activity(self.sessions, True, running_roles())
         syslog = self.config.audit.syslog
@@ -155,7 +155,7 @@ class AuditForwarderRole:
 
     def stop(self) -> None:
         """Audit the application stop, forward what is left, then end the thread."""
-        from mmbcd_node.serve import running_roles
+        from mmbcd_node.process import running_roles
 
         record_application_activity(self.sessions, False, running_roles())
         self._stop.set()

@@ -1,7 +1,7 @@
 """Is this node process healthy? The checks behind ``/healthz``.
 
-A process is healthy when the database answers, the storage root has more free space
-than ``dicom.min_free_bytes``, the listeners of the roles it runs accept TCP
+A process is healthy when the database answers, the storage root is writable and has
+more free space than ``dicom.min_free_bytes``, the listeners of the roles it runs accept TCP
 connections, and, when it runs the worker, the worker's heartbeat is fresh and its
 model is loaded. Checks of roles that run elsewhere are reported, not required.
 """
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.models import Job, JobState, utcnow
 from mmbcd_node.ops.heartbeat import MODEL_LOADED, Heartbeat, heartbeats
+from mmbcd_node.receive.admission import unwritable
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ def disk_check(config: NodeConfig) -> Check:
     probe = root if root.exists() else root.parent if root.parent.exists() else None
     if probe is None:
         return Check("disk", False, f"storage root {root} does not exist")
+    problem = unwritable(probe)
+    if problem is not None:
+        return Check("disk", False, problem)
     free = shutil.disk_usage(probe).free
     floor = config.dicom.min_free_bytes
     return Check("disk", free >= floor, f"{free} bytes free under {root}, floor {floor}")

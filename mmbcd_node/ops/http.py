@@ -34,7 +34,7 @@ class HttpRole:
         self.config = config
         self.engine: Engine = sessions.kw["bind"]
         if roles is None:
-            from mmbcd_node.serve import running_roles
+            from mmbcd_node.process import running_roles
 
             roles = running_roles
         self.roles = roles
@@ -90,7 +90,11 @@ class HttpRole:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # A balancer's health check may hang up once it has the status line.
+                    log.debug("http_client_left", path=self.path)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 log.debug("http_request", peer=self.address_string(), request=format % args)

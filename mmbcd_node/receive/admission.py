@@ -6,6 +6,7 @@ each with a reason in words for the audit trail.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +83,19 @@ class Admission:
             return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, LOCAL_LIMIT_EXCEEDED,
                              f"association limit (max_associations "
                              f"{self.config.max_associations}) reached")
-        shortfall = free_space_shortfall(free_bytes(self.storage_root),
-                                         self.config.min_free_bytes)
+        shortfall = (unwritable(self.storage_root)
+                     or free_space_shortfall(free_bytes(self.storage_root),
+                                             self.config.min_free_bytes))
         if shortfall is not None:
             return Rejection(TRANSIENT, SERVICE_PROVIDER_PRESENTATION, 0x01, shortfall)
         return None
+
+
+def unwritable(root: Path) -> str | None:
+    """Why nothing can be kept under the storage root (missing, read-only), or None."""
+    if not os.access(root, os.W_OK):
+        return f"storage root {root} is not writable (missing, read-only or no permission)"
+    return None
 
 
 def free_space_shortfall(free: int, min_free_bytes: int) -> str | None:

@@ -85,6 +85,10 @@ GROWTH_STEP = 1 << 20
 ABORT_INVALID_PARAMETER = struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, 0x06)
 
 
+class ProbeClosed(ConnectionError):
+    """The peer closed the connection without sending a byte: a port probe."""
+
+
 class PduDeadline(TimeoutError):
     """A PDU did not arrive whole within its deadline."""
 
@@ -193,6 +197,8 @@ class ReceiverDUL(DULServiceProvider):
                             else self.assoc.network_timeout)
         try:
             header = sock.recv(6)
+            if not header and awaiting_request:
+                raise ProbeClosed("connection closed before any byte (a port probe)")
             if len(header) < 6:
                 raise ConnectionError("connection closed within a PDU header")
             pdu_type, _, length = struct.unpack(">BBL", header)
@@ -215,7 +221,9 @@ class ReceiverDUL(DULServiceProvider):
                     return True
             body = self._receive_body(sock, item[:received], length)
         except (OSError, TimeoutError) as exc:
-            log.info("association_connection_lost", error=str(exc))
+            # A TCP health check (status, /healthz, a balancer) connects and closes.
+            level = log.debug if isinstance(exc, ProbeClosed) else log.info
+            level("association_connection_lost", error=str(exc))
             sock.close()  # Evt17, transport connection closed: the slot is free now
             return False
         finally:

@@ -34,7 +34,7 @@ from ml.types import StudyInput, StudyPrediction, ViewInput
 from mmbcd_node.config import NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.installation import installation_uuid
-from mmbcd_node.db.models import Instance, Study, StudyState, utcnow
+from mmbcd_node.db.models import Instance, Job, JobState, Study, StudyState, utcnow
 from mmbcd_node.db.order_models import Order
 from mmbcd_node.db.result_models import OutputObject, Result
 from mmbcd_node.db.session import transaction
@@ -162,8 +162,13 @@ class Worker:
     def _heartbeat(self, jobs: list[ClaimedJob]) -> None:
         with transaction(self.sessions) as session:
             for job in jobs:
-                if not heartbeat(session, job.id, self.owner, self.policy):
-                    log.warning("lease_lost", job=job.id)
+                if heartbeat(session, job.id, self.owner, self.policy):
+                    continue
+                state, owner = session.execute(
+                    select(Job.state, Job.lease_owner).where(Job.id == job.id)).one()
+                # Taken over or cancelled; a job this batch already ended is neither.
+                if state in (JobState.RUNNING, JobState.CANCELLED):
+                    log.warning("lease_lost", job=job.id, state=state, holder=owner)
 
     def _run(self, claimed: list[ClaimedJob]) -> None:
         work = [self._start(job) for job in claimed]

@@ -251,10 +251,11 @@ def test_folder_pins_cover_subfolders_and_flat_pins_still_verify(tmp_path) -> No
     pins = pin_folder(minilm)
     assert pins["1_Pooling/config.json"] == sha256_file(minilm / "1_Pooling" / "config.json")
     demo = read_manifest(default_bundle_path(), verify=False)
-    flat = demo["model"]["text_encoder"]["external"]
-    assert flat["location"] == MINILM and "1_Pooling/config.json" not in flat["files"]
-    assert flat["files"].items() <= pins.items()
-    assert verify_external(flat) == minilm  # bundles pinned before still verify
+    assert demo["model"]["text_encoder"]["external"]["files"] == pins, "the demo pins subfolders"
+    # Bundles pinned before subfolders were (top-level files only) still verify.
+    flat = {"location": MINILM, "files": {n: d for n, d in pins.items() if "/" not in n}}
+    assert "1_Pooling/config.json" not in flat["files"] and flat["files"]
+    assert verify_external(flat) == minilm
     folder = tmp_path / "enc"
     (folder / "sub").mkdir(parents=True)
     (folder / "sub" / "a.json").write_text("{}")

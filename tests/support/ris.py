@@ -8,11 +8,13 @@ interface engine.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socketserver
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +101,35 @@ def _listening(tls: ssl.SSLContext | None) -> Iterator[Ris]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def recording_mllp_server(address: tuple[str, int], folder: Path) -> socketserver.TCPServer:
+    """A RIS that answers AA to each message and keeps it as a file in ``folder``
+    (``<MSH-10>.hl7``; a control id received twice gets a second file). Serves on a
+    thread of its own until ``shutdown()``."""
+    count = itertools.count()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data = b""
+            while True:
+                while EB not in data:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                frame, data = data.split(EB, 1)
+                text = frame[frame.index(SB) + 1:].decode("utf-8")
+                control = text.split("\r")[0].split("|")[9]
+                (folder / f"{control}.{next(count)}.hl7").write_text(text)
+                ack = (f"MSH|^~\\&|RIS|HOSP|MMBCD-NODE|MMBCD|20261130120000||ACK^R01^ACK|"
+                       f"A{control}|P|2.5.1\rMSA|AA|{control}\r")
+                self.request.sendall(SB + ack.encode() + EB)
+
+    server = socketserver.ThreadingTCPServer(address, Handler, bind_and_activate=False)
+    server.allow_reuse_address = True
+    server.daemon_threads = True
+    server.server_bind()
+    server.server_activate()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

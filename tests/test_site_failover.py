@@ -1,0 +1,87 @@
+"""A two-host site (tests/support/site.py) survives the loss of a machine.
+
+One site serves every test of this module; each test starts from both hosts up. Each
+fault ends with ``check_site``: nothing acknowledged lost, one SR per study at the
+PACS, no SOP Instance UID twice, one ORU per result, an audit trail that verifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mmbcd_node.db.models import Job, JobState
+from tests.support.dicom_peers import db_rows
+from tests.support.failover import Traffic, check_site, kill_host_mid_stream, settled, studies
+from tests.support.pacs import wait_until
+from tests.support.site import Site, site_unavailable
+
+UNAVAILABLE = site_unavailable()
+pytestmark = [pytest.mark.slow, pytest.mark.postgres,
+              pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))]
+
+LEASE_SECONDS = 8.0
+SETTINGS = {
+    "worker": {"lease_seconds": LEASE_SECONDS, "heartbeat_seconds": 1.0, "poll_seconds": 0.2,
+               "backoff_seconds": 0.5},
+    "results": {"kinds": ["sr"]},
+    "completion": {"expected_views_quiet_seconds": 0.5, "check_interval_seconds": 0.2},
+    "orders": {"check_interval_seconds": 0.2},
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    built = Site(tmp_path_factory.mktemp("site"), SETTINGS)
+    built.start()
+    try:
+        yield built
+    finally:
+        built.stop()
+
+
+@pytest.fixture
+def both_up(site: Site) -> Site:
+    for host in site.hosts.values():
+        if host.process is None or host.process.poll() is not None:
+            site.link(host, up=True)
+            host.start()
+        site.wait_healthy(host, timeout=240)
+    wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=30,
+               message="the balancer to use both hosts")
+    return site
+
+
+def test_host_a_killed_mid_stream_then_back_nothing_lost_nothing_twice(
+        both_up: Site, tmp_path: Path) -> None:
+    site, host_a = both_up, both_up.hosts["host-a"]
+    batch = studies(tmp_path / "in", 1, 8)
+    outcome = kill_host_mid_stream(site, batch)
+    assert site.balanced() == {"host-b"}, "the balancer's health check took host-a out"
+    check_site(site, outcome.traffic)
+    jobs = {j.id: j for j in db_rows(site.db_url, Job)}
+    assert {jobs[i].state for i in outcome.held} == {JobState.DONE}
+    assert any(jobs[i].attempts == 2 for i in outcome.held), "host-b took host-a's job over"
+    assert all(j.attempts == 1 for i, j in jobs.items() if i not in outcome.held), \
+        "no other job ran twice"
+
+    # host-a comes back and rejoins; nothing it held is done again.
+    site.link(host_a, up=True)
+    host_a.start()
+    site.wait_healthy(host_a, timeout=240)
+    wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=30,
+               message="the balancer to use host-a again")
+    more = studies(tmp_path / "in", 101, 4)
+    second = Traffic(site, more).start()
+    second.join(timeout=300)
+    wait_until(lambda: settled(site, len(batch) + len(more)), timeout=240,
+               message="both hosts to finish")
+    everything = Traffic(site, batch + more)
+    everything.acknowledged = outcome.traffic.acknowledged | second.acknowledged
+    check_site(site, everything)
+    after = {j.id: j for j in db_rows(site.db_url, Job)}
+    assert {i: (j.state, j.attempts) for i, j in after.items() if i in jobs} == \
+        {i: (j.state, j.attempts) for i, j in jobs.items()}, "nothing was done again"
+    assert all(j.attempts == 1 for i, j in after.items() if i not in jobs)
