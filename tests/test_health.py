@@ -24,6 +24,7 @@ from mmbcd_node.db.models import Job, JobState, StudyState, utcnow
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.ops.health import check_health
 from mmbcd_node.ops.heartbeat import beat
+from mmbcd_node.ops.storage_identity import MARKER
 from tests.support.databases import PG_URL_ENV, create_pg_database, drop_pg_database
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.node import free_port, wait_for_port
@@ -83,7 +84,7 @@ def test_metrics_count_received_instances_associations_and_states(
         time.sleep(0.2)
     assert metrics["mmbcd_database_up"][()] == 1
     assert metrics["mmbcd_instances_received_total"][()] == 2 + 4
-    stored = [p for p in node.storage_root.rglob("*") if p.is_file()]
+    stored = [p for p in node.storage_root.rglob("*") if p.is_file() and p.name != MARKER]
     assert len(stored) == 2
     assert metrics["mmbcd_received_bytes_total"][()] == sum(
         p.stat().st_size for p in stored) + 4 * 1000

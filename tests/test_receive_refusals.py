@@ -18,6 +18,7 @@ from pydicom.uid import ComprehensiveSRStorage, generate_uid
 from mmbcd_node import MANUFACTURER, MODEL_NAME
 from mmbcd_node.db.models import AuditEvent, Instance, Study
 from mmbcd_node.db.session import make_engine
+from mmbcd_node.ops.storage_identity import MARKER
 from mmbcd_node.receive.incoming import HEAD_BYTES
 from mmbcd_node.receive.scp import receiver_name
 from tests.support.databases import DB_KINDS
@@ -63,7 +64,7 @@ def audit(node: RunningNode, action: str, **match: str) -> list[AuditEvent]:
 
 def assert_nothing_kept(node: RunningNode) -> None:
     """Every refusal leaves no file (not even a partial one) and no row."""
-    files = [p for p in node.storage_root.rglob("*") if p.is_file()]
+    files = [p for p in node.storage_root.rglob("*") if p.is_file() and p.name != MARKER]
     assert files == []
     assert db_rows(node.db_url, Instance) == [] and db_rows(node.db_url, Study) == []
 
@@ -194,7 +195,7 @@ def test_database_failure_gets_a700_and_removes_the_file(
     engine.dispose()
     path = write_mammogram(tmp_path / "a.dcm", make_mammogram())
     assert pynetdicom_store(node.dicom_port, path) == 0xA700
-    files = [p for p in node.storage_root.rglob("*") if p.is_file()]
+    files = [p for p in node.storage_root.rglob("*") if p.is_file() and p.name != MARKER]
     assert files == []
     assert audit(node, "instance_stored") == []
 

@@ -15,6 +15,7 @@ from mmbcd_node.db.models import AuditEvent, Instance, Job, JobState, Study, Stu
 from mmbcd_node.db.result_models import Delivery, Result
 from mmbcd_node.db.session import make_engine, make_sessionmaker, transaction
 from mmbcd_node.ops.retention import find_candidates, purge_due, run_purge
+from mmbcd_node.ops.storage_identity import MARKER
 from tests.support.mammo import make_mammogram, write_mammogram
 from tests.support.operations import seed_study
 
@@ -106,8 +107,8 @@ def test_purge_command_on_a_received_study_dry_run_first(node_factory, tmp_path:
                            str(node.dicom_port), *map(str, files)],
                           capture_output=True, timeout=60).returncode == 0
     node.stop()
-    stored = [p for p in node.storage_root.rglob("*") if p.is_file() and ".incoming" not in
-              p.parts]
+    stored = [p for p in node.storage_root.rglob("*")
+              if p.is_file() and p.name != MARKER and ".incoming" not in p.parts]
     assert len(stored) == 2
     long_ago = utcnow() - timedelta(days=200)
     engine = make_engine(node.db_url)

@@ -89,12 +89,14 @@ class RoleBeats:
         self._thread = threading.Thread(target=self._run, name="role-beats", daemon=True)
 
     def start(self) -> None:
-        self.beat_once()
-        self._thread.start()
+        if self.roles:
+            self._thread.start()
 
     def stop(self) -> None:
         """Stop beating and remove this process's rows: it stopped, it did not die."""
         self._stop.set()
+        if not self._thread.is_alive():
+            return
         self._thread.join(timeout=30)
         try:
             with transaction(self.sessions) as session:
@@ -117,11 +119,13 @@ class RoleBeats:
             session.execute(delete(NodeHeartbeat).where(NodeHeartbeat.beat_at < now - FORGET_AFTER))
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while True:
             try:
                 self.beat_once()
             except Exception:  # noqa: BLE001 - the next beat retries
                 log.exception("role_beat_failed")
+            if self._stop.wait(self.every):
+                return
 
 
 @dataclass(frozen=True)
