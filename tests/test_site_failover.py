@@ -7,6 +7,7 @@ PACS, no SOP Instance UID twice, one ORU per result, an audit trail that verifie
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from mmbcd_node.db.models import Job, JobState
 from tests.support.dicom_peers import db_rows
 from tests.support.failover import Traffic, check_site, kill_host_mid_stream, settled, studies
 from tests.support.pacs import wait_until
-from tests.support.site import Site, site_unavailable
+from tests.support.site import (
+    DICOM_PORT,
+    MODALITY_AE,
+    NODE_AE,
+    Site,
+    healthz,
+    site_unavailable,
+)
 
 UNAVAILABLE = site_unavailable()
 pytestmark = [pytest.mark.slow, pytest.mark.postgres,
@@ -85,3 +93,34 @@ def test_host_a_killed_mid_stream_then_back_nothing_lost_nothing_twice(
     assert {i: (j.state, j.attempts) for i, j in after.items() if i in jobs} == \
         {i: (j.state, j.attempts) for i, j in jobs.items()}, "nothing was done again"
     assert all(j.attempts == 1 for i, j in after.items() if i not in jobs)
+
+
+def test_a_read_only_storage_root_on_host_a_takes_it_out_of_the_balancer(
+        both_up: Site, tmp_path: Path) -> None:
+    site, host_a = both_up, both_up.hosts["host-a"]
+    before = len(db_rows(site.db_url, Job))
+    host_a.storage_mount(site.storage_root, read_only=True)
+    try:
+        wait_until(lambda: site.balanced() == {"host-b"}, timeout=15,
+                   message="the health check to take host-a out")
+        report = healthz(host_a)
+        assert report["status"] == "unhealthy"
+        assert "is not writable" in report["checks"]["disk"]["detail"]
+        probe = studies(tmp_path / "probe", 900, 1)[0]
+        refused = subprocess.run(
+            ["ip", "netns", "exec", site.namespace("lb"), "storescu", "-v", "-aet",
+             MODALITY_AE, "-aec", NODE_AE, host_a.address, str(DICOM_PORT),
+             str(probe.files[0])], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0
+        assert "Rejected Transient" in refused.stdout + refused.stderr, refused.stderr
+        batch = studies(tmp_path / "in", 201, 4)
+        traffic = Traffic(site, batch).start()
+        traffic.join(timeout=300)
+        assert traffic.retries == 0, "no image went to host-a"
+        wait_until(lambda: settled(site, before + len(batch)), timeout=240,
+                   message="host-b to finish")
+        check_site(site, traffic)
+    finally:
+        host_a.storage_mount(site.storage_root, read_only=False)
+    wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=15,
+               message="host-a back in the balancer once its storage is writable")

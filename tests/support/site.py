@@ -414,9 +414,11 @@ class Site:
              *map(str, files)], capture_output=True, text=True, timeout=300, env=DCMTK_ENV)
         return acknowledged(result.stdout + result.stderr)
 
-    def orders(self, studies: Sequence[SyntheticStudy], history: str) -> list[Ack]:
+    def orders(self, studies: Sequence[SyntheticStudy], history: str,
+               ack_timeout: float = 15.0) -> list[Ack]:
         """The studies' orders (ORM^O01) over MLLP through the balancer with the ``hl7``
-        package's ``mllp_send``, as a RIS interface engine sends them: one ACK each."""
+        package's ``mllp_send``, as a RIS interface engine sends them: one ACK each, none
+        when they were not all answered within ``ack_timeout`` seconds."""
         path = self.folder / f"orders-{studies[0].accession}.hl7"
         path.write_text("\n".join(
             order_message(f"MSG{s.accession}", placer=f"PL{s.accession}",
@@ -424,10 +426,13 @@ class Site:
                           study_uid=s.study_uid, clinical=history).replace("\r", "\n")
             for s in studies))
         tool = shutil.which("mllp_send") or str(Path(sys.executable).with_name("mllp_send"))
-        result = subprocess.run(
-            ["ip", "netns", "exec", self.namespace("peers"), tool, "--loose", "--port",
-             str(HL7_PORT), "--file", str(path), self.address("lb")],
-            capture_output=True, timeout=120)
+        try:
+            result = subprocess.run(
+                ["ip", "netns", "exec", self.namespace("peers"), tool, "--loose", "--port",
+                 str(HL7_PORT), "--file", str(path), self.address("lb")],
+                capture_output=True, timeout=ack_timeout)
+        except subprocess.TimeoutExpired:  # no ACK in time: an interface engine resends
+            return []
         return [Ack.parse(frame.strip(b"\x0b\x1c\r\n")) for frame in result.stdout.split(EB)
                 if frame.strip(b"\x0b\x1c\r\n")]
 
@@ -449,6 +454,23 @@ class Site:
         """Pull (or plug back) the host's network cable."""
         _run("ip", "-n", self.namespace("sw"), "link", "set", f"v-{host.name}",
              "up" if up else "down")
+
+
+def healthz(host: NodeHost) -> dict[str, Any]:
+    """The host's ``/healthz`` report (healthy or not)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def fetch() -> dict[str, Any]:
+        url = f"http://{host.address}:{HTTP_PORT}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return dict(json.loads(reply.read()))
+        except urllib.error.HTTPError as error:
+            return dict(json.loads(error.read()))
+
+    return in_namespace(host.namespace, fetch)
 
 
 def _healthz_ok(address: str) -> bool:
