@@ -124,3 +124,25 @@ def test_a_read_only_storage_root_on_host_a_takes_it_out_of_the_balancer(
         host_a.storage_mount(site.storage_root, read_only=False)
     wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=15,
                message="host-a back in the balancer once its storage is writable")
+
+
+def test_postgresql_restarts_mid_flight_and_every_role_reconnects(
+        both_up: Site, tmp_path: Path) -> None:
+    site = both_up
+    before = {j.id for j in db_rows(site.db_url, Job)}
+    started = len({j.study_id for j in db_rows(site.db_url, Job)})
+    batch = studies(tmp_path / "in", 301, 6)
+    traffic = Traffic(site, batch).start()
+    wait_until(lambda: {j.id for j in db_rows(site.db_url, Job)} - before, timeout=120,
+               message="the first job of the batch")
+    site.stop_database("fast")
+    wait_until(lambda: not site.balanced(), timeout=15,
+               message="the health checks to take both hosts out")
+    site.start_database()
+    traffic.join(timeout=300)
+    wait_until(lambda: settled(site, started + len(batch)), timeout=240,
+               message="the site to finish after the restart")
+    check_site(site, traffic)
+    assert traffic.retries > 0, "the outage was seen by the modality or the RIS"
+    wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=30,
+               message="both hosts healthy again")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from mmbcd_node.logs import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -58,6 +66,32 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back and re-raises on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def retried_transaction(factory: sessionmaker[Session], work: Callable[[Session], T], *,
+                        within: float, what: str) -> T:
+    """``work`` in one transaction, run again on a fresh connection when the database
+    connection fails (the server restarting, the network away), with backoff, for up to
+    ``within`` seconds; then the last error is raised.
+
+    Only for work that is safe to run twice: conditional updates keyed on the caller's
+    lease, recording what already happened outside (an object stored at the PACS, an
+    ACK from the RIS), so that a database outage does not make it happen a second time.
+    """
+    deadline = time.monotonic() + within
+    delay = 0.25
+    while True:
+        try:
+            with transaction(factory) as session:
+                return work(session)
+        except DBAPIError as exc:
+            lost = isinstance(exc, OperationalError) or exc.connection_invalidated
+            if not lost or time.monotonic() + delay > deadline:
+                raise
+            log.warning("transaction_retried", what=what,
+                        error=type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -50,7 +50,7 @@ from mmbcd_node.db.result_models import (
     OutputObject,
     Result,
 )
-from mmbcd_node.db.session import transaction
+from mmbcd_node.db.session import retried_transaction, transaction
 from mmbcd_node.db.utc import database_now
 from mmbcd_node.logs import get_logger
 from mmbcd_node.process import renewing
@@ -368,18 +368,27 @@ class Hl7ResultSender:
         else:
             values.update(last_error=error,
                           next_attempt_at=now + backoff(receiving.backoff_seconds, attempts))
-        with transaction(self.sessions) as session:
-            session.execute(update(Hl7ResultMessage).where(
-                Hl7ResultMessage.id == message_id, Hl7ResultMessage.lease_owner == self.owner)
-                .values(**values).execution_options(synchronize_session=False))
-            row = session.get(Hl7ResultMessage, message_id)
-            result = session.get(Result, row.result_id) if row else None
-            study = session.get(Study, result.study_id) if result else None
-            record_event(session, "hl7_result_sent",
-                         outcome="success" if error is None else "failure",
-                         peer_address=receiving.host,
-                         study_uid=study.study_uid if study else None,
-                         detail={"control_id": row.control_id if row else None,
-                                 "ack": code, "attempt": attempts, "error": error,
-                                 "node_version": mmbcd_node.__version__})
+        # The RIS may have the message: recording its answer outlasts a database outage
+        # of up to a lease, so that it is not sent again.
+        retried_transaction(self.sessions,
+                            lambda session: self._record_in(session, message_id, values, code,
+                                                            error, attempts, receiving),
+                            within=self.config.worker.lease_seconds, what="record_oru")
         log.info("hl7_result", attempt=attempts, ack=code or "-", error=error or "")
+
+    def _record_in(self, session: Session, message_id: int, values: dict[str, object],
+                   code: str | None, error: str | None, attempts: int,
+                   receiving: Hl7ResultsConfig) -> None:
+        session.execute(update(Hl7ResultMessage).where(
+            Hl7ResultMessage.id == message_id, Hl7ResultMessage.lease_owner == self.owner)
+            .values(**values).execution_options(synchronize_session=False))
+        row = session.get(Hl7ResultMessage, message_id)
+        result = session.get(Result, row.result_id) if row else None
+        study = session.get(Study, result.study_id) if result else None
+        record_event(session, "hl7_result_sent",
+                     outcome="success" if error is None else "failure",
+                     peer_address=receiving.host,
+                     study_uid=study.study_uid if study else None,
+                     detail={"control_id": row.control_id if row else None,
+                             "ack": code, "attempt": attempts, "error": error,
+                             "node_version": mmbcd_node.__version__})

@@ -26,7 +26,7 @@ from mmbcd_node.config import DestinationConfig, NodeConfig
 from mmbcd_node.db.audit import record_event
 from mmbcd_node.db.models import Study
 from mmbcd_node.db.result_models import CommitmentState, Delivery, DeliveryState
-from mmbcd_node.db.session import transaction
+from mmbcd_node.db.session import retried_transaction, transaction
 from mmbcd_node.logs import get_logger
 from mmbcd_node.process import process_name, renewing
 from mmbcd_node.send.deliveries import (
@@ -110,10 +110,15 @@ class Sender:
         objects = [o for o in objects if o not in held]
 
         def record_stored(stored: list[str], transaction_uid: str | None) -> None:
-            with transaction(self.sessions) as session:
+            # The objects are at the PACS: recording that outlasts a database outage of
+            # up to a lease, so that no other sender sends them again.
+            def mark(session: Session) -> None:
                 for uid in stored:
                     mark_sent(session, by_uid[uid].id, self.owner,
                               commitment_transaction_uid=transaction_uid)
+
+            retried_transaction(self.sessions, mark, within=self.config.worker.lease_seconds,
+                                what="record_sent")
 
         try:
             outcome = store_objects(objects, destination, self.config.dicom,

@@ -54,6 +54,7 @@ from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.heartbeat import MODEL_LOADED
 from mmbcd_node.orders.history import StudyHistory, history_for_study
 from mmbcd_node.process import process_name, renewing
+from mmbcd_node.receive.admission import unwritable
 from mmbcd_node.results.outputs import ResultObject, build_outputs
 from mmbcd_node.results.rejection_note import RejectionReason
 from mmbcd_node.results.result_set import (
@@ -119,6 +120,7 @@ class Worker:
         self.config = config
         self.sessions = sessions
         self.owner = owner or process_name("worker")
+        self._storage_refused = False
         self.policy = config.worker
         self._pipeline = pipeline
         self._installation: str | None = None
@@ -148,7 +150,21 @@ class Worker:
         return self._pipeline
 
     def run_once(self) -> int:
-        """Claim and run one batch of jobs; return how many jobs were claimed."""
+        """Claim and run one batch of jobs; return how many jobs were claimed.
+
+        Nothing is claimed while this host cannot write the storage root: the other
+        hosts' workers take the jobs instead of this one failing them.
+        """
+        root = Path(self.config.storage.root)
+        problem = unwritable(root) if root.exists() else None
+        if problem is not None:
+            if not self._storage_refused:
+                log.warning("worker_paused", reason=problem)
+            self._storage_refused = True
+            return 0
+        if self._storage_refused:
+            log.info("worker_resumed")
+            self._storage_refused = False
         with transaction(self.sessions) as session:
             claimed = claim_jobs(session, self.owner, self.policy,
                                  limit=self.config.worker.batch_size)

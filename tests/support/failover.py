@@ -171,9 +171,11 @@ class KillOutcome:
 
 def kill_host_mid_stream(site: Site, batch: list[SyntheticStudy], host: str = "host-a",
                          timeout: float = 300) -> KillOutcome:
-    """Push ``batch`` through the balancer; once ``host`` holds a job, pull its cable and
-    SIGKILL every process on it; wait until the rest of the site has finished."""
+    """Push ``batch`` through a settled site's balancer; once ``host`` holds a job, pull
+    its cable and SIGKILL every process on it; wait until the rest of the site has
+    finished."""
     victim = site.hosts[host]
+    before = len({j.study_id for j in db_rows(site.db_url, Job)})
     traffic = Traffic(site, batch).start()
     deadline = time.monotonic() + timeout
     while not (held := running_on(site, host)):
@@ -185,7 +187,7 @@ def kill_host_mid_stream(site: Site, batch: list[SyntheticStudy], host: str = "h
     victim.kill()
     traffic.join(timeout)
     deadline = time.monotonic() + timeout
-    while not settled(site, len(batch)):
+    while not settled(site, before + len(batch)):
         if time.monotonic() > deadline:
             raise AssertionError("the surviving host did not finish")
         time.sleep(0.2)

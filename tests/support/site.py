@@ -53,6 +53,9 @@ PG_BIN = Path("/usr/lib/postgresql")
 NODE_AE, MODALITY_AE, PACS_AE = "MMBCD", "MODALITY", "PACS"
 DICOM_PORT, HL7_PORT, HTTP_PORT, PACS_PORT, RIS_PORT = 11112, 2575, 8080, 11113, 2576
 PREFIX = "mmsite"
+# Seconds a modality waits for an answer before it gives the association up: a host that
+# died mid-association never answers, and its TCP connection may never close.
+ANSWER_TIMEOUT = 15
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
 
@@ -303,7 +306,10 @@ class Site:
 
     def stop_database(self, mode: str = "fast") -> None:
         """Stop PostgreSQL: ``fast`` (SIGINT, connections closed) or ``immediate`` (SIGQUIT)."""
-        self.database.send_signal(signal.SIGINT if mode == "fast" else signal.SIGQUIT)
+        assert self.pg_dir is not None
+        # The postmaster runs under runuser; its own pid file names it.
+        postmaster = int((self.pg_dir / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGINT if mode == "fast" else signal.SIGQUIT)
         self.database.wait(30)
 
     def _peers(self) -> None:
@@ -408,14 +414,19 @@ class Site:
     def push(self, files: Sequence[Path]) -> set[Path]:
         """C-STORE ``files`` through the balancer with dcmtk ``storescu`` in one
         association, as a modality does; return the files it got Success for."""
-        result = subprocess.run(
-            ["ip", "netns", "exec", self.namespace("peers"), "storescu", "-v", "-aet",
-             MODALITY_AE, "-aec", NODE_AE, self.address("lb"), str(DICOM_PORT),
-             *map(str, files)], capture_output=True, text=True, timeout=300, env=DCMTK_ENV)
+        try:
+            result = subprocess.run(
+                ["ip", "netns", "exec", self.namespace("peers"), "storescu", "-v", "-aet",
+                 MODALITY_AE, "-aec", NODE_AE, "--acse-timeout", str(ANSWER_TIMEOUT),
+                 "--dimse-timeout", str(ANSWER_TIMEOUT), self.address("lb"), str(DICOM_PORT),
+                 *map(str, files)], capture_output=True, text=True, timeout=300,
+                env=DCMTK_ENV)
+        except subprocess.TimeoutExpired as expired:
+            return acknowledged(_text(expired.stdout) + _text(expired.stderr))
         return acknowledged(result.stdout + result.stderr)
 
     def orders(self, studies: Sequence[SyntheticStudy], history: str,
-               ack_timeout: float = 15.0) -> list[Ack]:
+               ack_timeout: float = ANSWER_TIMEOUT) -> list[Ack]:
         """The studies' orders (ORM^O01) over MLLP through the balancer with the ``hl7``
         package's ``mllp_send``, as a RIS interface engine sends them: one ACK each, none
         when they were not all answered within ``ack_timeout`` seconds."""
@@ -482,6 +493,10 @@ def _healthz_ok(address: str) -> bool:
             return bool(reply.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def acknowledged(storescu_output: str) -> set[Path]:
