@@ -52,13 +52,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture
 def both_up(site: Site) -> Site:
-    for host in site.hosts.values():
-        if host.process is None or host.process.poll() is not None:
-            site.link(host, up=True)
-            host.start()
-        site.wait_healthy(host, timeout=240)
-    wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=30,
-               message="the balancer to use both hosts")
+    site.all_hosts_up()
     return site
 
 

@@ -69,15 +69,6 @@ def studies_per_hour(site: Site, folder: Path, first: int, count: int, done_befo
     return count / (last - started) * 3600.0
 
 
-def both_hosts_up(site: Site) -> None:
-    for host in site.hosts.values():
-        if host.process is None or host.process.poll() is not None:
-            site.link(host, up=True)
-            host.start()
-        site.wait_healthy(host, timeout=240)
-    wait(lambda: site.balanced() == {"host-a", "host-b"}, 30, "the balancer to use both")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lease", type=float, default=10.0, help="[worker] lease_seconds")
@@ -110,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         acknowledged: set[Path] = set()
         everything = []
         for run in range(args.repeat):
-            both_hosts_up(site)
+            site.all_hosts_up()
             batch = studies(folder / "in", 3000 + 100 * run, args.studies)
             outcome = kill_host_mid_stream(site, batch)
             done += args.studies

@@ -455,6 +455,15 @@ class Site:
 
         _wait(healthy, timeout, f"{host.name} to report healthy")
 
+    def all_hosts_up(self) -> None:
+        """Start (and plug back) any host that is down; wait until the balancer uses all."""
+        for host in self.hosts.values():
+            if host.process is None or host.process.poll() is not None:
+                self.link(host, up=True)
+                host.start()
+            self.wait_healthy(host, timeout=240)
+        _wait(lambda: self.balanced() == set(self.hosts), 30, "the balancer to use every host")
+
     def cut(self, host: NodeHost, *, restore: bool = False) -> None:
         """Cut (or restore) the network between ``host`` and the database only."""
         action = "del" if restore else "add"
