@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 from mmbcd_node.db.models import Job, JobState
+from mmbcd_node.db.result_models import Result
 from tests.support.dicom_peers import db_rows
-from tests.support.failover import Traffic, check_site, kill_host_mid_stream, settled, studies
+from tests.support.failover import (
+    Traffic,
+    check_site,
+    kill_host_mid_stream,
+    running_on,
+    settled,
+    studies,
+)
 from tests.support.pacs import wait_until
 from tests.support.site import (
     DICOM_PORT,
@@ -140,3 +148,30 @@ def test_postgresql_restarts_mid_flight_and_every_role_reconnects(
     assert traffic.retries > 0, "the outage was seen by the modality or the RIS"
     wait_until(lambda: site.balanced() == {"host-a", "host-b"}, timeout=30,
                message="both hosts healthy again")
+
+
+def test_host_a_cut_from_the_database_past_its_lease_commits_nothing_it_lost(
+        both_up: Site, tmp_path: Path) -> None:
+    site, host_a = both_up, both_up.hosts["host-a"]
+    started = len({j.study_id for j in db_rows(site.db_url, Job)})
+    batch = studies(tmp_path / "in", 401, 6)
+    traffic = Traffic(site, batch).start()
+    held = wait_until(lambda: running_on(site, "host-a"), timeout=180,
+                      message="host-a to hold a job")
+    site.cut(host_a)
+    try:
+        wait_until(lambda: all(j.state == JobState.DONE and j.attempts >= 2 for j in
+                               db_rows(site.db_url, Job, Job.id.in_(held))),
+                   timeout=120, message="host-b to take over host-a's job and finish it")
+    finally:
+        site.cut(host_a, restore=True)
+    traffic.join(timeout=300)
+    wait_until(lambda: settled(site, started + len(batch)), timeout=240,
+               message="the site to finish")
+    site.wait_healthy(host_a, timeout=60)
+    check_site(site, traffic)
+    results = db_rows(site.db_url, Result, Result.job_id.in_(held))
+    assert sorted(r.job_id for r in results) == sorted(held), "one result per job"
+    dropped = [f"event=result_dropped job={job} reason=lease_lost" for job in held]
+    wait_until(lambda: any(line in host_a.log_text() for line in dropped), timeout=60,
+               message="host-a to drop the result of the job it no longer leases (fencing)")
