@@ -29,6 +29,7 @@ from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.activity import record_application_activity
 from mmbcd_node.ops.audit_messages import NodeIdentity, group_key, messages_for
 from mmbcd_node.ops.syslog import SyslogSender
+from mmbcd_node.process import running_roles
 
 log = get_logger(__name__)
 
@@ -140,8 +141,6 @@ class AuditForwarderRole:
 
     def start(self) -> None:
         """Audit the application start; forward in the background when syslog is configured."""
-        from mmbcd_node.process import running_roles
-
         record_application_activity(self.sessions, True, running_roles())
         syslog = self.config.audit.syslog
         if syslog is None:
@@ -155,8 +154,6 @@ class AuditForwarderRole:
 
     def stop(self) -> None:
         """Audit the application stop, forward what is left, then end the thread."""
-        from mmbcd_node.process import running_roles
-
         record_application_activity(self.sessions, False, running_roles())
         self._stop.set()
         if self._thread is not None:

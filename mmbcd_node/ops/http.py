@@ -16,6 +16,7 @@ from mmbcd_node.config import NodeConfig
 from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.health import check_health
 from mmbcd_node.ops.metrics import NodeCollector, exposition
+from mmbcd_node.process import running_roles
 
 log = get_logger(__name__)
 
@@ -34,8 +35,6 @@ class HttpRole:
         self.config = config
         self.engine: Engine = sessions.kw["bind"]
         if roles is None:
-            from mmbcd_node.process import running_roles
-
             roles = running_roles
         self.roles = roles
         self.collector = NodeCollector(self.engine, config.storage.root,
