@@ -124,9 +124,10 @@ class MllpServer:
                               writer: asyncio.StreamWriter, address: str | None) -> None:
         frames = FrameReader(reader, self.config.hl7.max_message_bytes)
         loop = asyncio.get_running_loop()
-        log.info("hl7_connection_opened", peer=address)
+        log.debug("hl7_connection_opened", peer=address)
         if self._tls is not None and not await self._handshake(writer, address):
             return
+        messages = 0
         try:
             while True:
                 try:
@@ -148,6 +149,7 @@ class MllpServer:
                                                      payload, address)
                 writer.write(frame(ack))
                 await writer.drain()
+                messages += 1
         except (ConnectionError, ssl.SSLError) as exc:
             log.info("hl7_connection_lost", peer=address, error=str(exc))
         finally:
@@ -155,7 +157,9 @@ class MllpServer:
             # The peer may already be gone; closing is all that is left to do.
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
-            log.info("hl7_connection_closed", peer=address)
+            # A connection that carried no message is a port probe (status, /healthz).
+            (log.info if messages else log.debug)("hl7_connection_closed", peer=address,
+                                                  messages=messages)
 
     async def _handshake(self, writer: asyncio.StreamWriter, address: str | None) -> bool:
         """Upgrade the connection to TLS; on failure audit it, close, and return False."""
