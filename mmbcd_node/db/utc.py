@@ -34,6 +34,14 @@ def database_now(session: Session) -> datetime:
     return utcnow()
 
 
+def clock_offset_ms(session: Session) -> float:
+    """This host's clock minus the database's, in milliseconds, read at the midpoint of
+    the query so that its round trip does not count."""
+    before = utcnow()
+    database = database_now(session)
+    return ((before + (utcnow() - before) / 2) - database).total_seconds() * 1000.0
+
+
 def as_utc(moment: datetime) -> datetime:
     """``moment`` as an aware UTC datetime; a naive one is taken to be UTC already (what
     SQLite hands back)."""

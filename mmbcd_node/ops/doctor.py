@@ -43,10 +43,15 @@ class Finding:
 
 def _guard(check: str, fix: str, probe: Callable[[], Finding]) -> Finding:
     """Run ``probe``; an unexpected exception becomes a failed finding instead of a crash."""
+    return _guard_all(check, fix, lambda: [probe()])[0]
+
+
+def _guard_all(check: str, fix: str, probe: Callable[[], list[Finding]]) -> list[Finding]:
+    """``_guard`` for a probe that returns several findings."""
     try:
         return probe()
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure, it never stops
-        return Finding(check, False, f"{type(exc).__name__}: {exc}", fix)
+        return [Finding(check, False, f"{type(exc).__name__}: {exc}", fix)]
 
 
 def database_findings(config: NodeConfig, engine: Engine) -> list[Finding]:
@@ -221,14 +226,12 @@ def cluster_findings(config: NodeConfig, engine: Engine) -> list[Finding]:
     """This host's clock against the database's (the clock leases use), and whether the
     live role processes of every host see one storage root, run one model bundle and
     keep their clocks within a second of the database's."""
-    from mmbcd_node.db.utc import database_now, utcnow
+    from mmbcd_node.db.utc import clock_offset_ms
     from mmbcd_node.ops.cluster import role_processes
     from mmbcd_node.ops.storage_identity import storage_identity
 
     with Session(engine) as session:
-        before = utcnow()
-        database = database_now(session)
-        offset_ms = ((before + (utcnow() - before) / 2) - database).total_seconds() * 1000.0
+        offset_ms = clock_offset_ms(session)
         live = [p.beat for p in role_processes(session, config.worker.heartbeat_seconds)
                 if p.up]
     here = socket.gethostname()
@@ -293,10 +296,3 @@ def run_doctor(config: NodeConfig, engine: Engine,
         findings += _guard_all("hosts", "check the database", lambda: cluster_findings(config,
                                                                                       engine))
     return findings
-
-
-def _guard_all(check: str, fix: str, probe: Callable[[], list[Finding]]) -> list[Finding]:
-    try:
-        return probe()
-    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, it never stops
-        return [Finding(check, False, f"{type(exc).__name__}: {exc}", fix)]

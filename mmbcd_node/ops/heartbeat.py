@@ -26,7 +26,7 @@ from mmbcd_node import __version__
 from mmbcd_node.db.models import utcnow
 from mmbcd_node.db.ops_models import NodeHeartbeat
 from mmbcd_node.db.session import transaction
-from mmbcd_node.db.utc import database_now
+from mmbcd_node.db.utc import clock_offset_ms, database_now
 from mmbcd_node.logs import get_logger
 from mmbcd_node.ops.storage_identity import storage_identity
 
@@ -108,8 +108,8 @@ class RoleBeats:
     def beat_once(self) -> None:
         storage_id = storage_identity(self.storage_root)
         with transaction(self.sessions) as session:
+            offset = clock_offset_ms(session)
             now = database_now(session)
-            offset = (utcnow() - now).total_seconds() * 1000.0
             for role in self.roles:
                 facts = dict(role.beat_facts()) if hasattr(role, "beat_facts") else {}
                 status = facts.pop("status", None)
