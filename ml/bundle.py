@@ -24,6 +24,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ml.calibration import LevelCalibration
 from ml.detector import DetectorParams, build_detector
 from ml.encoders import (
     ImageEncoder,
@@ -44,8 +45,9 @@ from ml.manifest import (
     sha256_file,
 )
 from ml.model import LEGACY_SCORE_FLOOR, MMBCD
+from ml.operating_points import operating_points_from_manifest, operating_points_manifest
 from ml.preprocess import PreprocessParams
-from ml.types import MarkOperatingPoint
+from ml.types import MarkOperatingPoint, OperatingPoints
 
 MODEL_WEIGHTS = "model.safetensors"
 DETECTOR_CONFIG = "detector.yaml"
@@ -79,8 +81,27 @@ class Bundle:
     detector_params: DetectorParams
     crop: CropParams
     max_length: int
-    threshold: float
+    operating: OperatingPoints
     marks: MarkOperatingPoint = field(default_factory=MarkOperatingPoint)
+    calibration: LevelCalibration = field(default_factory=LevelCalibration)
+
+    @property
+    def threshold(self) -> float:
+        """The study operating threshold (the manifest's ``threshold``)."""
+        return self.operating.study.threshold
+
+    @property
+    def per_level(self) -> bool:
+        """The manifest states an operating point per level (not one threshold)."""
+        return "operating_points" in self.manifest
+
+    @property
+    def study_marks(self) -> MarkOperatingPoint:
+        """The marks' operating point, with the view threshold when the bundle has one."""
+        if not self.per_level:
+            return self.marks
+        return MarkOperatingPoint(self.marks.threshold, self.marks.max_per_image,
+                                  view_threshold=self.operating.view.threshold)
 
     @property
     def digest(self) -> str:
@@ -137,7 +158,9 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
                 detector_config: dict[str, Any], tokenizer_dir: Path | None,
                 preprocess: PreprocessParams, threshold: float,
                 training_data: dict[str, Any], extra_files: dict[str, bytes] | None = None,
-                notes: str = "", marks: MarkOperatingPoint | None = None) -> dict[str, Any]:
+                notes: str = "", marks: MarkOperatingPoint | None = None,
+                operating: OperatingPoints | None = None,
+                calibration: LevelCalibration | None = None) -> dict[str, Any]:
     """Write a bundle to ``out_dir`` (created; must be empty) and return its manifest.
 
     ``model_section`` describes the architecture as ``build_model`` reads it; for an
@@ -145,7 +168,9 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
     tokenizer files are copied from ``tokenizer_dir``. ``extra_files`` (relative path ->
     bytes), e.g. an evaluation report, are written and pinned too. ``marks`` is the
     operating point for marks (``ml.types.MarkOperatingPoint``); without it the manifest
-    names none and readers take the defaults.
+    names none and readers take the defaults. ``operating`` (per-level thresholds) and
+    ``calibration`` (per-level maps) are written when given; ``threshold`` is then the
+    study threshold.
     """
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -180,8 +205,12 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
         "notes": notes,
         "model": section,
         "preprocessing": {f.name: getattr(preprocess, f.name) for f in fields(preprocess)},
-        "threshold": threshold,
-        **({"marks": asdict(marks)} if marks is not None else {}),
+        "threshold": operating.study.threshold if operating is not None else threshold,
+        **({"operating_points": operating_points_manifest(operating)}
+           if operating is not None else {}),
+        **({"calibration": calibration.as_manifest()} if calibration is not None else {}),
+        **({"marks": {k: v for k, v in asdict(marks).items() if k != "view_threshold"}}
+           if marks is not None else {}),
         "training_data": training_data,
         "files": {p.relative_to(root).as_posix(): sha256_file(p)
                   for p in sorted(root.rglob("*")) if p.is_file()},
@@ -219,6 +248,12 @@ def load_bundle(path: Path | str | None = None) -> Bundle:
     tokenizer_dir = (resolve_location(text["external"]["location"]) if external
                      else root / TOKENIZER_DIR)
     crop = section.get("crop", {})
+    try:
+        calibration = LevelCalibration.from_manifest(manifest.get("calibration"))
+        operating = operating_points_from_manifest(manifest.get("operating_points"),
+                                                   float(manifest["threshold"]), calibration)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{MANIFEST}: calibration or operating points: {exc}") from exc
     return Bundle(
         path=root, manifest=manifest, model=model.eval(), detector=detector.eval(),
         tokenizer=load_tokenizer(tokenizer_dir),
@@ -227,7 +262,7 @@ def load_bundle(path: Path | str | None = None) -> Bundle:
                                                          "k": section["k"]}),
         crop=_dataclass_from(CropParams, crop),
         max_length=int(text.get("max_length", 128)),
-        threshold=float(manifest["threshold"]),
+        operating=operating, calibration=calibration,
         marks=_marks(manifest.get("marks", {})),
     )
 

@@ -14,6 +14,7 @@ import typer
 
 COMMAND_MODULES = (
     "ml.synth.command",
+    "ml.site_data.command",
     "ml.train.command",
     "ml.evaluate.command",
 )

@@ -181,7 +181,8 @@ class Pipeline:
         with self._stage("fusion"):
             text = texts[torch.tensor([item.study for item in chunk], device=self.device)]
             logits, attention = self.model.fusion(roi_features, mask, text)  # (B, 2), (B, K)
-        probabilities = logits.float().softmax(dim=-1)[:, 1].cpu().tolist()
+        scores = logits.float().softmax(dim=-1)[:, 1].cpu().numpy()
+        probabilities = self.bundle.calibration.view(scores).tolist()
         attention = attention.float().cpu()
         for b, item in enumerate(chunk):
             r = rois[b]
@@ -194,7 +195,7 @@ class Pipeline:
                         for j in range(int(r.mask.sum()))]
             yield ViewPrediction(sop_instance_uid=item.uid, laterality=ready[b].laterality,
                                  view=ready[b].view, probability=probabilities[b],
-                                 rois=roi_list,
+                                 score=float(scores[b]), rois=roi_list,
                                  breast_region=(float(rx0), float(ry0), float(rx1), float(ry1)))
 
     def _upload(self, prepared: PreparedView | ViewPlan) -> PreparedView:
@@ -226,15 +227,19 @@ class Pipeline:
 
     def _study_prediction(self, study: StudyInput,
                           views: list[ViewPrediction]) -> StudyPrediction:
-        breasts: dict[str, float] = {}
-        scored = [v for v in views if v.probability is not None]
+        """Breast and study probabilities: each level's calibration of its highest raw view
+        score (a view of unknown laterality counts for the study only)."""
+        raw: dict[str, float] = {}
+        scored = [v for v in views if v.score is not None]
         for v in scored:
             if v.laterality in ("R", "L"):
-                breasts[v.laterality] = max(breasts.get(v.laterality, 0.0), v.probability or 0.0)
-        unknown = [v.probability for v in scored if v.laterality not in ("R", "L")]
-        candidates = [*breasts.values(), *(p for p in unknown if p is not None)]
-        return StudyPrediction(study_uid=study.study_uid,
-                               probability=max(candidates) if candidates else None,
-                               breasts=breasts, views=views, bundle_digest=self.bundle.digest,
-                               history_used=bool(study.history.strip()),
-                               threshold=self.bundle.threshold, marks=self.bundle.marks)
+                raw[v.laterality] = max(raw.get(v.laterality, 0.0), v.score or 0.0)
+        highest = max((v.score or 0.0 for v in scored), default=None)
+        calibration = self.bundle.calibration
+        return StudyPrediction(
+            study_uid=study.study_uid,
+            probability=None if highest is None else calibration.study.one(highest),
+            breasts={side: calibration.breast.one(score) for side, score in raw.items()},
+            views=views, bundle_digest=self.bundle.digest,
+            history_used=bool(study.history.strip()), operating=self.bundle.operating,
+            marks=self.bundle.study_marks)

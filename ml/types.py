@@ -41,12 +41,13 @@ class ViewPrediction:
     sop_instance_uid: str
     laterality: str | None  # "R" | "L" | None
     view: str | None  # "CC" | "MLO" | ... | None
-    probability: float | None  # None when the view could not be scored (see error)
+    probability: float | None  # calibrated; None when the view could not be scored (error)
     rois: list[RoiPrediction] = field(default_factory=list)
     error: str | None = None
     # The breast region the model looked at, (x0, y0, x1, y1) in stored pixels; None when
     # the view could not be prepared.
     breast_region: tuple[float, float, float, float] | None = None
+    score: float | None = None  # the model's raw output, before the view calibration
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,66 @@ class MarkOperatingPoint:
 
     threshold: float = 0.25
     max_per_image: int = 4
+    # With per-level operating points, marks are required only on a view whose
+    # probability reaches the view operating threshold; None: no view condition.
+    view_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class LevelOperatingPoint:
+    """The threshold of one level, the target it was chosen at and what it reached."""
+
+    threshold: float
+    target: str = ""  # "specificity:0.90", "sensitivity:0.85", "youden"
+    reached: str = ""  # "specificity 0.90, sensitivity 0.84 on 96 validation cases"
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """Where a probability becomes a flag, per level. The study threshold sets the HL7
+    abnormal flag, the breast threshold the SR and CAD SR impressions, the view threshold
+    which views' ROIs are required marks. ``calibration`` says how the probabilities were
+    calibrated ("" when they are the model's raw, class-balanced scores)."""
+
+    view: LevelOperatingPoint
+    breast: LevelOperatingPoint
+    study: LevelOperatingPoint
+    calibration: str = ""
+
+    @classmethod
+    def single(cls, threshold: float) -> OperatingPoints:
+        """A bundle of one threshold for every level, chosen on validation views."""
+        point = LevelOperatingPoint(threshold, "one threshold")
+        return cls(point, point, point)
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.calibration)
+
+    def statement(self) -> str:
+        """One line (under 200 characters) for the SR, the CAD SR, the ORU and ``results``:
+        ``calibrated (platt, validation split (96 studies)); flags at study >= 0.5123
+        (specificity:0.90), breast >= ..., view >= ...``."""
+        scores = (f"calibrated ({self.calibration})" if self.calibrated
+                  else "not calibrated (raw model scores)")
+        flags = ", ".join(f"{name} >= {point.threshold:.4f} ({point.target})"
+                          for name, point in (("study", self.study), ("breast", self.breast),
+                                              ("view", self.view)))
+        return f"{scores}; flags at {flags}"
 
 
 @dataclass(frozen=True)
 class StudyPrediction:
     study_uid: str
-    probability: float | None  # max over breasts
-    breasts: dict[str, float]  # "R"/"L" -> max over that breast's views
+    probability: float | None  # the study calibration of the highest view score
+    breasts: dict[str, float]  # "R"/"L" -> the breast calibration of its highest view score
     views: list[ViewPrediction]
     bundle_digest: str
     history_used: bool
-    threshold: float  # the bundle's operating threshold
+    operating: OperatingPoints
     marks: MarkOperatingPoint = field(default_factory=MarkOperatingPoint)
+
+    @property
+    def threshold(self) -> float:
+        """The study operating threshold: where the study is flagged abnormal."""
+        return self.operating.study.threshold

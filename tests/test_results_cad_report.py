@@ -13,11 +13,12 @@ import dataclasses
 import pydicom
 import pytest
 
-from ml.types import MarkOperatingPoint
+from ml.types import LevelOperatingPoint, MarkOperatingPoint
 from mmbcd_node.results.cad_report import MAMMOGRAPHY_CAD_SR, build_mammography_cad_report
 from mmbcd_node.results.result_set import ResultSet
 from tests.support.dicom_validation import assert_sr_template, dciodvfy_errors, dsrdump, write
 from tests.support.predictions import (
+    OPERATING,
     PIXEL_SPACING,
     SERIES_NUMBERS,
     make_result_set,
@@ -321,3 +322,27 @@ def test_no_readable_view_gives_no_algorithms_succeeded(tmp_path, result_set):
     assert _code(_child(cad, "Summary of Detections"))[0] == "111224"  # Failed
     with pytest.raises(ResultError, match="no view could be scored"):
         build_structured_report(result)
+
+
+def test_breast_impressions_follow_the_breast_operating_point_not_the_studys(tmp_path,
+                                                                            result_set):
+    operating = dataclasses.replace(
+        OPERATING, breast=LevelOperatingPoint(0.2, "sensitivity:0.95"),
+        study=LevelOperatingPoint(0.9, "specificity:0.95"))
+    result = dataclasses.replace(result_set, prediction=dataclasses.replace(
+        result_set.prediction, operating=operating))
+    cad = _cad_report(tmp_path, result)
+    intents = sorted(_code(_child(i, "Rendering Intent"))[0] for i in _impressions(cad))
+    assert intents == [REQUIRED, REQUIRED]  # breasts 0.81 and 0.22, both >= 0.2
+    parameters = [item.TextValue for item in _children(
+        _child(cad, "Summary of Detections"), "Algorithm Parameters")] or [
+        item.TextValue for item in _all(cad) if _name(item) == "Algorithm Parameters"]
+    assert any(text.startswith("operating_point=calibrated (platt") and
+               "breast >= 0.2000 (sensitivity:0.95)" in text for text in parameters)
+
+
+def _all(item: pydicom.Dataset) -> list[pydicom.Dataset]:
+    found = []
+    for child in getattr(item, "ContentSequence", []):
+        found += [child, *_all(child)]
+    return found

@@ -22,7 +22,7 @@ from mmbcd_node.results.label_layout import Rect, leader, place_labels
 from mmbcd_node.results.outputs import build_outputs
 from mmbcd_node.results.presentation_state import build_presentation_states
 from mmbcd_node.results.result_set import ResultSet
-from mmbcd_node.results.roi_marks import HISTORY_TAG, RED, roi_marks, score_text
+from mmbcd_node.results.roi_marks import HISTORY_TAG, RED, legend, roi_marks, score_text
 from mmbcd_node.results.secondary_capture import (
     build_secondary_captures,
     layout_view,
@@ -319,3 +319,17 @@ def test_sc_of_a_view_without_view_code_takes_the_code_of_its_view(tmp_path):
     assert (code.CodeValue, code.CodingSchemeDesignator) == ("399162004", "SCT")
     assert source.ViewPosition == "CC"
     assert dciodvfy_errors(write(sc, tmp_path, "sc.dcm")) == []
+
+
+def test_a_view_below_the_view_operating_point_has_no_required_mark():
+    rois = [RoiPrediction((10, 10, 40, 40), 0.9, 0.7), RoiPrediction((50, 50, 80, 80), 0.1, 0.3)]
+    point = MarkOperatingPoint(threshold=0.25, max_per_image=4, view_threshold=0.5)
+    below = ViewPrediction("1.2.3", "R", "CC", 0.3, rois)
+    assert [mark.required for mark in roi_marks(below, point)] == [False, False]
+    assert legend(roi_marks(below, point), point)[-1] == \
+        "#1, #2 optional: view probability below 0.500"
+    above = dataclasses.replace(below, probability=0.6)
+    assert [mark.required for mark in roi_marks(above, point)] == [True, False]
+    assert legend(roi_marks(above, point), point)[-1] == "#2 optional: score below 0.250"
+    without = MarkOperatingPoint(threshold=0.25, max_per_image=4)  # a one-threshold bundle
+    assert [mark.required for mark in roi_marks(below, without)] == [True, False]

@@ -182,6 +182,10 @@ def test_structured_report_states_history_fields_and_views_used(tmp_path, result
     assert texts["Clinical history source"] == ["clinical history from OBR-13, OBR-31"]
     assert texts["Clinical history used"] == [result_set.history.text]
     assert texts["Views used"] == ["all 4 views used"]
+    assert texts["Calibration and operating point"] == [
+        "calibrated (platt, validation split (96 studies)); flags at study >= 0.5000 "
+        "(specificity:0.90), breast >= 0.4500 (specificity:0.90), view >= 0.4200 "
+        "(specificity:0.90)"]
 
 
 def test_order_values_too_long_for_their_vr_are_cut_with_a_marker_and_kept_whole(tmp_path):

@@ -47,6 +47,7 @@ from tests.support.certificates import issue, make_ca
 from tests.support.hl7_client import Ack, order_message
 from tests.support.hl7_validation import field, segments, strict_message
 from tests.support.mammo import make_mammogram, write_mammogram
+from tests.support.predictions import OPERATING
 from tests.support.ris import Ris
 
 ORDER_PID = "PID|1||PAT7^^^HOSP^MR||Doe^Jane||19700101|F"
@@ -112,7 +113,8 @@ def add_result(sessions, config: NodeConfig, *, study_id: int | None = None,
                         right_probability=probability if scored else None,
                         left_probability=0.125 if scored else None,
                         not_attempted_reason=not_attempted, all_views_used=scored,
-                        operating_threshold=0.5, bundle_digest="f" * 64,
+                        operating_threshold=0.5, breast_threshold=0.3,
+                        operating_point=OPERATING.statement(), bundle_digest="f" * 64,
                         model_version="mmbcd-demo 1.0", history_used=True,
                         history_sources='["OBR-13", "NTE-3"]',
                         predecessor_id=previous.id if previous else None)
@@ -162,8 +164,13 @@ def test_oru_echoes_the_order_and_carries_scores_flag_provenance_and_study_uid(
             for obx in parse_message(text, find_groups=False).obx}
     case = rows["111047"]
     assert (case.obx_5.to_er7(), case.obx_8.to_er7()) == ("0.8750", "A")
-    assert rows["BREAST-R"].obx_5.to_er7() == "0.8750"
-    assert rows["BREAST-L"].obx_5.to_er7() == "0.1250"
+    # Each breast is flagged at the breast threshold (0.3), the case at the study's (0.5).
+    assert (rows["BREAST-R"].obx_5.to_er7(), rows["BREAST-R"].obx_8.to_er7()) == ("0.8750", "A")
+    assert (rows["BREAST-L"].obx_5.to_er7(), rows["BREAST-L"].obx_8.to_er7()) == ("0.1250", "N")
+    assert rows["OPERATING-POINT"].obx_5.to_er7() == (
+        "calibrated (platt, validation split (96 studies)); flags at study >= 0.5000 "
+        "(specificity:0.90), breast >= 0.4500 (specificity:0.90), view >= 0.4200 "
+        "(specificity:0.90)")
     assert "mmbcd-demo 1.0" in rows["111003"].obx_5.to_er7()
     assert rows["HISTORY-SOURCE"].obx_5.to_er7() == "clinical history from OBR-13, NTE-3"
     assert rows["110180"].obx_5.to_er7() == study_uid

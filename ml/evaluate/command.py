@@ -59,5 +59,49 @@ def evaluate(
     typer.echo(f"report written to {out}/evaluation.md")
 
 
+CALIBRATION = typer.Option(None, "--calibration",
+                           help="platt (temperature and prevalence shift on the logit; the "
+                           "default) or isotonic (needs more validation cases).")
+OPERATING_POINT = typer.Option(
+    [], "--operating-point", help="LEVEL=TARGET, LEVEL view, breast or study; TARGET "
+    "specificity:V, sensitivity:V or youden; repeatable. Default: specificity:0.90 at "
+    "every level.")
+
+
+def calibrate(
+    bundle: Path = typer.Option(..., "--bundle", help="Bundle folder to recalibrate."),
+    data: Path = typer.Option(..., "--data", help="Data set whose validation studies fit the "
+                              "maps and thresholds (never its test studies)."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    split: str = typer.Option("val", "--split", help="Split to fit on (all studies when the "
+                              "data set marks none)."),
+    method: str | None = CALIBRATION,
+    operating_point: list[str] = OPERATING_POINT,
+    version: str | None = typer.Option(None, "--version", help="Version of the new bundle "
+                                       "(default: the old one's)."),
+    device: str = typer.Option("auto", "--device"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+) -> None:
+    """Calibrate a bundle's probabilities and set its per-level operating points on
+    validation studies; the weights are unchanged."""
+    from ml.calibration import CalibrationError
+    from ml.evaluate.recalibration import recalibrate_bundle
+    from ml.evaluate.scoring import EvaluationError
+    from ml.manifest import BundleError
+    from ml.operating_points import TargetError, parse_targets
+
+    try:
+        manifest = recalibrate_bundle(bundle, data, out, method=method or "platt",
+                                      targets=parse_targets(operating_point), split=split,
+                                      version=version, device=device, force=force)
+    except (BundleError, EvaluationError, CalibrationError, TargetError) as exc:
+        _fail(str(exc))
+        return
+    for level, point in manifest["operating_points"].items():
+        typer.echo(f"{level}: threshold {point['threshold']:.4f} ({point['target']})")
+    typer.echo(f"bundle {out} digest {manifest['digest']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
+    app.command("calibrate")(calibrate)

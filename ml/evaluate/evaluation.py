@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from ml.bundle import load_bundle
-from ml.evaluate.figures import attention_picture, roc_png
+from ml.calibration import LEVELS, expected_calibration_error
+from ml.evaluate.bootstrap import auc_interval
+from ml.evaluate.figures import attention_picture, reliability_png, roc_png
 from ml.evaluate.report import evaluation_markdown
 from ml.evaluate.scoring import ScoredView, level_metrics, level_scores, score_studies, test_split
+from ml.operating_points import operating_points_manifest
 from ml.pipeline import Pipeline
 from ml.synth.dataset import load_manifest, read_manifest_meta
 from ml.train.roi_cache import progress_bar
@@ -40,10 +43,16 @@ def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path 
         scored = score_studies(pipeline, studies,
                                progress=lambda done: bar.update(task, completed=done))
     out.mkdir(parents=True, exist_ok=True)
-    metrics = level_metrics(scored, bundle.threshold)
+    metrics = level_metrics(scored, bundle.operating)
     scores = level_scores(scored)
-    figures = [roc_png({"view": scores["view"], "breast": scores["breast"]}, out / "roc.png",
-                       title=f"{bundle.name} on {data.name}").name]
+    for level in LEVELS:
+        labels, probabilities = scores[level]
+        interval = auc_interval(labels, probabilities)
+        metrics[level]["auc_95ci"] = [interval.low, interval.high]
+        metrics[level]["ece"] = expected_calibration_error(labels, probabilities)
+    figures = [roc_png(dict(scores), out / "roc.png", title=f"{bundle.name} on {data.name}").name,
+               reliability_png(dict(scores), out / "reliability.png",
+                               title=f"{bundle.name} on {data.name}").name]
     for i, item in enumerate(picture_views(scored, pictures)):
         name = (f"attention/{i:02d}_{item.study.accession}_{item.view.laterality}"
                 f"{item.view.view}.png")
@@ -59,7 +68,9 @@ def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path 
                              if k.endswith(".safetensors")}},
         "data": {"name": data.name, "studies": len(studies), "views": len(scored),
                  "seed": meta.get("seed"), "config": meta.get("config")},
-        "threshold": bundle.threshold, "metrics": metrics, "figures": figures,
+        "threshold": bundle.threshold, "calibration": bundle.operating.calibration,
+        "operating_points": operating_points_manifest(bundle.operating),
+        "metrics": metrics, "figures": figures,
     }
     if ablation is not None:
         report["ablation"] = json.loads((ablation / "ablation.json").read_text())["rows"]

@@ -42,6 +42,35 @@ def roc_png(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path
     return path
 
 
+def reliability_png(levels: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path,
+                    title: str = "Reliability", bins: int = 10) -> Path:
+    """A reliability diagram: per level, the observed cancer rate against the mean
+    predicted probability in ``bins`` equal-width bins (marker area ~ cases), with the
+    level's expected calibration error; the diagonal is perfect calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ml.calibration import expected_calibration_error, reliability_bins
+
+    figure, axis = plt.subplots(figsize=(5, 5), dpi=100)
+    for name, (labels, probabilities) in levels.items():
+        points = reliability_bins(labels, probabilities, bins)
+        ece = expected_calibration_error(labels, probabilities, bins)
+        axis.plot([p for p, _, _ in points], [o for _, o, _ in points], marker="o",
+                  label=f"{name} (ECE {ece:.3f})")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axis.set(xlabel="Predicted probability (bin mean)", ylabel="Observed cancer rate",
+             title=title, xlim=(0, 1), ylim=(0, 1.01))
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def display_image(source: Path | str, voi: str = "window") -> np.ndarray:
     """The stored image of a DICOM file as 8-bit display values (MONOCHROME1 inverted)."""
     ds = read_dataset(source)

@@ -30,6 +30,8 @@ class BinaryMetrics:
     f1: float
     auc: float
     recall_at_fpr: dict[str, float]  # "0.025" -> recall
+    sensitivity: float  # at the threshold
+    specificity: float  # at the threshold
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -63,7 +65,9 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float],
         accuracy=float(accuracy_score(y, predicted)),
         f1=float(f1_score(y, predicted, zero_division=0)),
         auc=float(roc_auc_score(y, s)),
-        recall_at_fpr={str(t): recall_at_fpr(y, s, t) for t in FPR_TARGETS})
+        recall_at_fpr={str(t): recall_at_fpr(y, s, t) for t in FPR_TARGETS},
+        sensitivity=float(predicted[y == 1].mean()),
+        specificity=float(1 - predicted[y == 0].mean()))
 
 
 def breast_scores(view_keys: Sequence[tuple[str, str]], view_scores: Sequence[float],

@@ -6,7 +6,9 @@ breasts -> views, with labels, lesion boxes, findings and histories) and
 ``manifest.csv`` (one row per view, the same facts flattened). Boxes are
 (x0, y0, x1, y1) in stored pixel coordinates of the view's DICOM file. A view's
 label is its breast's label (1 = cancer in that breast, visible on the view or not);
-``boxes`` lists only the cancers drawn visibly on that view.
+``boxes`` lists only the cancers drawn visibly on that view. An imported data set
+(``mmbcd-train import``) has the same manifest without images or orders of its own: its
+views are absolute paths of the site's files, referenced where they are.
 """
 
 from __future__ import annotations
@@ -64,8 +66,13 @@ class StudyRecord:
     breast_labels: dict[str, int]  # "R"/"L" -> 0/1
     history: str
     split: str | None
-    order_path: Path
+    order_path: Path | None  # the ORM^O01 of a synthetic study; None for imported data
     views: list[ViewRecord]
+
+
+def _stored_path(path: Path, root: Path) -> str:
+    """A file under the data set's folder relative to it; a referenced one absolute."""
+    return (path.relative_to(root) if path.is_relative_to(root) else path).as_posix()
 
 
 def _box(value: Any) -> Box | None:
@@ -78,9 +85,9 @@ def _study_to_json(study: StudyRecord, root: Path) -> dict[str, Any]:
         "study_uid": study.study_uid, "accession": study.accession,
         "patient_id": study.patient_id, "label": study.label,
         "breast_labels": study.breast_labels, "history": study.history, "split": study.split,
-        "order": study.order_path.relative_to(root).as_posix(),
+        "order": None if study.order_path is None else _stored_path(study.order_path, root),
         "views": [{
-            "path": v.path.relative_to(root).as_posix(), "sop_instance_uid": v.sop_instance_uid,
+            "path": _stored_path(v.path, root), "sop_instance_uid": v.sop_instance_uid,
             "laterality": v.laterality, "view": v.view, "label": v.label,
             "boxes": [list(b) for b in v.boxes],
             "findings": [{"kind": f.kind, "malignant": f.malignant, "visibility": f.visibility,
@@ -96,7 +103,8 @@ def _study_from_json(item: dict[str, Any], root: Path) -> StudyRecord:
         study_uid=item["study_uid"], accession=item["accession"], patient_id=item["patient_id"],
         label=int(item["label"]), breast_labels={k: int(v) for k, v in
                                                  item["breast_labels"].items()},
-        history=item["history"], split=item.get("split"), order_path=root / item["order"],
+        history=item["history"], split=item.get("split"),
+        order_path=root / item["order"] if item.get("order") else None,
         views=[ViewRecord(
             path=root / v["path"], sop_instance_uid=v["sop_instance_uid"],
             laterality=v["laterality"], view=v["view"], label=int(v["label"]),
@@ -132,7 +140,7 @@ def write_manifest(root: Path, studies: list[StudyRecord], meta: dict[str, Any])
             for v in s.views:
                 writer.writerow([
                     s.study_uid, s.accession, s.patient_id, s.split or "", v.laterality, v.view,
-                    v.path.relative_to(root).as_posix(), v.sop_instance_uid, v.label,
+                    _stored_path(v.path, root), v.sop_instance_uid, v.label,
                     s.breast_labels[v.laterality], s.label,
                     ";".join(" ".join(f"{c:.1f}" for c in b) for b in v.boxes),
                     ";".join(f"{f.kind}:{f.visibility}" for f in v.findings),

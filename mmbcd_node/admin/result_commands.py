@@ -18,7 +18,7 @@ from mmbcd_node.send.deliveries import requeue_deliveries
 from mmbcd_node.send.store_scu import DestinationUnavailable, echo
 
 SCORE_COLUMNS = ("result", "state", "study", "right", "left", "threshold", "history",
-                 "views", "not_attempted", "model", "created_at")
+                 "views", "not_attempted", "model", "created_at", "operating_point")
 ROI_COLUMNS = ("view", "laterality", "rank", "box", "detector_score", "attention")
 DELIVERY_COLUMNS = ("destination", "kind", "state", "count")
 
@@ -40,6 +40,8 @@ def result_records(session: Session, study_id: int, *, include_old: bool = False
             "left": None if result.left_probability is None
             else round(result.left_probability, 4),
             "threshold": result.operating_threshold,
+            "breast_threshold": result.breast_threshold,
+            "operating_point": result.operating_point,
             "history": ", ".join(sources) if result.history_used else "none available",
             "views": "all" if result.all_views_used else "partial",
             "not_attempted": result.not_attempted_reason,

@@ -64,7 +64,10 @@ class Result(Base):
     left_probability: Mapped[float | None] = mapped_column(Float)
     bundle_digest: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(64))
-    operating_threshold: Mapped[float | None] = mapped_column(Float)
+    operating_threshold: Mapped[float | None] = mapped_column(Float)  # study level
+    breast_threshold: Mapped[float | None] = mapped_column(Float)
+    # Whether the probabilities are calibrated and where each level's flag is set.
+    operating_point: Mapped[str | None] = mapped_column(Text)
     history_used: Mapped[bool] = mapped_column(Boolean, default=False)
     # JSON list of the order fields the history came from ("OBR-13", "NTE-3"); [] = none.
     history_sources: Mapped[str] = mapped_column(Text, default="[]")

@@ -135,6 +135,7 @@ def _algorithm(result: ResultSet, parameters: bool = False) -> list[TextContentI
     lines = [] if not parameters else [
         f"bundle_version={result.bundle.version}", *result.bundle.parameter_lines(),
         f"mark_threshold={result.prediction.marks.threshold}",
+        f"operating_point={result.prediction.operating.statement()}",
         f"max_marks_per_image={result.prediction.marks.max_per_image}",
         f"history={result.history.statement()}", f"views={result.views_statement()}",
         *(f"input={line}" for line in result.input_statements())]
@@ -177,7 +178,7 @@ def _impression(result: ResultSet, probability: float, views: list[ViewPredictio
     body TID 4005) with the breast's probability of cancer; a single mark is the
     impression's finding itself and carries that probability (TID 4006 row 7), since a
     composite is inferred from at least two findings."""
-    intent = rendering_intent(probability >= result.prediction.threshold)
+    intent = rendering_intent(probability >= result.prediction.operating.breast.threshold)
     impression = ContainerContentItem(cad.INDIVIDUAL_IMPRESSION, relationship_type=INFERRED_FROM)
     if len(marks) == 1:
         ((view, mark),) = marks

@@ -55,6 +55,7 @@ HISTORY_TEXT = _private("HISTORY-TEXT", "Clinical history used")
 VIEWS_USED = _private("VIEWS-USED", "Views used")
 VIEW_NOT_SCORED = _private("VIEW-ERROR", "View not scored")
 IMAGE_NOT_ANALYSED = _private("INPUT-NOTE", "Input not analysed")
+OPERATING_POINT = _private("OPERATING-POINT", "Calibration and operating point")
 
 
 def coding_scheme_identification() -> Dataset:

@@ -70,7 +70,8 @@ class RoiMark:
 def roi_marks(view: ViewPrediction, operating_point: MarkOperatingPoint) -> list[RoiMark]:
     """The view's marks, most suspicious first: its detected ROIs (a whole-breast region
     is not a finding) ranked by detector score, at most ``operating_point.max_per_image``
-    of them, each required when its score reaches ``operating_point.threshold``.
+    of them, each required when its score reaches ``operating_point.threshold`` and the
+    view's probability reaches the view operating threshold (where the bundle has one).
 
     Ties keep the model's order, so the ranking is the same every time.
     """
@@ -79,8 +80,10 @@ def roi_marks(view: ViewPrediction, operating_point: MarkOperatingPoint) -> list
         return []
     attended = max(detected, key=lambda roi: roi.attention)
     ranked = sorted(detected, key=lambda roi: -roi.detector_score)
-    return [RoiMark(rank=rank, roi=roi, required=roi.detector_score >= operating_point.threshold,
-                    most_attended=roi is attended)
+    view_flagged = (operating_point.view_threshold is None
+                    or (view.probability or 0.0) >= operating_point.view_threshold)
+    return [RoiMark(rank=rank, roi=roi, most_attended=roi is attended,
+                    required=view_flagged and roi.detector_score >= operating_point.threshold)
             for rank, roi in enumerate(ranked[:operating_point.max_per_image], start=1)]
 
 
@@ -110,7 +113,13 @@ def legend(marks: list[RoiMark], operating_point: MarkOperatingPoint) -> list[st
               f"(attention {score_text(mark.roi.attention)})"
               for mark in marks if mark.most_attended]
     optional = [f"#{mark.rank}" for mark in marks if not mark.required]
-    if optional:
+    view_below = (operating_point.view_threshold is not None
+                  and any(mark.score >= operating_point.threshold for mark in marks
+                          if not mark.required))
+    if view_below:
+        lines.append(f"{', '.join(optional)} optional: view probability below "
+                     f"{score_text(operating_point.view_threshold or 0.0)}")
+    elif optional:
         lines.append(f"{', '.join(optional)} optional: score below "
                      f"{score_text(operating_point.threshold)}")
     return lines

@@ -242,7 +242,8 @@ def _probabilities(result: ResultSet, algorithm: AlgorithmIdentification) -> lis
 
 def _provenance(result: ResultSet) -> list[TextContentItem]:
     """Which history went in, the whole indications when cut in the header, the views used,
-    views not scored and images not analysed: stated in the report itself, so it travels
+    whether the probabilities are calibrated and where the flags are set, views not scored
+    and images not analysed: stated in the report itself, so it travels
     with the result."""
     items = [TextContentItem(codes.HISTORY_SOURCE, result.history.statement(), CONTAINS)]
     if result.history.available:
@@ -251,6 +252,8 @@ def _provenance(result: ResultSet) -> list[TextContentItem]:
     if was_cut(reason, "LO"):  # Referenced Request Sequence holds it cut
         items.append(TextContentItem(codes.INDICATIONS, reason, CONTAINS))
     items.append(TextContentItem(codes.VIEWS_USED, result.views_statement(), CONTAINS))
+    items.append(TextContentItem(codes.OPERATING_POINT,
+                                 result.prediction.operating.statement()[:1024], CONTAINS))
     for view in result.failed_views:
         label = f"{view.laterality or '?'} {view.view or '?'} {view.sop_instance_uid}: " \
                 f"{view.error or 'not scored'}"

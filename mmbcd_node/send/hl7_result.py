@@ -5,10 +5,11 @@ study's DICOM objects are delivered (or at once where no DICOM destination is
 configured), so the RIS flag never points at a result the PACS does not show yet.
 PID echoes the order's patient (``hl7_patient``); ORC and OBR echo the order's numbers
 and OBR-4 with every component; OBX rows: case probability with the abnormal flag from
-the bundle's operating threshold (for a not-attempted result, the reason nothing could
-be analysed instead), each breast probability, the threshold, the model version, the
-clinical history used (by source field) or that the result is images-only, and the
-Study Instance UID.
+the bundle's study operating threshold (for a not-attempted result, the reason nothing
+could be analysed instead), each breast probability with its flag from the breast
+threshold, the study threshold, whether the probabilities are calibrated and at which
+operating points the flags are set, the model version, the clinical history used (by
+source field) or that the result is images-only, and the Study Instance UID.
 
 The lifecycle (``Hl7ResultStatus``, OBR-25): the first result of an order is
 preliminary (``P``); a re-run (reprocess, late images) whose predecessor may have
@@ -172,6 +173,9 @@ def _entity(field, identifier: str, namespace: str = "") -> None:  # type: ignor
         field.ei_2 = namespace
 
 
+ST_MAX = 199  # an ST value's length limit (HL7 v2.5.1, 2.A.74)
+
+
 def _rows(result: Result, study: Study) -> list[tuple[str, str, str, str]]:
     """(value type, observation identifier, value, abnormal flag) of each OBX."""
     threshold = result.operating_threshold
@@ -183,13 +187,18 @@ def _rows(result: Result, study: Study) -> list[tuple[str, str, str, str]]:
         flag = "" if threshold is None else ("A" if result.probability >= threshold else "N")
         rows.append(("NM", "111047^Probability of cancer^DCM", f"{result.probability:.4f}",
                      flag))
+    breast_threshold = result.breast_threshold
     for side, name, breast in (("R", "Right", result.right_probability),
                                ("L", "Left", result.left_probability)):
         if breast is not None:
             rows.append(("NM", f"BREAST-{side}^{name} breast probability^99MMBCD",
-                         f"{breast:.4f}", ""))
+                         f"{breast:.4f}", "" if breast_threshold is None
+                         else ("A" if breast >= breast_threshold else "N")))
     if threshold is not None:
         rows.append(("NM", "THRESHOLD^Operating threshold^99MMBCD", f"{threshold:.4f}", ""))
+    if result.operating_point:
+        rows.append(("ST", "OPERATING-POINT^Calibration and operating point^99MMBCD",
+                     result.operating_point[:ST_MAX], ""))
     rows.append(("ST", "111003^Algorithm Version^DCM",
                  f"{result.model_version or ''} {result.bundle_digest}".strip(), ""))
     sources = json.loads(result.history_sources or "[]")

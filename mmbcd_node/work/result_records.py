@@ -79,6 +79,8 @@ def record_result(session: Session, *, job_id: int, study_id: int,
         left_probability=prediction.breasts.get("L"),
         bundle_digest=prediction.bundle_digest[:64], model_version=model_version[:64],
         operating_threshold=prediction.threshold,
+        breast_threshold=prediction.operating.breast.threshold,
+        operating_point=prediction.operating.statement(),
         history_used=prediction.history_used and history.available,
         history_sources=json.dumps(list(history.source_fields) if history.available else []),
         all_views_used=bool(prediction.views) and all(v.error is None

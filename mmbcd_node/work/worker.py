@@ -387,7 +387,7 @@ class Worker:
         bundle = self.pipeline.bundle
         prediction = StudyPrediction(study_uid=item.study_uid, probability=None, breasts={},
                                      views=[], bundle_digest=bundle.digest,
-                                     history_used=False, threshold=bundle.threshold)
+                                     history_used=False, operating=bundle.operating)
         objects: list[ResultObject] = []
         if "cad_sr" in self.config.results.kinds and item.images:
             objects = build_outputs(self._result_set(item, prediction, item.images),

@@ -38,7 +38,7 @@ from ml.encoders import load_tokenizer
 from ml.pipeline import Pipeline
 from ml.preprocess import PreprocessParams
 from ml.random_bundle import model_section, random_parts, train_tokenizer
-from ml.types import StudyInput, ViewInput
+from ml.types import OperatingPoints, StudyInput, ViewInput
 from tests.support.mammo import make_mammogram, write_mammogram
 
 VIEWS = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
@@ -71,7 +71,8 @@ def full_size_bundle(imgsz: int) -> Bundle:
                   model=parts.model.eval(), detector=parts.detector.eval(), tokenizer=tokenizer,
                   preprocess=PreprocessParams(),
                   detector_params=DetectorParams(imgsz=imgsz, k=section["k"]),
-                  crop=CropParams(), max_length=128, threshold=0.5)
+                  crop=CropParams(), max_length=128,
+                  operating=OperatingPoints.single(0.5))
 
 
 def make_studies(count: int, rows: int, cols: int) -> list[StudyInput]:

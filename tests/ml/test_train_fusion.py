@@ -155,7 +155,17 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path,
     manifest = export_run(run_dir, tmp_path / "bundle", name="tiny-trained", version="0.1")
     result = json.loads((run_dir / "result.json").read_text())
     bundle = load_bundle(tmp_path / "bundle")  # verifies every digest and the weights
-    assert bundle.threshold == pytest.approx(result["threshold"])
+    # The study threshold is the manifest's threshold; each level has its own point,
+    # chosen on the calibrated validation scores, and the bundle carries the maps.
+    points = result["operating_points"]
+    assert bundle.threshold == pytest.approx(points["study"]["threshold"])
+    assert bundle.per_level and bundle.operating.calibrated
+    assert {level: bundle.operating.__dict__[level].threshold for level in points} == \
+        pytest.approx({level: p["threshold"] for level, p in points.items()})
+    assert bundle.calibration.as_manifest() == result["calibration"]
+    assert all(p["target"] == "specificity:0.90" and "validation cases" in p["reached"]
+               for p in points.values())
+    assert bundle.study_marks.view_threshold == pytest.approx(points["view"]["threshold"])
     assert manifest["model"]["text_encoder"]["external"]["location"].startswith("package:")
     assert "text_encoder.model.embeddings.word_embeddings.weight" not in \
         json.dumps(list(manifest["files"]))  # the frozen encoder is pinned, not copied
@@ -187,8 +197,14 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path,
     prediction = Pipeline(bundle, device="cpu").predict([StudyInput(
         study_uid=study.study_uid, history=study.history,
         views=[ViewInput(v.path, v.sop_instance_uid) for v in study.views])])[0]
-    scored = np.array([v.probability for v in prediction.views])
+    scored = np.array([v.score for v in prediction.views])
     np.testing.assert_allclose(scored, cached[:4], atol=2e-2)
+    # What the node reports is the calibrated probability of each level.
+    np.testing.assert_allclose([v.probability for v in prediction.views],
+                               bundle.calibration.view(scored))
+    assert prediction.probability == pytest.approx(bundle.calibration.study.one(scored.max()))
+    assert prediction.breasts["R"] == pytest.approx(bundle.calibration.breast.one(
+        max(v.score or 0.0 for v in prediction.views if v.laterality == "R")))
     assert prediction.bundle_digest == manifest["digest"]
 
 

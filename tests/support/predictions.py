@@ -14,7 +14,13 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from ml.types import RoiPrediction, StudyPrediction, ViewPrediction
+from ml.types import (
+    LevelOperatingPoint,
+    OperatingPoints,
+    RoiPrediction,
+    StudyPrediction,
+    ViewPrediction,
+)
 from mmbcd_node.images.source_image import source_image
 from mmbcd_node.results.result_set import (
     BundleIdentity,
@@ -80,8 +86,18 @@ def make_prediction(views: list[pydicom.Dataset],
     return StudyPrediction(study_uid=str(views[0].StudyInstanceUID),
                            probability=max(breasts.values()) if breasts else None,
                            breasts=breasts, views=predictions, bundle_digest=BUNDLE.digest,
-                           history_used=True, threshold=0.5)
+                           history_used=True, operating=OPERATING)
 
+
+# Per-level operating points of a calibrated bundle, as ``mmbcd-train fusion`` fits them.
+OPERATING = OperatingPoints(
+    view=LevelOperatingPoint(0.42, "specificity:0.90", "specificity 0.901, sensitivity 0.712 "
+                                                       "on 384 validation cases"),
+    breast=LevelOperatingPoint(0.45, "specificity:0.90", "specificity 0.905, sensitivity "
+                                                         "0.803 on 192 validation cases"),
+    study=LevelOperatingPoint(0.5, "specificity:0.90", "specificity 0.900, sensitivity 0.861 "
+                                                       "on 96 validation cases"),
+    calibration="platt, validation split (96 studies)")
 
 ORDER = OrderContext(accession_number="ACC20260001", placer_order_number="PL-778",
                      filler_order_number="FI-991", requested_procedure_id="RP-12",

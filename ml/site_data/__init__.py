@@ -1,0 +1,1 @@
+"""A site's own mammograms into the training format: ``mmbcd-train import``."""
