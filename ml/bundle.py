@@ -48,6 +48,7 @@ from ml.model import LEGACY_SCORE_FLOOR, MMBCD
 from ml.operating_points import operating_points_from_manifest, operating_points_manifest
 from ml.preprocess import PreprocessParams
 from ml.types import MarkOperatingPoint, OperatingPoints
+from ml.view_text import check_context
 
 MODEL_WEIGHTS = "model.safetensors"
 DETECTOR_CONFIG = "detector.yaml"
@@ -89,6 +90,12 @@ class Bundle:
     def threshold(self) -> float:
         """The study operating threshold (the manifest's ``threshold``)."""
         return self.operating.study.threshold
+
+    @property
+    def text_context(self) -> str:
+        """What the text encoder reads besides the history (``ml.view_text``)."""
+        return str(self.manifest.get("model", {}).get("text_encoder", {})
+                   .get("context", "none"))
 
     @property
     def per_level(self) -> bool:
@@ -249,6 +256,7 @@ def load_bundle(path: Path | str | None = None) -> Bundle:
                      else root / TOKENIZER_DIR)
     crop = section.get("crop", {})
     try:
+        check_context(str(section["text_encoder"].get("context", "none")))
         calibration = LevelCalibration.from_manifest(manifest.get("calibration"))
         operating = operating_points_from_manifest(manifest.get("operating_points"),
                                                    float(manifest["threshold"]), calibration)

@@ -28,6 +28,7 @@ from ml.detector import Rois, detect
 from ml.encoders import tokenize
 from ml.preprocess import PreparedView, ViewPlan, plan_view, prepare_view, read_dataset
 from ml.types import RoiPrediction, StudyInput, StudyPrediction, ViewPrediction
+from ml.view_text import view_text
 from ml.views import laterality_of, view_of
 
 log = logging.getLogger(__name__)
@@ -153,12 +154,22 @@ class Pipeline:
                                   probability=None, error=f"{type(exc).__name__}: {exc}")
 
     def _encode_histories(self, studies: list[StudyInput]) -> torch.Tensor:
+        """The encoded text of every study, and with the ``side`` context of each of its
+        sides: row ``_text_row(study, laterality)``."""
         if not studies:
             return torch.empty(0)
-        ids, mask = tokenize(self.bundle.tokenizer, [s.history for s in studies],
-                             self.bundle.max_length, self.device)
+        texts = [view_text(s.history, side, self.bundle.text_context)
+                 for s in studies for side in self._sides()]
+        ids, mask = tokenize(self.bundle.tokenizer, texts, self.bundle.max_length, self.device)
         with self._autocast():
-            return self.model.text_encoder(ids, mask).float()  # (S, d_text)
+            return self.model.text_encoder(ids, mask).float()  # (S * sides, d_text)
+
+    def _sides(self) -> tuple[str | None, ...]:
+        return (None,) if self.bundle.text_context == "none" else ("R", "L", None)
+
+    def _text_row(self, study: int, laterality: str | None) -> int:
+        sides = self._sides()
+        return study * len(sides) + sides.index(laterality if laterality in sides else None)
 
     def _score(self, chunk: list[_Pending], texts: torch.Tensor) -> Iterator[ViewPrediction]:
         with self._stage("upload"):
@@ -179,7 +190,9 @@ class Pipeline:
                 embedded = self._image_encoder(crops[mask]).float()  # (N_real, d_image)
             roi_features = self.model.roi_features(embedded, mask, scores)
         with self._stage("fusion"):
-            text = texts[torch.tensor([item.study for item in chunk], device=self.device)]
+            rows = [self._text_row(item.study, view.laterality)
+                    for item, view in zip(chunk, ready, strict=True)]
+            text = texts[torch.tensor(rows, device=self.device)]
             logits, attention = self.model.fusion(roi_features, mask, text)  # (B, 2), (B, K)
         scores = logits.float().softmax(dim=-1)[:, 1].cpu().numpy()
         probabilities = self.bundle.calibration.view(scores).tolist()

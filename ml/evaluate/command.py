@@ -4,7 +4,6 @@ pictures, ``evaluation.json`` and ``evaluation.md``."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -29,8 +28,12 @@ def evaluate(
     pictures: int = typer.Option(8, "--attention-pictures", min=0,
                                  help="How many attention pictures to draw."),
     device: str = typer.Option("auto", "--device"),
+    without_history: bool = typer.Option(True, "--without-history/--with-history-only",
+                                         help="Also score every study with its history "
+                                         "removed (a study without an order)."),
 ) -> None:
-    """Evaluate a bundle on a test set the way the paper reports it."""
+    """Evaluate a bundle on a test set: per level, ROC AUC with its bootstrap interval,
+    calibration error, and sensitivity and specificity at the bundle's operating points."""
     if (bundle is None) == (run is None):
         _fail("give exactly one of --bundle and --run")
     if out is None:
@@ -49,13 +52,16 @@ def evaluate(
                 export_run(run, path, name=f"fusion run {run.resolve().name}", version="",
                            evaluation_dir=Path(tmp) / "none")
             report = evaluate_bundle(path, data, out, ablation=ablation, pictures=pictures,
-                                     device=device)
+                                     device=device, without_history=without_history)
     except (BundleError, EvaluationError, ValueError) as exc:
         _fail(str(exc))
         return
-    metrics = report["metrics"]
-    typer.echo(json.dumps({level: {k: round(m[k], 4) for k in ("accuracy", "f1", "auc")}
-                           for level, m in metrics.items()}))
+    from ml.evaluate.report import metrics_markdown
+
+    typer.echo(metrics_markdown(report["metrics"]))
+    if report.get("without_history"):
+        typer.echo("\nwith every history removed:")
+        typer.echo(metrics_markdown(report["without_history"]))
     typer.echo(f"report written to {out}/evaluation.md")
 
 

@@ -29,9 +29,13 @@ def picture_views(scored: list[ScoredView], count: int) -> list[ScoredView]:
 
 
 def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path | None = None,
-                    pictures: int = 8, device: str = "auto") -> dict[str, Any]:
+                    pictures: int = 8, device: str = "auto",
+                    without_history: bool = True) -> dict[str, Any]:
     """Score the test studies of ``data`` with the bundle; write ``evaluation.json``,
-    ``evaluation.md``, ``roc.png`` and ``attention/*.png`` into ``out``; return the report.
+    ``evaluation.md``, ``roc.png``, ``reliability.png`` and ``attention/*.png`` into
+    ``out``; return the report. With ``without_history`` the studies are scored a second
+    time with every history removed, as the node scores a study that came without an
+    order.
 
     Raises ``BundleError`` for a bad bundle and ``EvaluationError`` for a bad test set.
     """
@@ -42,6 +46,11 @@ def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path 
         task = bar.add_task("evaluating studies", total=len(studies))
         scored = score_studies(pipeline, studies,
                                progress=lambda done: bar.update(task, completed=done))
+        bare = []
+        if without_history:
+            task = bar.add_task("evaluating studies without history", total=len(studies))
+            bare = score_studies(pipeline, studies, histories=False,
+                                 progress=lambda done: bar.update(task, completed=done))
     out.mkdir(parents=True, exist_ok=True)
     metrics = level_metrics(scored, bundle.operating)
     scores = level_scores(scored)
@@ -72,8 +81,11 @@ def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path 
         "operating_points": operating_points_manifest(bundle.operating),
         "metrics": metrics, "figures": figures,
     }
+    if bare:
+        report["without_history"] = level_metrics(bare, bundle.operating)
     if ablation is not None:
-        report["ablation"] = json.loads((ablation / "ablation.json").read_text())["rows"]
+        summary = json.loads((ablation / "ablation.json").read_text())
+        report["ablation"] = {k: v for k, v in summary.items() if k != "runs"}
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "evaluation.md").write_text(evaluation_markdown(report))
     return report

@@ -3,12 +3,9 @@ when given, the ablation table."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ml.evaluate.metrics import FPR_TARGETS
-
-ABLATION_COLUMNS = ("accuracy", "f1", "auc")
 
 
 def metrics_markdown(levels: dict[str, dict[str, Any]]) -> str:
@@ -30,15 +27,39 @@ def metrics_markdown(levels: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def ablation_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The ablation table (paper Table 2 plus text only): view-level accuracy, F1 and AUC,
-    and the breast-level AUC."""
-    lines = ["| model | accuracy | F1 | ROC AUC (view) | ROC AUC (breast) |",
-             "|---|---|---|---|---|"]
-    for row in rows:
-        view, breast = row["view"], row["breast"]
-        lines.append(f"| {row['name']} | {view['accuracy']:.3f} | {view['f1']:.3f} | "
-                     f"{view['auc']:.3f} | {breast['auc']:.3f} |")
+def _spread(entry: dict[str, Any]) -> str:
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f}"
+
+
+def ablation_markdown(summary: dict[str, Any]) -> str:
+    """The ablation table: test ROC AUC per level as mean ± standard deviation over seeds,
+    the study AUC with every history removed, the validation view AUC; then the
+    study-level bootstrap intervals and the validation choice."""
+    seeds = summary.get("seeds") or []
+    lines = [f"Seeds: {', '.join(map(str, seeds))}; mean ± standard deviation over seeds.",
+             "",
+             "| model | AUC view | AUC breast | AUC study | AUC study, no history | "
+             "val AUC view |", "|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        lines.append(f"| {row['name']} | {_spread(row['test_view'])} | "
+                     f"{_spread(row['test_breast'])} | {_spread(row['test_study'])} | "
+                     f"{_spread(row['test_without_history_study'])} | "
+                     f"{_spread(row['val_view'])} |")
+    names = {row["key"]: row["name"] for row in summary["rows"]}
+    if summary.get("intervals"):
+        lines += ["", "Paired bootstrap over test studies (study-level AUC, each model "
+                  "averaged over its seeds):", "",
+                  "| difference | estimate | 95% interval |", "|---|---|---|"]
+        for item in summary["intervals"]:
+            lines.append(f"| {names[item['first']]} − {names[item['second']]} | "
+                         f"{item['difference']:+.3f} | [{item['low']:+.3f}, "
+                         f"{item['high']:+.3f}] ({item['resamples']} resamples) |")
+    choice = summary.get("choice")
+    if choice:
+        lines += ["", f"Text context chosen on validation ({choice['rule']}): "
+                  f"{names[choice['chosen']]} (validation view AUC "
+                  f"{choice['full']:.3f} with side and history dropout, "
+                  f"{choice['masking']:.3f} with the history alone)."]
     return "\n".join(lines)
 
 
@@ -65,6 +86,9 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
              "expected calibration error over 10 equal-width bins; the AUC interval is a "
              "2000-draw percentile bootstrap over the level's cases.",
              "", metrics_markdown(report["metrics"]), ""]
+    if report.get("without_history"):
+        parts += ["## With every history removed (studies without an order)", "",
+                  metrics_markdown(report["without_history"]), ""]
     if report.get("ablation"):
         parts += ["## Ablation (same test set)", "", ablation_markdown(report["ablation"]), ""]
     if report.get("figures"):

@@ -41,15 +41,17 @@ def test_split(studies: Sequence[StudyRecord], data: Path) -> list[StudyRecord]:
 
 
 def score_studies(pipeline: Pipeline, studies: Sequence[StudyRecord], chunk: int = 8,
-                  progress: Callable[[int], None] | None = None) -> list[ScoredView]:
-    """Every view of ``studies`` scored by ``pipeline``, with its study's history.
+                  progress: Callable[[int], None] | None = None,
+                  histories: bool = True) -> list[ScoredView]:
+    """Every view of ``studies`` scored by ``pipeline``, with its study's history (or,
+    without ``histories``, as if no order had come).
 
     Raises ``EvaluationError`` naming the first view the pipeline could not score.
     """
     scored: list[ScoredView] = []
     for start in range(0, len(studies), chunk):
         part = studies[start:start + chunk]
-        inputs = [StudyInput(study_uid=s.study_uid, history=s.history,
+        inputs = [StudyInput(study_uid=s.study_uid, history=s.history if histories else "",
                              views=[ViewInput(v.path, v.sop_instance_uid) for v in s.views])
                   for s in part]
         for study, prediction in zip(part, pipeline.predict(inputs), strict=True):

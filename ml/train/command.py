@@ -57,10 +57,14 @@ def detector(
     warmup: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     background: float = typer.Option(1.0, "--background-per-lesion-view", min=0.0,
                                      help="Benign views kept as background per view with a box."),
+    folds: int = typer.Option(0, "--folds", min=0, help="Also train this many out-of-fold "
+                              "detectors (at least 2), so fusion training takes each "
+                              "training study's ROIs from a detector that never saw it."),
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
-    """Train the ROI detector (Ultralytics YOLO) on the data set's lesion boxes."""
+    """Train the ROI detector (Ultralytics YOLO) on the data set's lesion boxes, and with
+    --folds the out-of-fold detectors of fusion training."""
     from ml.offline import configure_ultralytics
 
     configure_ultralytics()
@@ -110,9 +114,17 @@ def detector(
         task = bar.add_task("detector images", total=len(train_views) + len(val_views))
         data_yaml = write_yolo_dataset(train_views, val_views, out / "yolo", imgsz,
                                        PreprocessParams(), progress=lambda: bar.advance(task))
+    if folds == 1:
+        _fail("--folds needs at least 2 folds (0: none)")
     train_detector(data_yaml, TINY_DETECTOR, out, settings)
     run.close()
     typer.echo(f"detector written to {out}/detector.yaml + detector.safetensors")
+    if folds:
+        from ml.train.detector_folds import train_fold_detectors
+
+        train_fold_detectors(train_views, out / "yolo", out, settings, TINY_DETECTOR, folds,
+                             {"data": str(data.resolve()), "val_fraction": val_fraction})
+        typer.echo(f"{folds} out-of-fold detectors written under {out}/folds")
 
 
 def fusion_settings(recipe: str | None, **values: Any) -> Any:
@@ -161,6 +173,12 @@ def _targets_or_fail(items: list[str]) -> dict[str, str] | None:
         raise
 
 
+TEXT_CONTEXT = typer.Option(None, "--text-context", help="What the text encoder reads "
+                            "besides the history: none, or side (the view's breast first).")
+HISTORY_DROPOUT = typer.Option(None, "--history-dropout", min=0.0, max=1.0,
+                               help="Share of training views shown without their history "
+                               "each epoch (a study without an order is then in "
+                               "distribution).")
 RECIPE = typer.Option(None, "--recipe", help="demo (CPU-sized, make demo-model) or paper "
                       "(ViT-S/8 on 224-px crops, roberta-base; README 'For sites'); options "
                       "given override it.")
@@ -207,6 +225,7 @@ def fusion(
     pretrain_epochs: int | None = PRETRAIN_EPOCHS,
     pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
     calibration: str | None = CALIBRATION, operating_point: list[str] = OPERATING_POINT,
+    text_context: str | None = TEXT_CONTEXT, history_dropout: float | None = HISTORY_DROPOUT,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
@@ -220,7 +239,8 @@ def fusion(
         patch_size=patch_size, frozen_blocks=frozen_blocks, text_location=text_location,
         trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
         pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device,
-        calibration=calibration, operating_targets=_targets_or_fail(operating_point))
+        calibration=calibration, operating_targets=_targets_or_fail(operating_point),
+        text_context=text_context, history_dropout=history_dropout)
     from ml.train.fusion_run import run_fusion
 
     try:
@@ -259,9 +279,16 @@ def ablate(
     test: Path = typer.Option(..., "--test", help="Held-out test data set."),
     detector_run: Path = typer.Option(..., "--detector", help="Detector run folder."),
     out: Path = typer.Option(..., "--out", help="Ablation folder to create."),
-    reuse: Path | None = typer.Option(None, "--reuse", help="Fusion run (full model, with "
-                                      "masking) to use as the last row instead of training "
+    reuse: Path | None = typer.Option(None, "--reuse", help="Fusion run of the recipe to use "
+                                      "as the recipe row of its own seed instead of training "
                                       "it again."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated; every row "
+                              "trains once per seed (at least 3 for a spread)."),
+    rows: str | None = typer.Option(None, "--rows", help="Rows to train, comma-separated "
+                                    "(text, vision, concat, attention, masking, full, "
+                                    "no-confidence); default all that apply."),
+    resamples: int = typer.Option(2000, "--resamples", min=100,
+                                  help="Bootstrap resamples of the intervals."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch: int | None = typer.Option(None, "--batch", min=2),
     lr: float | None = typer.Option(None, "--lr"),
@@ -274,37 +301,46 @@ def ablate(
     crop_size: int | None = typer.Option(None, "--crop-size", min=16),
     trainable_text_layers: int | None = TRAINABLE_TEXT_LAYERS,
     roi_scores: bool | None = ROI_SCORES,
+    text_context: str | None = TEXT_CONTEXT,
+    history_dropout: float | None = HISTORY_DROPOUT,
     pretrain_epochs: int | None = PRETRAIN_EPOCHS,
     pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
     image_weights: Path | None = IMAGE_WEIGHTS,
-    val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
+    val_fraction: float = VAL_FRACTION, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
-    """Train the ablation rows (text only ... + keyword masking) and print one table."""
+    """Train the ablation rows with several seeds; print mean ± sd per level and the
+    bootstrap intervals of the recipe against each single modality."""
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: give integers separated by commas")
+        return
+    if not seed_list:
+        _fail("--seeds names no seed")
     settings = _settings_or_fail(
         recipe, image_weights=str(image_weights) if image_weights else None,
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
         keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size,
         trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
-        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device)
-    from rich.console import Console
-    from rich.table import Table
+        text_context=text_context, history_dropout=history_dropout,
+        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed_list[0],
+        device=device)
+    from ml.evaluate.report import ablation_markdown
+    from ml.train.ablation import ROWS, run_ablation
 
-    from ml.train.ablation import run_ablation
-
+    keys = None if rows is None else [r.strip() for r in rows.split(",") if r.strip()]
+    unknown = sorted(set(keys or ()) - {r.key for r in ROWS})
+    if unknown:
+        _fail(f"--rows: unknown {unknown}; choose from {[r.key for r in ROWS]}")
     try:
-        rows = run_ablation(settings, data, test, detector_run, out, val_fraction=val_fraction,
-                            reuse=reuse, force=force)
+        summary = run_ablation(settings, data, test, detector_run, out, seeds=seed_list,
+                               rows=keys, val_fraction=val_fraction, reuse=reuse,
+                               resamples=resamples, force=force)
     except ValueError as exc:
         _fail(str(exc))
         return
-    table = Table(title=f"Ablation on {test.name}")
-    for column in ("model", "accuracy", "F1", "ROC AUC (view)", "ROC AUC (breast)"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in rows:
-        table.add_row(row["name"], f"{row['view']['accuracy']:.3f}", f"{row['view']['f1']:.3f}",
-                      f"{row['view']['auc']:.3f}", f"{row['breast']['auc']:.3f}")
-    Console().print(table)
+    typer.echo(ablation_markdown(summary))
     typer.echo(f"table written to {out}/ablation.md")
 
 

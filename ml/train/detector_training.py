@@ -100,6 +100,11 @@ def detector_views(studies: Sequence[StudyRecord], background_per_lesion_view: f
     return [views[i] for i in sorted(set(lesion) | chosen)]
 
 
+def yolo_stem(study: StudyRecord, view: ViewRecord) -> str:
+    """The file name (without suffix) of a view's image and label in the YOLO data set."""
+    return f"{study.accession}_{view.laterality}_{view.view}"
+
+
 def write_yolo_split(views: Sequence[tuple[StudyRecord, ViewRecord]], folder: Path, imgsz: int,
                      preprocess: PreprocessParams,
                      progress: Callable[[], None] | None = None) -> int:
@@ -111,7 +116,7 @@ def write_yolo_split(views: Sequence[tuple[StudyRecord, ViewRecord]], folder: Pa
         prepared = prepare_view(view.path, preprocess)
         batch, (scale,) = letterbox([torch.from_numpy(prepared.image)], imgsz)
         pixels = (batch[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        stem = f"{study.accession}_{view.laterality}_{view.view}"
+        stem = yolo_stem(study, view)
         Image.fromarray(pixels).save(folder / "images" / f"{stem}.png")
         lines = []
         for box in view.boxes:

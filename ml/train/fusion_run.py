@@ -8,21 +8,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.progress import Progress
 from safetensors.torch import save_file
+from torch import nn
 
 from ml.bundle import CropParams
 from ml.detector import DetectorParams
 from ml.operating_points import operating_points_manifest
 from ml.pipeline import resolve_device
 from ml.preprocess import PreprocessParams
-from ml.synth.dataset import load_manifest, read_manifest_meta
+from ml.synth.dataset import StudyRecord, load_manifest, read_manifest_meta
+from ml.train.detector_folds import fold_runs
 from ml.train.detector_training import load_detector
 from ml.train.export import RUN_RESULT, RUN_SECTION, RUN_WEIGHTS
 from ml.train.fusion_training import FusionResult, FusionTraining, train_fusion
 from ml.train.roi_cache import cached_views, progress_bar
 from ml.train.run_folder import RunFolder
 from ml.train.splits import check_disjoint, test_studies, training_splits
-from ml.train.view_cache import ViewCache
+from ml.train.view_cache import ViewCache, concat_caches
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +58,39 @@ def prepare_caches(data: Path, detector_run: Path, settings: FusionTraining,
     crop = CropParams(size=settings.crop_size)
     preprocess = PreprocessParams()
     with progress_bar() as bar:
-        train = cached_views("train", splits.train, detector, detector_run, params, crop,
-                             preprocess, bar)
+        train = training_views(splits.train, detector, detector_run, params, crop,
+                               preprocess, bar)
         val = cached_views("val", splits.val, detector, detector_run, params, crop,
                            preprocess, bar)
         test_cache = (cached_views("test", tests, detector, detector_run, params, crop,
                                    preprocess, bar) if with_test and tests else None)
-    counts = {"train": len(splits.train), "val": len(splits.val), "test": len(tests)}
+    counts = {"train": len(splits.train), "val": len(splits.val), "test": len(tests),
+              "out_of_fold_detectors": len(fold_runs(detector_run))}
     return Caches(train, val, test_cache, params, counts)
+
+
+def training_views(studies: list[StudyRecord], detector: nn.Module, detector_run: Path,
+                   params: DetectorParams, crop: CropParams, preprocess: PreprocessParams,
+                   bar: Progress) -> ViewCache:
+    """The training studies' view cache: from the detector run's out-of-fold detectors
+    when it has them (each study's ROIs from the detector that held it out), else from
+    the detector itself. Raises ``ValueError`` when the folds miss a training study."""
+    folds = fold_runs(detector_run)
+    if not folds:
+        return cached_views("train", studies, detector, detector_run, params, crop,
+                            preprocess, bar)
+    missing = {s.study_uid for s in studies} - set().union(*(held for _, held in folds))
+    if missing:
+        raise ValueError(f"{len(missing)} training studies (e.g. {sorted(missing)[0]}) are in "
+                         f"no fold of {detector_run}: train the detector with the same data "
+                         "set and validation split")
+    parts = []
+    for index, (folder, held_out) in enumerate(folds):
+        fold_detector, _ = load_detector(folder)
+        parts.append(cached_views(f"train, fold {index}",
+                                  [s for s in studies if s.study_uid in held_out],
+                                  fold_detector, folder, params, crop, preprocess, bar))
+    return concat_caches(parts)
 
 
 def save_result(run: RunFolder, result: FusionResult, counts: dict[str, int]) -> None:

