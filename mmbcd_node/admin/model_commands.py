@@ -29,6 +29,13 @@ def _summary(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("ROIs per view (K)", model.get("k")), ("crop", model.get("crop")),
         ("preprocessing", manifest.get("preprocessing")),
         ("operating threshold", manifest.get("threshold")),
+        ("text context", text.get("context", "none")),
+        ("calibration", (f"{manifest['calibration']['view']['method']}, "
+                         f"{manifest['calibration']['fitted_on']}")
+         if manifest.get("calibration") else "none (raw scores)"),
+        *((f"operating point ({level})", f"{point['threshold']:.4f} at {point['target']} "
+           f"({point.get('reached', '')})")
+          for level, point in (manifest.get("operating_points") or {}).items()),
         ("training data", manifest.get("training_data")),
         ("files", len(manifest.get("files", {}))), ("notes", manifest.get("notes")),
     ]

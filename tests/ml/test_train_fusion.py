@@ -382,3 +382,59 @@ def test_manifest_history_names_the_pretrained_files_and_their_digests() -> None
     assert f"from /w/yolo11s.pt (sha256:{'cd' * 32}) at 1024 px" in \
         detector_history(init, {"width_multiple": 0.5}, 1024)
     assert "from scratch at 384 px" in detector_history({}, {"width_multiple": 0.06}, 384)
+
+
+@pytest.fixture(scope="module")
+def bundle(data) -> Path:
+    run_dir = data["root"] / "evaluated-run"
+    run_fusion(dataclasses.replace(TINY, epochs=2, text_context="side",
+                                   history_dropout=0.2), data["train"], data["detector"],
+               run_dir, test=data["test"], val_fraction=0.25)
+    export_run(run_dir, data["root"] / "evaluated-bundle", name="tiny", version="0.1")
+    return data["root"] / "evaluated-bundle"
+
+
+def test_evaluate_reports_each_level_at_its_operating_point_with_interval_and_ece(
+        data, bundle, tmp_path) -> None:
+    out = tmp_path / "evaluation"
+    result = CliRunner().invoke(app, ["evaluate", "--bundle", str(bundle), "--data",
+                                      str(data["test"]), "--out", str(out),
+                                      "--attention-pictures", "2"])
+    assert result.exit_code == 0, result.output
+    assert "| level | n | positives | ROC AUC [95% CI] | ECE |" in result.output
+    assert "with every history removed:" in result.output
+    report = json.loads((out / "evaluation.json").read_text())
+    loaded = load_bundle(bundle)
+    for level in ("view", "breast", "study"):
+        metrics = report["metrics"][level]
+        assert metrics["threshold"] == pytest.approx(
+            getattr(loaded.operating, level).threshold)
+        low, high = metrics["auc_95ci"]
+        assert low <= metrics["auc"] <= high and 0.0 <= metrics["ece"] <= 1.0
+        assert report["without_history"][level]["count"] == metrics["count"]
+    assert report["metrics"]["view"]["count"] == 16 and report["metrics"]["study"]["count"] == 4
+    assert report["calibration"].startswith("platt, validation split")
+    assert {"roc.png", "reliability.png"} <= set(report["figures"])
+    assert (out / "reliability.png").stat().st_size > 0
+    text = (out / "evaluation.md").read_text()
+    assert "Probabilities calibrated: platt" in text and "specificity:0.90" in text
+
+
+def test_calibrate_refits_a_bundle_on_validation_studies_only(data, bundle, tmp_path) -> None:
+    out = tmp_path / "recalibrated"
+    result = CliRunner().invoke(app, ["calibrate", "--bundle", str(bundle), "--data",
+                                      str(data["train"]), "--out", str(out),
+                                      "--operating-point", "study=sensitivity:0.5",
+                                      "--version", "0.2"])
+    assert result.exit_code == 0, result.output
+    before, after = load_bundle(bundle), load_bundle(out)  # digests verified
+    assert after.version == "0.2" and after.per_level
+    assert after.operating.study.target == "sensitivity:0.50"
+    assert after.calibration.fitted_on.startswith("val split of train (")
+    assert after.manifest["training_data"]["calibration_data"]["split"] == "val"
+    assert sha256_file(out / "model.safetensors") == sha256_file(bundle / "model.safetensors")
+    assert after.digest != before.digest
+    refused = CliRunner().invoke(app, ["calibrate", "--bundle", str(bundle), "--data",
+                                       str(data["train"]), "--out", str(tmp_path / "x"),
+                                       "--split", "test"])
+    assert refused.exit_code == 2 and "would spend it" in refused.output
