@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
                                        progress=lambda done: bar.update(made, completed=done))
             sent = bar.add_task("sent to the node", total=studies)
             for record in records:
+                assert record.order_path is not None  # synthetic studies have orders
                 order = record.order_path.read_bytes()
                 if orders_first:
                     _send_order(order, hl7_host, config.hl7.port)

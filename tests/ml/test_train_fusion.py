@@ -438,3 +438,33 @@ def test_calibrate_refits_a_bundle_on_validation_studies_only(data, bundle, tmp_
                                        str(data["train"]), "--out", str(tmp_path / "x"),
                                        "--split", "test"])
     assert refused.exit_code == 2 and "would spend it" in refused.output
+
+
+def test_an_imported_data_set_trains_like_a_synthetic_one(data, tmp_path) -> None:
+    import csv
+
+    from ml.site_data.importer import import_dataset
+
+    studies = load_manifest(data["train"])
+    site = tmp_path / "site.csv"
+    with site.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "patient_id", "study_id", "label", "boxes", "history",
+                         "split"])
+        for study in studies:
+            for view in study.views:
+                writer.writerow([view.path, study.patient_id, study.accession, view.label,
+                                 ";".join(" ".join(f"{c:g}" for c in b) for b in view.boxes),
+                                 study.history, study.split])
+    out = tmp_path / "imported"
+    import_dataset("generic", site, out, fractions={}, val_fraction=0.0, seed=0)
+    imported = load_manifest(out)
+    assert [len(s.views) for s in imported] == [len(s.views) for s in studies]
+    caches = prepare_caches(out, data["detector"], TINY, 0.25, data["test"], with_test=False)
+    original = prepare_caches(data["train"], data["detector"], TINY, 0.25, data["test"],
+                              with_test=False)
+    assert torch.equal(caches.train.crops, original.train.crops)  # the same files, unmoved
+    assert caches.train.labels.tolist() == original.train.labels.tolist()
+    result = train_fusion(dataclasses.replace(TINY, epochs=1), caches.detector, caches.train,
+                          caches.val, torch.device("cpu"))
+    assert result.val_metrics["view"]["count"] == len(caches.val)
