@@ -85,29 +85,35 @@ class TextEncoder(nn.Module):
 
     def frozen_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The hidden states (N, L, d_text) entering the first trainable layer, without
-        gradients or dropout. In training they are computed once per text and epoch,
-        and only ``trainable_states`` runs per batch."""
+        gradients or dropout: the embeddings and the frozen layers only. In training they
+        are computed once per text and reused, and only ``trainable_states`` runs per
+        batch."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                 output_hidden_states=True)
+                embeddings: Any = getattr(self.model, "embeddings")  # noqa: B009
+                hidden = embeddings(input_ids=input_ids)
+                layers = transformer_layers(self.model)
+                return self._through(hidden, attention_mask,
+                                     layers[:len(layers) - self.trainable_layers])
         finally:
             self.model.train(was_training)
-        layers = len(transformer_layers(self.model))
-        return out.hidden_states[layers - self.trainable_layers]
+
+    def _through(self, hidden: Tensor, attention_mask: Tensor, layers: Any) -> Tensor:
+        mask = create_bidirectional_mask(config=getattr(self.model, "config"),  # noqa: B009
+                                         inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in layers:
+            out = layer(hidden, mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
 
     def trainable_states(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """The first-token embedding (N, d_text) from ``frozen_states``: the trainable
         layers only. Equals ``forward`` on the same tokens (up to dropout)."""
-        mask = create_bidirectional_mask(config=getattr(self.model, "config"),  # noqa: B009
-                                         inputs_embeds=hidden, attention_mask=attention_mask)
         layers = transformer_layers(self.model)
-        for layer in layers[len(layers) - self.trainable_layers:]:
-            out = layer(hidden, mask)
-            hidden = out[0] if isinstance(out, tuple) else out
-        return hidden[:, 0]
+        return self._through(hidden, attention_mask,
+                             layers[len(layers) - self.trainable_layers:])[:, 0]
 
 
 def transformer_layers(model: nn.Module) -> nn.ModuleList:

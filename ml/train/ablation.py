@@ -34,6 +34,7 @@ from ml.pipeline import resolve_device
 from ml.train.export import load_run_model
 from ml.train.fusion_run import Caches, prepare_caches
 from ml.train.fusion_training import (
+    FrozenTextCache,
     FusionTraining,
     cache_level_scores,
     evaluate_cache,
@@ -181,6 +182,7 @@ def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run:
                                 with_test=True)
         reused = RunFolder.open(reuse, "fusion") if reuse is not None else None
         runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in chosen_rows}
+        text_cache = FrozenTextCache()  # the frozen text layers are the same in every run
         recipe = recipe_key(chosen_rows)
         with progress_bar() as bar:
             task = bar.add_task("ablation", total=len(chosen_rows) * len(seeds))
@@ -195,7 +197,8 @@ def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run:
                     else:
                         trained = train_fusion(values, caches.detector, caches.train,
                                                caches.val, device,
-                                               pretrained=out / "pretrained" / f"{seed}.pt")
+                                               pretrained=out / "pretrained" / f"{seed}.pt",
+                                               text_cache=text_cache)
                         model, result = trained.model, {"best_epoch": trained.best_epoch}
                     runs[row.key].append({"seed": seed, **result,
                                           **measure(model.to(device), values, caches, device)})

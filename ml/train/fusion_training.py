@@ -183,17 +183,55 @@ class TextStates:
                                                    mask[:, :length].to(device))
 
 
-def frozen_text_states(model: MMBCD, tokenizer: Any, texts: list[str], max_length: int,
-                       device: torch.device, batch: int = 64) -> TextStates:
-    """``TextStates`` of ``texts``: a partly trainable text encoder runs its frozen
-    layers once per history and epoch, and only its trainable layers per batch."""
-    ids, att = tokenize(tokenizer, texts, max_length, device)
-    hidden = []
-    with _autocast(device):
-        for start in range(0, len(texts), batch):
-            hidden.append(model.text_encoder.frozen_states(
-                ids[start:start + batch], att[start:start + batch]).float())
-    return TextStates(torch.cat(hidden), att)
+class FrozenTextCache:
+    """The frozen layers' output of each distinct text (float32, its own length), kept
+    across epochs and across the runs that share the encoder (the ablation's): a text
+    masked the same way twice, or a history-less side text, is encoded once. The frozen
+    layers never change, so the cached states are what a fresh pass would give."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._states: dict[tuple[str, int, str], Tensor] = {}
+
+    def states(self, model: MMBCD, tokenizer: Any, texts: list[str], settings_key: str,
+               max_length: int, device: torch.device, batch: int = 64) -> TextStates:
+        """``TextStates`` of ``texts``, encoding only those not seen before."""
+        key = (settings_key, max_length)
+        missing = [t for t in dict.fromkeys(texts) if (*key, t) not in self._states]
+        if len(self._states) + len(missing) > self.limit:
+            self._states.clear()
+            missing = list(dict.fromkeys(texts))
+        with _autocast(device):
+            for start in range(0, len(missing), batch):
+                chunk = missing[start:start + batch]
+                ids, att = tokenize(tokenizer, chunk, max_length, device)
+                hidden = model.text_encoder.frozen_states(ids, att).float().cpu()
+                for j, text in enumerate(chunk):
+                    self._states[(*key, text)] = hidden[j, :int(att[j].sum())]
+        rows = [self._states[(*key, t)] for t in texts]
+        length = max(len(r) for r in rows)
+        states = torch.zeros(len(rows), length, model.text_encoder.dim)
+        mask = torch.zeros(len(rows), length, dtype=torch.long)
+        for i, row in enumerate(rows):
+            states[i, :len(row)] = row
+            mask[i, :len(row)] = 1
+        return TextStates(states, mask)
+
+
+def embed_states(model: MMBCD, states: TextStates, device: torch.device,
+                 batch: int = 64) -> Tensor:
+    """First-token embeddings (N, d_text) of every text of ``states``, through the
+    trainable layers as trained so far, without dropout or gradients."""
+    was_training = model.text_encoder.training
+    model.text_encoder.eval()
+    try:
+        with torch.inference_mode(), _autocast(device):
+            count = int(states.mask.shape[0])
+            return torch.cat([states.embed(model, torch.arange(start, min(start + batch, count)),
+                                           device).float()
+                              for start in range(0, count, batch)])
+    finally:
+        model.text_encoder.train(was_training)
 
 
 def roi_features(model: MMBCD, crops: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
@@ -273,14 +311,16 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
                  val: ViewCache, device: torch.device,
                  on_epoch: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 pretrained: Path | None = None) -> FusionResult:
+                 pretrained: Path | None = None,
+                 text_cache: FrozenTextCache | None = None) -> FusionResult:
     """Train one variant on cached ROIs; returns the checkpoint with the best validation
     view-level AUC (ties: lower validation loss) and the threshold chosen on validation.
 
     ``on_epoch`` receives each epoch's metrics; ``progress(done, total)`` each batch.
     ``pretrained``: a file that holds (or will hold) the image encoder after crop
     pre-training with these settings, so runs that differ only after it (the ablation's
-    rows of one seed) pre-train once.
+    rows of one seed) pre-train once. ``text_cache``: the frozen text layers' output
+    per text, shared by runs with the same text encoder.
     """
     seed_everything(settings.seed)
     section = model_section(settings, detector)
@@ -311,8 +351,18 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
                                  weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     frozen_text = text_frozen(model)
+    text_cache = text_cache or FrozenTextCache()
+    text_key = f"{settings.text_location}|{settings.trainable_text_layers}"
     val_texts = cache_texts(val, check_context(settings.text_context))
-    val_text = encode_texts(model, tokenizer, val_texts.texts, settings.max_length, device)
+
+    def encode_val() -> Tensor:
+        if frozen_text:
+            return encode_texts(model, tokenizer, val_texts.texts, settings.max_length, device)
+        return embed_states(model, text_cache.states(model, tokenizer, val_texts.texts,
+                                                     text_key, settings.max_length, device),
+                            device)
+
+    val_text = encode_val()
     best: dict[str, Any] = {"auc": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
     batches = (len(train) + settings.batch - 1) // settings.batch
     for epoch in range(settings.epochs):
@@ -323,8 +373,8 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
         texts = cache_texts(train, settings.text_context, histories, no_history)
         epoch_text = (encode_texts(model, tokenizer, texts.texts, settings.max_length, device)
                       if frozen_text and uses_text(model) else None)
-        epoch_states = (frozen_text_states(model, tokenizer, texts.texts, settings.max_length,
-                                           device)
+        epoch_states = (text_cache.states(model, tokenizer, texts.texts, text_key,
+                                          settings.max_length, device)
                         if not frozen_text and uses_text(model) else None)
         model.train()
         if frozen_text:
@@ -356,8 +406,7 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             if progress is not None:
                 progress(epoch * batches + b + 1, settings.epochs * batches)
         if not frozen_text:  # the histories are encoded by the layers as trained so far
-            val_text = encode_texts(model, tokenizer, val_texts.texts, settings.max_length,
-                                    device)
+            val_text = encode_val()
         probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)
         eps = 1e-7
         y = val.labels.numpy()
@@ -381,8 +430,7 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             break
     model.load_state_dict(best["state"], strict=False)
     if not frozen_text:
-        val_text = encode_texts(model, tokenizer, val_texts.texts, settings.max_length,
-                                device)
+        val_text = encode_val()
     probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)
     threshold = choose_threshold(val.labels.tolist(), probabilities.tolist())
     levels = cache_level_scores(val, probabilities)
