@@ -71,19 +71,21 @@ def detector(
     from ml.preprocess import PreprocessParams
     from ml.random_bundle import TINY_DETECTOR
     from ml.synth.dataset import ManifestError, load_manifest
+    from ml.train.detector_folds import train_detectors
     from ml.train.detector_training import (
         MAX_IMGSZ,
         DetectorTraining,
         InitCheckpointError,
         detector_views,
         read_init_checkpoint,
-        train_detector,
         write_yolo_dataset,
     )
     from ml.train.roi_cache import progress_bar
     from ml.train.run_folder import RunFolder, RunFolderError
     from ml.train.splits import SplitError, training_splits
 
+    if folds == 1:
+        _fail("--folds needs at least 2 folds (0: none)")
     if imgsz % 32:
         _fail(f"--imgsz {imgsz} is not a multiple of 32 (the detector's stride)")
     if imgsz > MAX_IMGSZ:
@@ -114,17 +116,16 @@ def detector(
         task = bar.add_task("detector images", total=len(train_views) + len(val_views))
         data_yaml = write_yolo_dataset(train_views, val_views, out / "yolo", imgsz,
                                        PreprocessParams(), progress=lambda: bar.advance(task))
-    if folds == 1:
-        _fail("--folds needs at least 2 folds (0: none)")
-    train_detector(data_yaml, TINY_DETECTOR, out, settings)
-    run.close()
-    typer.echo(f"detector written to {out}/detector.yaml + detector.safetensors")
+    run.close()  # each run logs into its own train.log while it trains
+    jobs = [(data_yaml, out)]
     if folds:
-        from ml.train.detector_folds import train_fold_detectors
+        from ml.train.detector_folds import prepare_fold_runs
 
-        train_fold_detectors(train_views, out / "yolo", out, settings, TINY_DETECTOR, folds,
-                             {"data": str(data.resolve()), "val_fraction": val_fraction})
-        typer.echo(f"{folds} out-of-fold detectors written under {out}/folds")
+        jobs += prepare_fold_runs(train_views, out / "yolo", out, settings, folds,
+                                  {"data": str(data.resolve()), "val_fraction": val_fraction})
+    train_detectors(jobs, TINY_DETECTOR, settings)
+    typer.echo(f"detector written to {out}/detector.yaml + detector.safetensors"
+               + (f", {folds} out-of-fold detectors under {out}/folds" if folds else ""))
 
 
 def fusion_settings(recipe: str | None, **values: Any) -> Any:

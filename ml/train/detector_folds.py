@@ -8,12 +8,16 @@ more detectors are trained, fold k's on the other folds, with the same settings,
 same rendered images and the same validation split as the main one. Fusion training
 then takes each training study's ROIs from the detector of its fold. The main detector,
 trained on every training study, is the one a bundle ships and the one that proposes
-ROIs for the validation and test studies.
+ROIs for the validation and test studies. On the CPU the runs train side by side where
+cores are left idle (Ultralytics gives one run all cores but one).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -44,21 +48,21 @@ def deal_folds(studies: Sequence[StudyRecord], k: int, seed: int) -> dict[str, i
             for s in patients[p]}
 
 
-def train_fold_detectors(train_views: Sequence[tuple[StudyRecord, ViewRecord]],
-                         yolo: Path, out: Path, settings: DetectorTraining,
-                         architecture: dict[str, Any], k: int, config: dict[str, Any],
-                         ) -> list[Path]:
-    """Train the K fold detectors of the detector run ``out`` on the images it rendered
-    under ``yolo``; each fold's run folder records the studies it held out."""
+def prepare_fold_runs(train_views: Sequence[tuple[StudyRecord, ViewRecord]], yolo: Path,
+                      out: Path, settings: DetectorTraining, k: int,
+                      config: dict[str, Any]) -> list[tuple[Path, Path]]:
+    """The K fold run folders of the detector run ``out``, each with its ``data.yaml``
+    over the images ``out`` rendered under ``yolo`` and the studies it holds out; returns
+    (data.yaml, run folder) per fold, ready for ``train_detectors``."""
     folds = deal_folds(list({s.study_uid: s for s, _ in train_views}.values()), k,
                        settings.seed)
-    runs = []
+    jobs = []
     for fold in range(k):
         folder = out / FOLDS / f"fold-{fold}"
         held_out = sorted(uid for uid, f in folds.items() if f == fold)
-        run = RunFolder.create(folder, "detector", {**asdict(settings), **config,
-                                                    "fold": fold, "folds": k,
-                                                    "held_out": held_out}, force=True)
+        RunFolder.create(folder, "detector", {**asdict(settings), **config, "fold": fold,
+                                              "folds": k, "held_out": held_out},
+                         force=True).close()
         images = [str((yolo / "train" / "images" / f"{yolo_stem(s, v)}.png").resolve())
                   for s, v in train_views if folds[s.study_uid] != fold]
         (folder / "train.txt").write_text("\n".join(images) + "\n")
@@ -66,10 +70,45 @@ def train_fold_detectors(train_views: Sequence[tuple[StudyRecord, ViewRecord]],
         data.write_text(yaml.safe_dump({"path": str(yolo.resolve()),
                                         "train": str((folder / "train.txt").resolve()),
                                         "val": "val/images", "names": {0: "lesion"}}))
+        jobs.append((data, folder))
+    return jobs
+
+
+def parallel_runs(settings: DetectorTraining) -> int:
+    """How many detector runs train side by side: Ultralytics gives a CPU run all cores
+    but one (at most 8), so on a 2-core machine two runs use it fully; one on a GPU."""
+    cores = os.cpu_count() or 1
+    if settings.device != "cpu":
+        return 1
+    return max(1, cores // max(1, min(8, cores - 1)))
+
+
+def _train_one(data: Path, architecture: dict[str, Any], folder: Path,
+               settings: DetectorTraining) -> None:
+    """One run, its log lines in its own ``train.log`` (also in a spawned process)."""
+    run = RunFolder.open(folder, "detector")
+    run.start_log()
+    try:
         train_detector(data, architecture, folder, settings)
+    finally:
         run.close()
-        runs.append(folder)
-    return runs
+
+
+def train_detectors(jobs: Sequence[tuple[Path, Path]], architecture: dict[str, Any],
+                    settings: DetectorTraining) -> None:
+    """Train every (data.yaml, run folder) of ``jobs`` with the same settings, as many at
+    once as ``parallel_runs`` allows (each in a process of its own), in the order given
+    (the longest first)."""
+    workers = min(len(jobs), parallel_runs(settings))
+    if workers <= 1:
+        for data, folder in jobs:
+            _train_one(data, architecture, folder, settings)
+        return
+    context = multiprocessing.get_context("spawn")  # torch threads do not survive fork
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for done in [pool.submit(_train_one, data, architecture, folder, settings)
+                     for data, folder in jobs]:
+            done.result()
 
 
 def fold_runs(detector_run: Path) -> list[tuple[Path, set[str]]]:

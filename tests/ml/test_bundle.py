@@ -146,6 +146,15 @@ def test_packaged_default_bundle_verifies_and_loads():
     assert bundle.path == default_bundle_path()
     assert bundle.digest == read_manifest(default_bundle_path())["digest"]
     assert bundle.manifest["name"] == "mmbcd-demo"  # trained, not random weights
+    # Calibrated on its validation split, one operating point per level, the side read
+    # with the history, and its evaluation and ablation shipped with it.
+    assert bundle.per_level and bundle.operating.calibrated
+    assert bundle.calibration.fitted_on.startswith("validation split")
+    assert bundle.text_context == "side"
+    assert all(getattr(bundle.operating, level).target == "specificity:0.90"
+               for level in ("view", "breast", "study"))
+    evaluation = (bundle.path / "evaluation.md").read_text()
+    assert "Paired bootstrap" in evaluation and "ECE" in evaluation
 
 
 def test_packaged_random_weight_bundle_verifies_and_loads():

@@ -34,6 +34,9 @@ def test_model_info_table_names_the_configured_bundle(tmp_path):
     assert result.exit_code == 0, result.output
     assert read_manifest(bundle)["digest"][:40] in result.output.replace("\n", "").replace(
         "│", "").replace(" ", "")
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "calibration platt, validation split" in flat
+    assert "operating point (study)" in flat and "text context side" in flat
 
 
 def test_model_info_refuses_an_altered_bundle_with_exit_code_1(tmp_path):

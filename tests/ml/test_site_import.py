@@ -36,6 +36,16 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     return path
 
 
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open() as handle:
+        return list(csv.reader(handle))
+
+
+def import_generic(source: Path, out: Path, **options: object) -> list:
+    return import_dataset("generic", source, out, fractions=SPLIT, val_fraction=0.0, seed=0,
+                          **options)  # type: ignore[arg-type]
+
+
 GENERIC_HEADER = ["path", "patient_id", "study_id", "laterality", "view", "label", "boxes",
                   "history", "split"]
 
@@ -96,50 +106,42 @@ def test_generic_import_references_files_and_splits_by_patient(tmp_path) -> None
 ])
 def test_generic_errors_name_the_row_and_column(tmp_path, column, value, message) -> None:
     source = generic_site(tmp_path / "site", patients=3)
-    with source.open() as handle:
-        rows = list(csv.reader(handle))
+    rows = read_rows(source)
     rows[1][GENERIC_HEADER.index(column)] = value
     write_csv(source, rows[0], rows[1:])
     with pytest.raises(ImportRowError) as error:
-        import_dataset("generic", source, tmp_path / "data", fractions=SPLIT,
-                       val_fraction=0.0, seed=0)
+        import_generic(source, tmp_path / "data")
     assert str(error.value).startswith("site.csv ") and message in str(error.value)
     assert not (tmp_path / "data").exists()  # nothing half-written
 
 
 def test_generic_contradictions_name_both_rows(tmp_path) -> None:
     source = generic_site(tmp_path / "site", patients=3)
-    with source.open() as handle:
-        rows = list(csv.reader(handle))
+    rows = read_rows(source)
     rows[2][GENERIC_HEADER.index("label")] = "1"  # R MLO of a breast labelled 0 on R CC
     write_csv(source, rows[0], rows[1:])
     with pytest.raises(ImportRowError, match=r"row 3 column 'label': the label of breast "
                                              r"ACC000 R: 1 here but 0 in row 2"):
-        import_dataset("generic", source, tmp_path / "data", fractions=SPLIT,
-                       val_fraction=0.0, seed=0)
+        import_generic(source, tmp_path / "data")
     rows[2][GENERIC_HEADER.index("label")] = "0"
     rows[3][GENERIC_HEADER.index("patient_id")] = "SOMEONE-ELSE"
     write_csv(source, rows[0], rows[1:])
     with pytest.raises(ImportRowError, match="row 4 column 'patient_id': the patient of "
                                              "study ACC000"):
-        import_dataset("generic", source, tmp_path / "data", fractions=SPLIT,
-                       val_fraction=0.0, seed=0)
+        import_generic(source, tmp_path / "data")
 
 
 def test_a_patient_the_source_puts_in_two_splits_is_refused_unless_redrawn(tmp_path) -> None:
     source = generic_site(tmp_path / "site", patients=6)
-    with source.open() as handle:
-        rows = list(csv.reader(handle))
+    rows = read_rows(source)
     split = GENERIC_HEADER.index("split")
     for row in rows[1:]:
         row[split] = "test" if row[2] == "ACC001" else "train"  # PAT0's second exam
     write_csv(source, rows[0], rows[1:])
     with pytest.raises(SplitError, match="patient PAT0 has studies in the splits "
                                          r"\['test', 'train'\]"):
-        import_dataset("generic", source, tmp_path / "data", fractions=SPLIT,
-                       val_fraction=0.0, seed=0)
-    studies = import_dataset("generic", source, tmp_path / "data", fractions=SPLIT,
-                             val_fraction=0.0, seed=0, resplit=True)
+        import_generic(source, tmp_path / "data")
+    studies = import_generic(source, tmp_path / "data", resplit=True)
     assert len({s.split for s in studies if s.patient_id == "PAT0"}) == 1
 
 
