@@ -6,7 +6,9 @@ on new ones, so fusion would learn from ROIs and confidences better than it gets
 ``--folds K`` the training patients are dealt into K folds (stratified by label) and K
 more detectors are trained, fold k's on the other folds, with the same settings, the
 same rendered images and the same validation split as the main one. Fusion training
-then takes each training study's ROIs from the detector of its fold. The main detector,
+then takes each training study's ROIs from the detector of its fold (a training study
+none of whose views was drawn for detector training has no fold: no detector saw it, and
+it takes the main detector's). The main detector,
 trained on every training study, is the one a bundle ships and the one that proposes
 ROIs for the validation and test studies. On the CPU the runs train side by side where
 cores are left idle (Ultralytics gives one run all cores but one).

@@ -72,24 +72,24 @@ def prepare_caches(data: Path, detector_run: Path, settings: FusionTraining,
 def training_views(studies: list[StudyRecord], detector: nn.Module, detector_run: Path,
                    params: DetectorParams, crop: CropParams, preprocess: PreprocessParams,
                    bar: Progress) -> ViewCache:
-    """The training studies' view cache: from the detector run's out-of-fold detectors
-    when it has them (each study's ROIs from the detector that held it out), else from
-    the detector itself. Raises ``ValueError`` when the folds miss a training study."""
+    """The training studies' view cache: with the detector run's out-of-fold detectors,
+    each study's ROIs from the detector that held it out, and a study no detector trained
+    on (none of its views was drawn for detector training) from the main detector, which
+    never saw it either; without folds, from the detector itself."""
     folds = fold_runs(detector_run)
     if not folds:
         return cached_views("train", studies, detector, detector_run, params, crop,
                             preprocess, bar)
-    missing = {s.study_uid for s in studies} - set().union(*(held for _, held in folds))
-    if missing:
-        raise ValueError(f"{len(missing)} training studies (e.g. {sorted(missing)[0]}) are in "
-                         f"no fold of {detector_run}: train the detector with the same data "
-                         "set and validation split")
     parts = []
     for index, (folder, held_out) in enumerate(folds):
         fold_detector, _ = load_detector(folder)
         parts.append(cached_views(f"train, fold {index}",
                                   [s for s in studies if s.study_uid in held_out],
                                   fold_detector, folder, params, crop, preprocess, bar))
+    unseen = [s for s in studies if not any(s.study_uid in held for _, held in folds)]
+    if unseen:
+        parts.append(cached_views("train, unseen by the detectors", unseen, detector,
+                                  detector_run, params, crop, preprocess, bar))
     return concat_caches(parts)
 
 

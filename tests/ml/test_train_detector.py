@@ -255,14 +255,16 @@ def test_out_of_fold_detectors_hold_out_whole_patients_and_feed_the_training_roi
                                     "train=0.75,val=0.25", "--occult-fraction", "0"])
     assert made.exit_code == 0, made.output
     run = tmp_path / "run"
-    result = train(data, run, *TRAIN_FAST, "--folds", "2")
+    # No benign view as background: the benign studies train no detector at all.
+    result = train(data, run, *TRAIN_FAST, "--folds", "2", "--background-per-lesion-view", "0")
     assert result.exit_code == 0, result.output
     folds = fold_runs(run)
     assert len(folds) == 2
     train_studies = training_splits(load_manifest(data), 0.2, 0).train
+    trained_on = {s.study_uid for s, _ in detector_views(train_studies, 0.0, 0)}
+    assert trained_on < {s.study_uid for s in train_studies}
     held = [h for _, h in folds]
-    assert held[0].isdisjoint(held[1]) and held[0] | held[1] == {
-        s.study_uid for s in train_studies}
+    assert held[0].isdisjoint(held[1]) and held[0] | held[1] == trained_on
     for folder, held_out in folds:  # a fold detector never trained on what it held out
         listed = (folder / "train.txt").read_text().split()
         accessions = {s.accession for s in train_studies if s.study_uid in held_out}
@@ -274,6 +276,8 @@ def test_out_of_fold_detectors_hold_out_whole_patients_and_feed_the_training_roi
     assert sorted(caches.train.study_uids) == sorted(s.study_uid for s in train_studies)
     for folder, _ in folds:  # the training ROIs were cached from each fold's detector
         assert list((folder / "cache").glob("*.pt"))
+    # ... and those of the studies no detector saw from the main one, as were validation's.
+    assert len(list((run / "cache").glob("*.pt"))) == 2
     patients = deal_folds([dataclasses.replace(s, patient_id="same") for s in train_studies]
                           + [dataclasses.replace(train_studies[0], study_uid="x",
                                                  patient_id="other")], 2, 0)
