@@ -55,10 +55,15 @@ def test_four_view_study_has_documented_shapes_and_ranges(pipeline):
             assert 0 <= x0 < x1 <= COLS and 0 <= y0 < y1 <= ROWS  # stored pixel grid
             # Every ROI lies in the breast region the model looked at.
             assert bx0 <= x0 + 1e-3 and x1 <= bx1 + 1e-3 and by0 <= y0 + 1e-3 and y1 <= by1 + 1e-3
-    by_side = {s: max(v.probability for v in prediction.views if v.laterality == s)
-               for s in "RL"}
+    # Each level is its own calibration of the highest raw view score beneath it.
+    calibration = pipeline.bundle.calibration
+    assert [v.probability for v in prediction.views] == pytest.approx(
+        [calibration.view.one(v.score or 0.0) for v in prediction.views])
+    by_side = {s: calibration.breast.one(max(v.score or 0.0 for v in prediction.views
+                                             if v.laterality == s)) for s in "RL"}
     assert prediction.breasts == pytest.approx(by_side)
-    assert prediction.probability == pytest.approx(max(by_side.values()))
+    assert prediction.probability == pytest.approx(
+        calibration.study.one(max(v.score or 0.0 for v in prediction.views)))
 
 
 def test_unreadable_view_is_reported_and_the_other_views_still_score(pipeline, tmp_path):
@@ -110,7 +115,9 @@ def test_view_of_unknown_laterality_counts_for_the_study_only(pipeline):
     [prediction] = pipeline.predict([StudyInput(ds.StudyInstanceUID,
                                                 [ViewInput(ds, ds.SOPInstanceUID)])])
     assert prediction.breasts == {}
-    assert prediction.probability == prediction.views[0].probability
+    (view,) = prediction.views
+    assert view.score is not None
+    assert prediction.probability == pipeline.bundle.calibration.study.one(view.score)
 
 
 def test_device_auto_uses_the_cpu_without_cuda_and_cuda_is_refused_when_absent():
