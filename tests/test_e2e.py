@@ -78,11 +78,13 @@ def sr_items(ds: pydicom.Dataset):
 
 
 def probability_in(sr: pydicom.Dataset) -> float:
-    for item in sr_items(sr):
-        if (item.get("ValueType") == "NUM"
-                and item.ConceptNameCodeSequence[0].CodeValue == "111047"):
-            return float(item.MeasuredValueSequence[0].NumericValue)
-    raise AssertionError("no Probability of cancer (DCM 111047) in the SR")
+    """The study's Probability of cancer: the last one, after the views' and breasts'."""
+    values = [float(item.MeasuredValueSequence[0].NumericValue) for item in sr_items(sr)
+              if item.get("ValueType") == "NUM"
+              and item.ConceptNameCodeSequence[0].CodeValue == "111047"]
+    if not values:
+        raise AssertionError("no Probability of cancer (DCM 111047) in the SR")
+    return values[-1]
 
 
 def active_result(db_url: str, study_uid: str) -> Result:

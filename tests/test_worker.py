@@ -13,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from ml.calibration import Calibration
 from mmbcd_node.config import (
     DestinationConfig,
     DicomConfig,
@@ -114,6 +115,15 @@ def outputs_of(sessions, study_id: int) -> list[OutputObject]:
             .order_by(OutputObject.id)).scalars())
 
 
+def raw_score(calibration: Calibration, probability: float) -> float:
+    """The raw score a (monotone) calibration maps to ``probability``, by bisection."""
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if calibration.one(middle) < probability else (low, middle)
+    return (low + high) / 2
+
+
 def test_job_stores_result_objects_and_deliveries_and_marks_study_done(
         sessions, tmp_path, pipeline) -> None:
     config = node_config(tmp_path, DestinationConfig(name="pacs", ae_title="PACS",
@@ -128,8 +138,15 @@ def test_job_stores_result_objects_and_deliveries_and_marks_study_done(
         assert session.get(Study, study_id).state == StudyState.DONE
         assert result.state == ResultState.ACTIVE
         assert 0.0 <= result.probability <= 1.0
-        assert result.probability == pytest.approx(max(result.left_probability,
-                                                       result.right_probability))
+        # Each level is its calibration of the highest raw view score beneath it.
+        calibration = pipeline.bundle.calibration
+        raw = {side: max(raw_score(calibration.view, view.probability)
+                         for view in result.views if view.laterality == side)
+               for side in ("R", "L")}
+        assert result.right_probability == pytest.approx(calibration.breast.one(raw["R"]),
+                                                         abs=1e-6)
+        assert result.probability == pytest.approx(calibration.study.one(max(raw.values())),
+                                                   abs=1e-6)
         assert len(result.views) == 4 and all(v.error is None for v in result.views)
         assert result.rois, "every view yields ranked ROIs"
         assert json.loads(result.history_sources) == [] and not result.history_used
