@@ -180,6 +180,10 @@ HISTORY_DROPOUT = typer.Option(None, "--history-dropout", min=0.0, max=1.0,
                                help="Share of training views shown without their history "
                                "each epoch (a study without an order is then in "
                                "distribution).")
+EMA_DECAY = typer.Option(None, "--ema-decay", min=0.0, max=0.9999,
+                         help="Validate and keep an exponential moving average of the "
+                         "weights, updated every step with this decay (0: the weights as "
+                         "trained).")
 RECIPE = typer.Option(None, "--recipe", help="demo (CPU-sized, make demo-model) or paper "
                       "(ViT-S/8 on 224-px crops, roberta-base; README 'For sites'); options "
                       "given override it.")
@@ -227,6 +231,7 @@ def fusion(
     pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
     calibration: str | None = CALIBRATION, operating_point: list[str] = OPERATING_POINT,
     text_context: str | None = TEXT_CONTEXT, history_dropout: float | None = HISTORY_DROPOUT,
+    ema_decay: float | None = EMA_DECAY,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
@@ -241,7 +246,7 @@ def fusion(
         trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
         pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed, device=device,
         calibration=calibration, operating_targets=_targets_or_fail(operating_point),
-        text_context=text_context, history_dropout=history_dropout)
+        text_context=text_context, history_dropout=history_dropout, ema_decay=ema_decay)
     from ml.train.fusion_run import run_fusion
 
     try:
@@ -303,7 +308,7 @@ def ablate(
     trainable_text_layers: int | None = TRAINABLE_TEXT_LAYERS,
     roi_scores: bool | None = ROI_SCORES,
     text_context: str | None = TEXT_CONTEXT,
-    history_dropout: float | None = HISTORY_DROPOUT,
+    history_dropout: float | None = HISTORY_DROPOUT, ema_decay: float | None = EMA_DECAY,
     pretrain_epochs: int | None = PRETRAIN_EPOCHS,
     pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
     image_weights: Path | None = IMAGE_WEIGHTS,
@@ -324,7 +329,7 @@ def ablate(
         epochs=epochs, batch=batch, lr=lr, beta1=beta1, beta2=beta2, patience=patience,
         keyword_count=keyword_count, keyword_p=keyword_p, k=k, crop_size=crop_size,
         trainable_text_layers=trainable_text_layers, roi_scores=roi_scores,
-        text_context=text_context, history_dropout=history_dropout,
+        text_context=text_context, history_dropout=history_dropout, ema_decay=ema_decay,
         pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, seed=seed_list[0],
         device=device)
     from ml.evaluate.report import ablation_markdown

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ml.bundle import CropParams, build_model
 from ml.calibration import LevelCalibration, fit_levels
@@ -84,6 +85,7 @@ class FusionTraining:
     pretrain_lr: float = 1e-3
     text_context: str = "none"  # "side": the view's breast before the history (ml.view_text)
     history_dropout: float = 0.0  # share of training views seen without their history
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential average of the weights
     calibration: str = "platt"  # per-level map fitted on validation (ml.calibration)
     operating_targets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
 
@@ -307,6 +309,17 @@ def _kept_state(model: MMBCD) -> dict[str, Tensor]:
             if not (frozen and k.startswith("text_encoder."))}
 
 
+def weight_average(model: MMBCD, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics,
+    updated after every step (``None`` when ``decay`` is 0): the averaged weights are
+    what validation judges and what the checkpoint keeps."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema_decay must be within [0, 1), not {decay}")
+    if decay == 0.0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_fusion(settings: FusionTraining, detector: DetectorParams, train: ViewCache,
                  val: ViewCache, device: torch.device,
                  on_epoch: Callable[[dict[str, Any]], None] | None = None,
@@ -354,12 +367,15 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     text_cache = text_cache or FrozenTextCache()
     text_key = f"{settings.text_location}|{settings.trainable_text_layers}"
     val_texts = cache_texts(val, check_context(settings.text_context))
+    average = weight_average(model, settings.ema_decay)
+    judged = model if average is None else cast(MMBCD, average.module)
 
     def encode_val() -> Tensor:
         if frozen_text:
-            return encode_texts(model, tokenizer, val_texts.texts, settings.max_length, device)
-        return embed_states(model, text_cache.states(model, tokenizer, val_texts.texts,
-                                                     text_key, settings.max_length, device),
+            return encode_texts(judged, tokenizer, val_texts.texts, settings.max_length,
+                                device)
+        return embed_states(judged, text_cache.states(judged, tokenizer, val_texts.texts,
+                                                      text_key, settings.max_length, device),
                             device)
 
     val_text = encode_val()
@@ -402,12 +418,14 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update_parameters(model)
             total_loss += loss.item() * len(index)
             if progress is not None:
                 progress(epoch * batches + b + 1, settings.epochs * batches)
         if not frozen_text:  # the histories are encoded by the layers as trained so far
             val_text = encode_val()
-        probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)
+        probabilities, _ = predict_cache(judged, val, crop, val_text, device, val_texts.index)
         eps = 1e-7
         y = val.labels.numpy()
         val_loss = float(-np.mean(y * np.log(probabilities + eps)
@@ -424,11 +442,12 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             on_epoch(record)
         if val_auc > best["auc"] or (val_auc == best["auc"] and val_loss < best["loss"]):
             best = {"auc": val_auc, "loss": val_loss, "epoch": epoch,
-                    "state": _kept_state(model)}
+                    "state": _kept_state(judged)}
         elif epoch - best["epoch"] >= settings.patience:
             log.info("event=early_stop epoch=%d best_epoch=%d", epoch, best["epoch"])
             break
     model.load_state_dict(best["state"], strict=False)
+    judged = model  # from here on, the kept checkpoint
     if not frozen_text:
         val_text = encode_val()
     probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)

@@ -41,6 +41,7 @@ from ml.train.fusion_training import (
     score_cache,
     seed_everything,
     train_fusion,
+    weight_average,
 )
 from ml.train.recipes import RecipeError, recipe_settings
 from ml.train.run_folder import RunFolder
@@ -292,6 +293,48 @@ def test_validation_with_a_trained_text_layer_encodes_the_histories_as_trained(d
                                      torch.device("cpu"))
     fresh = evaluate_cache(caches.val, probabilities, result.threshold)
     assert result.val_metrics == fresh
+
+
+def test_weight_average_is_an_exponential_moving_average_of_every_step() -> None:
+    assert weight_average(torch.nn.Linear(2, 1), 0.0) is None
+    with pytest.raises(ValueError, match="ema_decay"):
+        weight_average(torch.nn.Linear(2, 1), 1.0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    average = weight_average(model, 0.75)
+    first = model[0].weight.detach().clone()
+    expected = first
+    for step in range(3):
+        with torch.no_grad():
+            model[0].weight.add_(1.0 + step)
+            model[1].running_mean.fill_(4.0 * (step + 1))
+        average.update_parameters(model)
+        # the first update copies; each later one moves a quarter of the way
+        expected = (model[0].weight.detach().clone() if step == 0
+                    else 0.75 * expected + 0.25 * model[0].weight.detach())
+    assert torch.allclose(average.module[0].weight, expected)
+    assert not torch.allclose(average.module[0].weight, model[0].weight)
+    assert float(average.module[1].running_mean) == pytest.approx(
+        0.75 * (0.75 * 4.0 + 0.25 * 8.0) + 0.25 * 12.0)
+
+
+def test_with_a_weight_average_the_kept_model_is_the_average_validation_judged(data) -> None:
+    caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
+                            with_test=False)
+    epochs: list[dict] = []
+    settings = dataclasses.replace(TINY, epochs=4, patience=4, ema_decay=0.9)
+    result = train_fusion(settings, caches.detector, caches.train, caches.val,
+                          torch.device("cpu"), on_epoch=epochs.append)
+    tokenizer = load_tokenizer(resolve_location(MINILM))
+    kept = score_cache(result.model, tokenizer, caches.val, settings, torch.device("cpu"))
+    judged = epochs[result.best_epoch]
+    assert evaluate_cache(caches.val, kept, 0.5)["view"]["auc"] == pytest.approx(
+        judged["val_auc_view"])
+    plain = train_fusion(dataclasses.replace(settings, ema_decay=0.0), caches.detector,
+                         caches.train, caches.val, torch.device("cpu"))
+    trained = plain.model.state_dict()
+    assert any(not torch.equal(value, trained[name])
+               for name, value in result.model.state_dict().items()
+               if value.is_floating_point())
 
 
 def test_random_image_weights_train_their_stem(data) -> None:
