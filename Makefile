@@ -108,8 +108,9 @@ bench-failover: venv system-tools
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val, a test set from a seed
 # drawn afresh on every build (so no choice has ever seen it), the detector with its
 # out-of-fold detectors, fusion (the 'demo' recipe of ml/train/recipes.py), the ablation
-# (3 seeds per row, bootstrap intervals, AUC without history), evaluation, export. About
-# 60 minutes on 2 CPU cores; DEMO_TEST_SEED=N repeats a build's test set.
+# (3 seeds per row, bootstrap intervals, AUC without history), evaluation, export. On a
+# 2-core CPU without AVX-512: 35 minutes for the data and detectors (reused by later
+# builds), 68 for the rest; DEMO_TEST_SEED=N repeats a build's test set.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 ifndef DEMO_TEST_SEED
