@@ -370,15 +370,16 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     average = weight_average(model, settings.ema_decay)
     judged = model if average is None else cast(MMBCD, average.module)
 
-    def encode_val() -> Tensor:
+    def encode_val(scored: MMBCD) -> Tensor:
+        """The validation texts as ``scored``'s text encoder reads them."""
         if frozen_text:
-            return encode_texts(judged, tokenizer, val_texts.texts, settings.max_length,
+            return encode_texts(scored, tokenizer, val_texts.texts, settings.max_length,
                                 device)
-        return embed_states(judged, text_cache.states(judged, tokenizer, val_texts.texts,
+        return embed_states(scored, text_cache.states(scored, tokenizer, val_texts.texts,
                                                       text_key, settings.max_length, device),
                             device)
 
-    val_text = encode_val()
+    val_text = encode_val(judged)
     best: dict[str, Any] = {"auc": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
     batches = (len(train) + settings.batch - 1) // settings.batch
     for epoch in range(settings.epochs):
@@ -424,7 +425,7 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             if progress is not None:
                 progress(epoch * batches + b + 1, settings.epochs * batches)
         if not frozen_text:  # the histories are encoded by the layers as trained so far
-            val_text = encode_val()
+            val_text = encode_val(judged)
         probabilities, _ = predict_cache(judged, val, crop, val_text, device, val_texts.index)
         eps = 1e-7
         y = val.labels.numpy()
@@ -447,9 +448,8 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
             log.info("event=early_stop epoch=%d best_epoch=%d", epoch, best["epoch"])
             break
     model.load_state_dict(best["state"], strict=False)
-    judged = model  # from here on, the kept checkpoint
     if not frozen_text:
-        val_text = encode_val()
+        val_text = encode_val(model)
     probabilities, _ = predict_cache(model, val, crop, val_text, device, val_texts.index)
     threshold = choose_threshold(val.labels.tolist(), probabilities.tolist())
     levels = cache_level_scores(val, probabilities)
