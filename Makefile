@@ -121,6 +121,7 @@ DEMO_SYNTH := --size 640x512 --jobs 2 --force
 DEMO_FUSION := --recipe demo
 DEMO_FOLDS ?= 2
 DEMO_DETECTOR_EPOCHS ?= 25
+DEMO_DETECTOR_VALIDATED ?= 8
 DEMO_ABLATION := --seeds $(DEMO_SEED),2,3 --rows text,vision,masking,full,no-confidence
 TRAIN := $(VENV)/bin/mmbcd-train
 # The training data and the detectors depend on DEMO_SEED only: a build reuses them when
@@ -131,7 +132,7 @@ $(DEMO_DATA): | $(VENV)/.installed
 	$(TRAIN) synth --out $(DEMO_DIR)/train --studies 480 --seed $(DEMO_SEED) --split train=0.8,val=0.2 $(DEMO_SYNTH)
 	touch $@
 $(DEMO_DETECTOR): $(DEMO_DATA)
-	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 384 --epochs $(DEMO_DETECTOR_EPOCHS) --patience $(DEMO_DETECTOR_EPOCHS) --warmup-epochs 2 --folds $(DEMO_FOLDS) --force
+	$(TRAIN) detector --data $(DEMO_DIR)/train --out $(DEMO_DIR)/detector --imgsz 384 --epochs $(DEMO_DETECTOR_EPOCHS) --patience $(DEMO_DETECTOR_EPOCHS) --validate-last $(DEMO_DETECTOR_VALIDATED) --warmup-epochs 2 --folds $(DEMO_FOLDS) --force
 	touch $@
 
 demo-model: venv $(DEMO_DETECTOR)

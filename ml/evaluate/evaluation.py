@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.bundle import load_bundle
-from ml.calibration import LEVELS, expected_calibration_error
+from ml.calibration import LEVELS, ece_of_a_calibrated_model, expected_calibration_error
 from ml.evaluate.bootstrap import auc_interval
 from ml.evaluate.figures import attention_picture, reliability_png, roc_png
 from ml.evaluate.report import evaluation_markdown
@@ -59,6 +59,7 @@ def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path 
         interval = auc_interval(labels, probabilities)
         metrics[level]["auc_95ci"] = [interval.low, interval.high]
         metrics[level]["ece"] = expected_calibration_error(labels, probabilities)
+        metrics[level]["ece_if_calibrated"] = ece_of_a_calibrated_model(probabilities)
     figures = [roc_png(dict(scores), out / "roc.png", title=f"{bundle.name} on {data.name}").name,
                reliability_png(dict(scores), out / "reliability.png",
                                title=f"{bundle.name} on {data.name}").name]

@@ -12,16 +12,18 @@ def metrics_markdown(levels: dict[str, dict[str, Any]]) -> str:
     """A markdown table: one row per level (view, breast, ...) of ``BinaryMetrics`` dicts,
     with the AUC's bootstrap interval and the calibration error where measured."""
     fprs = " | ".join(f"recall@FPR {t}" for t in FPR_TARGETS)
-    lines = [f"| level | n | positives | ROC AUC [95% CI] | ECE | threshold | sensitivity | "
-             f"specificity | accuracy | F1 | {fprs} |",
-             "|---" * (10 + len(FPR_TARGETS)) + "|"]
+    lines = [f"| level | n | positives | ROC AUC [95% CI] | ECE | ECE if calibrated | "
+             f"threshold | sensitivity | specificity | accuracy | F1 | {fprs} |",
+             "|---" * (11 + len(FPR_TARGETS)) + "|"]
     for level, m in levels.items():
         recalls = " | ".join(f"{m['recall_at_fpr'][str(t)]:.3f}" for t in FPR_TARGETS)
         interval = (f" [{m['auc_95ci'][0]:.3f}, {m['auc_95ci'][1]:.3f}]"
                     if m.get("auc_95ci") else "")
         ece = f"{m['ece']:.3f}" if m.get("ece") is not None else "-"
+        floor = (f"{m['ece_if_calibrated']:.3f}" if m.get("ece_if_calibrated") is not None
+                 else "-")
         lines.append(f"| {level} | {m['count']} | {m['positives']} | {m['auc']:.3f}{interval} | "
-                     f"{ece} | {m['threshold']:.4f} | {m['sensitivity']:.3f} | "
+                     f"{ece} | {floor} | {m['threshold']:.4f} | {m['sensitivity']:.3f} | "
                      f"{m['specificity']:.3f} | {m['accuracy']:.3f} | {m['f1']:.3f} | "
                      f"{recalls} |")
     return "\n".join(lines)
@@ -83,8 +85,11 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
              "used for training, early stopping or the threshold.",
              *operating_lines(report),
              "Recall at FPR t is the best recall with a false-positive rate <= t; ECE is the "
-             "expected calibration error over 10 equal-width bins; the AUC interval is a "
-             "2000-draw percentile bootstrap over the level's cases.",
+             "expected calibration error over 10 equal-width bins, and 'ECE if calibrated' "
+             "the median ECE these probabilities would show on as many cases were they "
+             "exactly right (labels drawn from them 1000 times): the part of the ECE that "
+             "the number of cases alone explains; the AUC interval is a 2000-draw "
+             "percentile bootstrap over the level's cases.",
              "", metrics_markdown(report["metrics"]), ""]
     if report.get("without_history"):
         parts += ["## With every history removed (studies without an order)", "",

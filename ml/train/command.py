@@ -54,6 +54,10 @@ def detector(
                                      "(.pt, YOLOv8/YOLO11, any scale and class count) to start "
                                      "from: its architecture and weights, a one-class head."),
     patience: int = typer.Option(10, "--patience", min=1),
+    validate_last: int | None = typer.Option(
+        None, "--validate-last", min=1, help="Validate, and choose the checkpoint, over the "
+        "last N epochs only (default: every epoch); saves the validation passes of the "
+        "early epochs, whose weights are never kept."),
     warmup: float = typer.Option(3.0, "--warmup-epochs", min=0.0),
     background: float = typer.Option(1.0, "--background-per-lesion-view", min=0.0,
                                      help="Benign views kept as background per view with a box."),
@@ -99,8 +103,8 @@ def detector(
         _fail(str(exc))
         return
     settings = DetectorTraining(imgsz=imgsz, epochs=epochs, batch=batch, lr0=lr0,
-                                patience=patience, warmup_epochs=warmup,
-                                width=None if start else (width or DetectorTraining.width),
+                                patience=patience, validate_last=validate_last,
+                                warmup_epochs=warmup, width=None if start else (width or DetectorTraining.width),
                                 init=start, background_per_lesion_view=background,
                                 seed=seed, device="cpu" if device == "auto" else device)
     try:

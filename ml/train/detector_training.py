@@ -70,6 +70,7 @@ class DetectorTraining:
     warmup_epochs: float = 3.0
     background_per_lesion_view: float = 1.0  # benign views kept per view with a box
     patience: int = 10
+    validate_last: int | None = None  # validate (and choose) over the last N epochs only
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
@@ -294,6 +295,23 @@ def train_arguments(data_yaml: Path, run_dir: Path, settings: DetectorTraining,
         scale=0.2, translate=0.05, close_mosaic=0)
 
 
+def validation_window(last: int) -> Callable[[Any], None]:
+    """An Ultralytics ``on_train_epoch_end`` callback that lets the trainer validate only
+    in its last ``last`` epochs (it runs before the trainer decides whether to validate).
+
+    Validating a CPU run every epoch costs about a third of a small detector's training;
+    the checkpoint worth keeping comes late, as the learning rate decays. Before the window
+    Ultralytics keeps the latest weights as ``best.pt``; within it, the best by fitness.
+    """
+    if last < 1:
+        raise ValueError(f"the validation window needs at least 1 epoch, not {last}")
+
+    def on_train_epoch_end(trainer: Any) -> None:
+        trainer.args.val = trainer.epoch + 1 > trainer.epochs - last
+
+    return on_train_epoch_end
+
+
 def train_detector(data_yaml: Path, architecture: dict[str, Any], run_dir: Path,
                    settings: DetectorTraining) -> nn.Module:
     """Train with Ultralytics, from ``settings.init`` or from scratch (``architecture``);
@@ -309,6 +327,8 @@ def train_detector(data_yaml: Path, architecture: dict[str, Any], run_dir: Path,
                  settings.init.path, settings.init.sha256, settings.init.architecture,
                  settings.init.classes)
     yolo = start_model(architecture, run_dir, settings)
+    if settings.validate_last is not None:
+        yolo.add_callback("on_train_epoch_end", validation_window(settings.validate_last))
     gpu = settings.device != "cpu" and torch.cuda.is_available()
     yolo.train(trainer=storable_trainer(),
                **train_arguments(data_yaml, run_dir, settings, gpu))

@@ -10,6 +10,7 @@ from ml.calibration import (
     Calibration,
     CalibrationError,
     LevelCalibration,
+    ece_of_a_calibrated_model,
     expected_calibration_error,
     fit_calibration,
     fit_levels,
@@ -69,6 +70,25 @@ def test_expected_calibration_error_by_hand() -> None:
     # Bin 0.1-0.2: p 0.15 twice, one cancer -> |0.5 - 0.15|; bin 0.9-1: p 0.95, cancer.
     assert expected_calibration_error([1, 0, 1], [0.15, 0.15, 0.95]) == \
         pytest.approx((2 * 0.35 + 0.05) / 3)
+
+
+def test_the_ece_of_a_calibrated_model_is_what_sampling_alone_gives() -> None:
+    rng = np.random.default_rng(5)
+    floors = {}
+    for n in (100, 1000):
+        p = 1 / (1 + np.exp(-rng.normal(0.0, 2.5, n)))
+        floors[n] = ece_of_a_calibrated_model(p, draws=300)
+        # labels drawn from p: a calibrated model, whose measured ECE is that floor's size
+        measured = [expected_calibration_error((rng.random(n) < p).astype(float), p)
+                    for _ in range(300)]
+        assert floors[n] == pytest.approx(np.median(measured), rel=0.15)
+    assert floors[1000] < floors[100] / 2  # the bias shrinks with the number of cases
+    # a miscalibrated map on as many cases stands clear of the floor
+    y = (rng.random(1000) < p).astype(float)
+    assert expected_calibration_error(y, np.clip(p + 0.2, 0, 1)) > 3 * floors[1000]
+    assert ece_of_a_calibrated_model([0.0, 1.0, 0.0]) == 0.0  # certain and right
+    with pytest.raises(CalibrationError, match="no cases"):
+        ece_of_a_calibrated_model([])
 
 
 def test_threshold_at_specificity_is_the_lowest_that_keeps_it() -> None:

@@ -4,6 +4,7 @@ Ultralytics checkpoint (``--init``) and the input sizes up to full-field views."
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import socket
@@ -172,6 +173,23 @@ def test_without_init_the_tiny_architecture_trains_at_its_width(dataset, tmp_pat
     detector, config = load_detector(run)
     assert config["width_multiple"] == 0.0625
     assert detector.model[0].conv.out_channels == 8
+
+
+@pytest.mark.parametrize("window, validated", [(None, [True, True, True]),
+                                               ("1", [False, False, True])])
+def test_validation_runs_only_within_the_last_epochs_asked_for(dataset, tmp_path, window,
+                                                              validated):
+    run = tmp_path / "run"
+    options = [*TRAIN_FAST[2:], "--epochs", "3"] + (["--validate-last", window] if window else [])
+    result = train(dataset, run, *options)
+    assert result.exit_code == 0, result.output
+    assert RunFolder.open(run, "detector").config["settings"]["validate_last"] == (
+        int(window) if window else None)
+    with (run / "ultralytics" / "train" / "results.csv").open() as rows:
+        epochs = list(csv.DictReader(rows))
+    # an epoch without validation leaves the validation losses at Ultralytics' zeros
+    assert [float(e["val/cls_loss"]) > 0 for e in epochs] == validated
+    assert load_detector(run)[0] is not None
 
 
 @pytest.mark.parametrize("kind, problem", [

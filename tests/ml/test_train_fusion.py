@@ -444,7 +444,7 @@ def test_evaluate_reports_each_level_at_its_operating_point_with_interval_and_ec
                                       str(data["test"]), "--out", str(out),
                                       "--attention-pictures", "2"])
     assert result.exit_code == 0, result.output
-    assert "| level | n | positives | ROC AUC [95% CI] | ECE |" in result.output
+    assert "| level | n | positives | ROC AUC [95% CI] | ECE | ECE if calibrated |" in result.output
     assert "with every history removed:" in result.output
     report = json.loads((out / "evaluation.json").read_text())
     loaded = load_bundle(bundle)
@@ -454,6 +454,7 @@ def test_evaluate_reports_each_level_at_its_operating_point_with_interval_and_ec
             getattr(loaded.operating, level).threshold)
         low, high = metrics["auc_95ci"]
         assert low <= metrics["auc"] <= high and 0.0 <= metrics["ece"] <= 1.0
+        assert 0.0 <= metrics["ece_if_calibrated"] <= 1.0
         assert report["without_history"][level]["count"] == metrics["count"]
     assert report["metrics"]["view"]["count"] == 16 and report["metrics"]["study"]["count"] == 4
     assert report["calibration"].startswith("platt, validation split")
