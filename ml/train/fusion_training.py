@@ -312,12 +312,26 @@ def _kept_state(model: MMBCD) -> dict[str, Tensor]:
 def weight_average(model: MMBCD, decay: float) -> AveragedModel | None:
     """An exponential moving average of ``model``'s weights and BatchNorm statistics,
     updated after every step (``None`` when ``decay`` is 0): the averaged weights are
-    what validation judges and what the checkpoint keeps."""
+    what validation judges and what the checkpoint keeps. Frozen parameters are copied
+    once and left alone."""
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"ema_decay must be within [0, 1), not {decay}")
     if decay == 0.0:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema = get_ema_multi_avg_fn(decay)
+    # frozen weights (most of a partly trainable text encoder) never change: averaging
+    # them would cost more than the rest of the step; AveragedModel hands the model's
+    # tensors over detached, which share their storage
+    frozen = {p.data_ptr() for p in model.parameters() if not p.requires_grad}
+
+    def average_learned(averaged: list[Tensor], current: list[Tensor], count: Tensor) -> None:
+        pairs = [(a, c) for a, c in zip(averaged, current, strict=True)
+                 if c.data_ptr() not in frozen]
+        if pairs:
+            ema([a for a, _ in pairs], [c for _, c in pairs], count)
+
+    return AveragedModel(model, multi_avg_fn=average_learned,  # type: ignore[arg-type]
+                         use_buffers=True)
 
 
 def train_fusion(settings: FusionTraining, detector: DetectorParams, train: ViewCache,

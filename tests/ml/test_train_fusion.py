@@ -317,6 +317,20 @@ def test_weight_average_is_an_exponential_moving_average_of_every_step() -> None
         0.75 * (0.75 * 4.0 + 0.25 * 8.0) + 0.25 * 12.0)
 
 
+def test_weight_average_leaves_frozen_parameters_as_first_copied() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Linear(1, 1))
+    model[1].requires_grad_(False)
+    average = weight_average(model, 0.5)
+    frozen = model[1].weight.detach().clone()
+    for _ in range(2):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+            model[1].weight.add_(1.0)  # only to see whether the average follows
+        average.update_parameters(model)
+    assert torch.equal(average.module[1].weight, frozen + 1.0)  # the first update's copy
+    assert torch.allclose(average.module[0].weight, model[0].weight - 0.5)
+
+
 def test_with_a_weight_average_the_kept_model_is_the_average_validation_judged(data) -> None:
     caches = prepare_caches(data["train"], data["detector"], TINY, 0.25, None,
                             with_test=False)
