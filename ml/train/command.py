@@ -104,7 +104,8 @@ def detector(
         return
     settings = DetectorTraining(imgsz=imgsz, epochs=epochs, batch=batch, lr0=lr0,
                                 patience=patience, validate_last=validate_last,
-                                warmup_epochs=warmup, width=None if start else (width or DetectorTraining.width),
+                                warmup_epochs=warmup,
+                                width=None if start else (width or DetectorTraining.width),
                                 init=start, background_per_lesion_view=background,
                                 seed=seed, device="cpu" if device == "auto" else device)
     try:
