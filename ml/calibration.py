@@ -162,7 +162,8 @@ def fit_levels(scores: LevelScores, method: str, fitted_on: str) -> LevelCalibra
                                for level in LEVELS}, fitted_on=fitted_on)
 
 
-def expected_calibration_error(labels: Sequence[int], probabilities: Sequence[float],
+def expected_calibration_error(labels: Sequence[int] | np.ndarray,
+                               probabilities: Sequence[float] | np.ndarray,
                                bins: int = 10) -> float:
     """ECE: the case-weighted mean |observed rate - mean probability| over ``bins``
     equal-width probability bins."""
@@ -189,7 +190,7 @@ def reliability_bins(labels: Sequence[int], probabilities: Sequence[float],
             for b in range(bins) if (which == b).any()]
 
 
-def ece_of_a_calibrated_model(probabilities: Sequence[float], bins: int = 10,
+def ece_of_a_calibrated_model(probabilities: Sequence[float] | np.ndarray, bins: int = 10,
                               draws: int = 1000, seed: int = 0) -> float:
     """The median ECE that ``probabilities`` would show if they were exactly right: labels
     drawn from them ``draws`` times (consistency resampling). ECE over a finite set of
