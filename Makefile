@@ -118,9 +118,9 @@ DEMO_TEST_SEED := $(shell echo $$((1000 + $$(od -An -N2 -tu2 /dev/urandom))))
 endif
 DEMO_VERSION ?= 1.5.0
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
-# 400 test studies: on 160, a model whose study probabilities were exactly right would
-# still show a study-level ECE above 0.05 in about 4 draws of 10 (ECE is biased upwards
-# on few cases; evaluation.md prints that floor as 'ECE if calibrated').
+# 400 test studies: on 160, a model with study AUC 0.975 whose probabilities are exactly
+# right still shows a study-level ECE above 0.05 in about 4 draws of 10 (simulated; ECE is
+# biased upwards on few cases; evaluation.md prints that floor as 'ECE if calibrated').
 DEMO_TEST_STUDIES ?= 400
 DEMO_FUSION := --recipe demo
 DEMO_FOLDS ?= 2
