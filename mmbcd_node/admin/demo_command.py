@@ -29,6 +29,11 @@ DEMO_COLUMNS = ("accession", "truth", "state", "study", "right", "left", "histor
 FINAL = (StudyState.FAILED, StudyState.NOT_ANALYSABLE, StudyState.CANCELLED)
 
 
+def _probability(value: float | None) -> str | None:
+    """A probability as the table prints it: three decimals, trailing zeros kept."""
+    return None if value is None else f"{value:.3f}"
+
+
 def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
@@ -122,12 +127,9 @@ def register(app: typer.Typer) -> None:
                 "accession": record.accession,
                 "truth": "malignant" if record.label else "benign",
                 "state": study.state if study else "waiting",
-                "study": None if result is None or result.probability is None
-                else round(result.probability, 3),
-                "right": None if result is None or result.right_probability is None
-                else round(result.right_probability, 3),
-                "left": None if result is None or result.left_probability is None
-                else round(result.left_probability, 3),
+                "study": _probability(None if result is None else result.probability),
+                "right": _probability(None if result is None else result.right_probability),
+                "left": _probability(None if result is None else result.left_probability),
                 "history": None if result is None else (
                     ", ".join(json.loads(result.history_sources)) if result.history_used
                     else "none available"),
