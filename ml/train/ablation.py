@@ -14,17 +14,26 @@ study level, and paired bootstrap 95% intervals at study level (studies resample
 each row's AUC averaged over its seeds) for the recipe against vision only, text only
 and the rows it differs from by one choice. ``choice`` names the text context the
 validation split prefers (never the test split).
+
+On the CPU the (row, seed) runs train side by side, one process per core with one torch
+thread each: the demo's small batches keep two threads of one run far from twice as
+fast. Every run seeds itself, so a run's result does not depend on where it ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
+import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ml.encoders import load_tokenizer
 from ml.evaluate.bootstrap import paired_auc_difference
@@ -43,6 +52,7 @@ from ml.train.fusion_training import (
 )
 from ml.train.roi_cache import progress_bar
 from ml.train.run_folder import RunFolder
+from ml.train.variants import uses_text
 from ml.train.view_texts import without_history
 
 log = logging.getLogger(__name__)
@@ -103,8 +113,9 @@ def measure(model: MMBCD, settings: FusionTraining, caches: Caches, device: Any
     assert test is not None
     scores = score_cache(model, tokenizer, test, settings, device)
     val = score_cache(model, tokenizer, caches.val, settings, device)
-    bare = score_cache(model, tokenizer, test, settings, device,
-                       texts=without_history(test, settings.text_context))
+    bare = (score_cache(model, tokenizer, test, settings, device,
+                        texts=without_history(test, settings.text_context))
+            if uses_text(model) else scores)  # a history it never reads changes nothing
     levels = cache_level_scores(test, scores)
     return {"test": {level: m["auc"] for level, m in evaluate_cache(test, scores, 0.5).items()},
             "val": {level: m["auc"] for level, m in
@@ -158,13 +169,113 @@ def validation_choice(summary: dict[str, Any]) -> dict[str, Any] | None:
             "masking": plain, "chosen": "full" if full >= plain else "masking"}
 
 
+@dataclass(frozen=True)
+class Job:
+    """One row trained (or reused) with one seed."""
+
+    row: Row
+    seed: int
+    reuse: Path | None = None  # a fusion run standing in for this row and seed
+
+
+@dataclass
+class Bench:
+    """What every run of one ablation shares."""
+
+    settings: FusionTraining
+    caches: Caches
+    pretrained: Path  # folder of the crop pre-trained image encoders, one per seed
+    device: torch.device
+    text_cache: FrozenTextCache = field(default_factory=FrozenTextCache)
+
+
+def run_job(job: Job, bench: Bench) -> dict[str, Any]:
+    """Train (or load) one row with one seed and measure it (``measure``)."""
+    values = row_settings(bench.settings, job.row, job.seed)
+    if job.reuse is not None:
+        model, _ = load_run_model(RunFolder.open(job.reuse, "fusion"))
+        result: dict[str, Any] = {"reused": str(job.reuse)}
+    else:
+        trained = train_fusion(values, bench.caches.detector, bench.caches.train,
+                               bench.caches.val, bench.device,
+                               pretrained=bench.pretrained / f"{job.seed}.pt",
+                               text_cache=bench.text_cache)
+        model, result = trained.model, {"best_epoch": trained.best_epoch}
+    return {"seed": job.seed, **result,
+            **measure(model.to(bench.device), values, bench.caches, bench.device)}
+
+
+def side_by_side(device: torch.device, jobs: int, workers: int = 0) -> int:
+    """How many runs train at once: ``workers`` when given, else one per core on the CPU
+    (one on a GPU), never more than there are ``jobs``."""
+    if workers <= 0:
+        workers = (os.cpu_count() or 1) if device.type == "cpu" else 1
+    return max(1, min(workers, jobs))
+
+
+_BENCH: list[Bench] = []  # a worker process's bench, set once by _start_worker
+
+
+def _start_worker(bench: Bench, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _BENCH.append(bench)
+
+
+def _worker_job(job: Job) -> dict[str, Any]:
+    return run_job(job, _BENCH[0])
+
+
+def run_jobs(jobs: Sequence[Job], bench: Bench, workers: int,
+             on_done: Callable[[Job, dict[str, Any]], None] | None = None
+             ) -> list[dict[str, Any]]:
+    """``run_job`` of every job, in order; with ``workers`` > 1 in as many spawned
+    processes (one torch thread each when there are no more workers than cores).
+    ``on_done(job, result)`` follows each finished job."""
+    if workers <= 1:
+        results = []
+        for job in jobs:
+            results.append(run_job(job, bench))
+            if on_done:
+                on_done(job, results[-1])
+        return results
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # torch threads do not survive fork
+    done: dict[int, dict[str, Any]] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_start_worker,
+                             initargs=(dataclasses.replace(bench, text_cache=FrozenTextCache()),
+                                       threads)) as pool:
+        futures = {pool.submit(_worker_job, job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            index = futures[future]
+            done[index] = future.result()
+            if on_done:
+                on_done(jobs[index], done[index])
+    return [done[i] for i in range(len(jobs))]
+
+
+def ablation_jobs(rows: Sequence[Row], seeds: Sequence[int], reuse: Path | None,
+                  reused_seed: int | None) -> list[Job]:
+    """Every (row, seed), seed by seed; the recipe row of ``reused_seed`` from ``reuse``.
+    Within a seed one vision row comes first and the text-only rows next: the seed's
+    crop pre-training, which its other vision rows wait for, is under way while a
+    text-only run needs none."""
+    recipe = recipe_key(rows)
+    vision = [r for r in rows if r.variant != "text"]
+    ordered = vision[:1] + [r for r in rows if r.variant == "text"] + vision[1:]
+    return [Job(row, seed, reuse if row.key == recipe and seed == reused_seed else None)
+            for seed in seeds for row in ordered]
+
+
 def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run: Path,
                  out: Path, *, seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] | None = None,
                  val_fraction: float = 0.2, reuse: Path | None = None,
-                 resamples: int = 2000, force: bool = False) -> dict[str, Any]:
+                 resamples: int = 2000, workers: int = 0,
+                 force: bool = False) -> dict[str, Any]:
     """Train and test every row with every seed; writes ``ablation.json`` and
     ``ablation.md`` into ``out``; returns the summary. ``reuse`` (a fusion run of the
-    recipe) stands in for the recipe row of its own seed."""
+    recipe) stands in for the recipe row of its own seed. ``workers``: runs side by side
+    (0: ``side_by_side`` decides)."""
     from ml.evaluate.report import ablation_markdown
 
     device = resolve_device(settings.device)
@@ -180,38 +291,32 @@ def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run:
     try:
         caches = prepare_caches(data, detector_run, settings, val_fraction, test,
                                 with_test=True)
-        reused = RunFolder.open(reuse, "fusion") if reuse is not None else None
-        runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in chosen_rows}
-        text_cache = FrozenTextCache()  # the frozen text layers are the same in every run
-        recipe = recipe_key(chosen_rows)
+        reused_seed = (int(RunFolder.open(reuse, "fusion").config["settings"]["seed"])
+                       if reuse is not None else None)
+        jobs = ablation_jobs(chosen_rows, seeds, reuse, reused_seed)
+        bench = Bench(settings, caches, out / "pretrained", device)
+        at_once = side_by_side(device, len(jobs), workers)
+        log.info("event=ablation_start runs=%d side_by_side=%d", len(jobs), at_once)
         with progress_bar() as bar:
-            task = bar.add_task("ablation", total=len(chosen_rows) * len(seeds))
-            for seed in seeds:
-                for row in chosen_rows:
-                    bar.update(task, description=f"ablation: {row.name}, seed {seed}")
-                    values = row_settings(settings, row, seed)
-                    if (reused is not None and row.key == recipe
-                            and int(reused.config["settings"]["seed"]) == seed):
-                        model, _ = load_run_model(reused)
-                        result: dict[str, Any] = {"reused": str(reuse)}
-                    else:
-                        trained = train_fusion(values, caches.detector, caches.train,
-                                               caches.val, device,
-                                               pretrained=out / "pretrained" / f"{seed}.pt",
-                                               text_cache=text_cache)
-                        model, result = trained.model, {"best_epoch": trained.best_epoch}
-                    runs[row.key].append({"seed": seed, **result,
-                                          **measure(model.to(device), values, caches, device)})
-                    log.info("event=ablation_row row=%s seed=%d auc_study=%.4f", row.key,
-                             seed, runs[row.key][-1]["test"]["study"])
-                    bar.advance(task)
+            task = bar.add_task(f"ablation ({at_once} at once)", total=len(jobs))
+
+            def finished(job: Job, result: dict[str, Any]) -> None:
+                log.info("event=ablation_row row=%s seed=%d auc_study=%.4f", job.row.key,
+                         job.seed, result["test"]["study"])
+                bar.update(task, advance=1,
+                           description=f"ablation: {job.row.name}, seed {job.seed} done")
+
+            results = run_jobs(jobs, bench, at_once, finished)
+        runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in chosen_rows}
+        for job, result in zip(jobs, results, strict=True):
+            runs[job.row.key].append(result)
         summary = summarise(chosen_rows, runs, resamples)
         summary["choice"] = validation_choice(summary)
         summary["studies"] = caches.counts
         summary["seeds"] = list(seeds)
+        summary["side_by_side"] = at_once
         run.write_json("ablation.json", {**summary, "runs": runs})
         (out / "ablation.md").write_text(ablation_markdown(summary) + "\n")
         return summary
     finally:
         run.close()
-

@@ -300,6 +300,9 @@ def ablate(
                                     "no-confidence); default all that apply."),
     resamples: int = typer.Option(2000, "--resamples", min=100,
                                   help="Bootstrap resamples of the intervals."),
+    workers: int = typer.Option(0, "--workers", min=0,
+                                help="Runs side by side, each in a process of its own "
+                                "(0: one per core on the CPU, one on a GPU)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch: int | None = typer.Option(None, "--batch", min=2),
     lr: float | None = typer.Option(None, "--lr"),
@@ -347,7 +350,7 @@ def ablate(
     try:
         summary = run_ablation(settings, data, test, detector_run, out, seeds=seed_list,
                                rows=keys, val_fraction=val_fraction, reuse=reuse,
-                               resamples=resamples, force=force)
+                               resamples=resamples, workers=workers, force=force)
     except ValueError as exc:
         _fail(str(exc))
         return

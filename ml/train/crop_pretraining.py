@@ -12,9 +12,13 @@ is kept. Fusion training then starts from that encoder.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,3 +126,35 @@ def pretrain_image_encoder(encoder: ImageEncoder, train: ViewCache, val: ViewCac
     assert best_state is not None
     encoder.load_state_dict(best_state)
     return best_auc
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``'s lock file, between processes and threads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_or_pretrain(encoder: nn.Module, saved: Path | None,
+                     pretrain: Callable[[], float]) -> float:
+    """The crop-level validation AUC of ``encoder`` after pre-training: loaded from
+    ``saved`` when it holds one, else ``pretrain()`` (in place) and written there. Runs
+    that share ``saved`` (the ablation's rows of one seed, side by side in several
+    processes) pre-train once: the others wait for the file and load it."""
+    if saved is None:
+        return pretrain()
+    with _held(saved):
+        if saved.is_file():
+            state = torch.load(saved, weights_only=True)
+            encoder.load_state_dict(state["state"])
+            return float(state["auc"])
+        auc = pretrain()
+        partial = saved.with_name(saved.name + ".partial")
+        torch.save({"state": encoder.state_dict(), "auc": auc}, partial)
+        os.replace(partial, saved)
+        return auc

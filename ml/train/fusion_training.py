@@ -40,7 +40,7 @@ from ml.manifest import hub_location, pin_location, resolve_location
 from ml.model import MMBCD, SCORE_FLOOR
 from ml.operating_points import DEFAULT_TARGETS, choose_operating_points, parse_targets
 from ml.pretrained import describe, load_image_weights
-from ml.train.crop_pretraining import pretrain_image_encoder
+from ml.train.crop_pretraining import load_or_pretrain, pretrain_image_encoder
 from ml.train.keywords import WORD, KeywordMasker, top_keywords
 from ml.train.variants import make_variant, uses_text, uses_vision
 from ml.train.view_cache import ViewCache
@@ -358,19 +358,11 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     crop = CropParams(size=settings.crop_size)
     pretrain_auc = None
     if settings.pretrain_epochs and uses_vision(model):
-        if pretrained is not None and pretrained.is_file():
-            saved = torch.load(pretrained, weights_only=True)
-            model.image_encoder.load_state_dict(saved["state"])
-            pretrain_auc = float(saved["auc"])
-        else:
-            pretrain_auc = pretrain_image_encoder(
+        pretrain_auc = load_or_pretrain(model.image_encoder, pretrained, lambda: (
+            pretrain_image_encoder(
                 model.image_encoder, train, val, crop, epochs=settings.pretrain_epochs,
                 lr=settings.pretrain_lr, batch=4 * settings.batch, seed=settings.seed,
-                device=device, on_epoch=on_epoch)
-            if pretrained is not None:
-                pretrained.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({"state": model.image_encoder.state_dict(), "auc": pretrain_auc},
-                           pretrained)
+                device=device, on_epoch=on_epoch)))
     keywords = top_keywords(train.histories, settings.keyword_count)
     masker = KeywordMasker(frozenset(keywords), settings.keyword_p, settings.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from typer.testing import CliRunner
 
 from ml.bundle import CropParams, build_model, load_bundle
@@ -239,7 +241,8 @@ def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, t
         "--pretrain-epochs", "1", "--k", "4", "--crop-size", "32", "--batch", "16",
         "--trainable-text-layers", "1", "--seeds", "0,1,2", "--roi-scores",
         "--text-context", "side", "--history-dropout", "0.3",
-        "--rows", "text,vision,masking,full,no-confidence", "--resamples", "200"])
+        "--rows", "text,vision,masking,full,no-confidence", "--resamples", "200",
+        "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert "full − detector confidence" in result.output  # the table is printed
     config = json.loads((out / "config.json").read_text())["settings"]
@@ -254,8 +257,9 @@ def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, t
             values = row[column]["values"]
             assert len(values) == 3 and row[column]["mean"] == pytest.approx(np.mean(values))
             assert row[column]["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert summary["side_by_side"] == 2  # in two worker processes
     runs = summary["runs"]
-    assert [r["seed"] for r in runs["full"]] == [0, 1, 2]
+    assert all([r["seed"] for r in runs[key]] == [0, 1, 2] for key in rows)
     assert all(len(r["scores"]["study"]) == 4 and len(r["scores"]["view"]) == 16
                for r in runs["full"])  # 4 test studies x 4 views
     # Vision alone never reads a history: removing it changes nothing.
@@ -266,8 +270,54 @@ def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, t
     assert all(i["low"] <= i["difference"] <= i["high"] for i in summary["intervals"])
     assert summary["choice"]["chosen"] in ("full", "masking")
     # One crop pre-training per seed, shared by that seed's vision rows.
-    assert sorted(p.name for p in (out / "pretrained").iterdir()) == ["0.pt", "1.pt", "2.pt"]
+    assert sorted(p.name for p in (out / "pretrained").glob("*.pt")) == ["0.pt", "1.pt", "2.pt"]
     assert "± " in (out / "ablation.md").read_text()
+
+
+def test_runs_sharing_a_pre_trained_encoder_pre_train_it_once(tmp_path) -> None:
+    """The second run waits for the first's pre-training and loads its weights."""
+    from ml.train.crop_pretraining import load_or_pretrain
+
+    saved = tmp_path / "pretrained" / "0.pt"
+    inside, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def first_pretraining() -> float:
+        calls.append("first")
+        inside.set()
+        assert release.wait(60)
+        nn.init.constant_(first.weight, 0.25)
+        return 0.75
+
+    first, second = nn.Linear(2, 1), nn.Linear(2, 1)
+    runner = threading.Thread(target=load_or_pretrain,
+                              args=(first, saved, first_pretraining))
+    runner.start()
+    assert inside.wait(60)
+    aucs: list[float] = []
+    waiter = threading.Thread(target=lambda: aucs.append(load_or_pretrain(
+        second, saved, lambda: calls.append("second") or 0.5)))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive() and not aucs  # held at the lock, not pre-training
+    release.set()
+    runner.join(60)
+    waiter.join(60)
+    assert calls == ["first"] and aucs == [0.75]
+    assert torch.equal(second.weight, torch.full((1, 2), 0.25))
+    assert not saved.with_name("0.pt.partial").exists()  # written whole, then renamed
+
+
+def test_ablation_runs_each_seed_pre_training_row_before_its_text_rows() -> None:
+    from ml.train.ablation import ROWS, ablation_jobs
+
+    rows = [r for r in ROWS if r.key in ("text", "vision", "masking", "full")]
+    jobs = ablation_jobs(rows, [4, 5], Path("fusion"), 5)
+    assert [(j.row.key, j.seed) for j in jobs] == [
+        ("vision", 4), ("text", 4), ("masking", 4), ("full", 4),
+        ("vision", 5), ("text", 5), ("masking", 5), ("full", 5)]
+    assert [j.reuse for j in jobs if j.reuse] == [Path("fusion")]
+    assert jobs[7].reuse == Path("fusion")
 
 
 def test_ablation_rows_follow_the_recipe() -> None:
