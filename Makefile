@@ -116,7 +116,7 @@ DEMO_SEED ?= 1
 ifndef DEMO_TEST_SEED
 DEMO_TEST_SEED := $(shell echo $$((1000 + $$(od -An -N2 -tu2 /dev/urandom))))
 endif
-DEMO_VERSION ?= 1.5.0
+DEMO_VERSION ?= 1.6.0
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
 # 400 test studies: on 160, a model with study AUC 0.975 whose probabilities are exactly
 # right still shows a study-level ECE above 0.05 in about 4 draws of 10 (simulated; ECE is
@@ -126,7 +126,9 @@ DEMO_FUSION := --recipe demo
 DEMO_FOLDS ?= 2
 DEMO_DETECTOR_EPOCHS ?= 25
 DEMO_DETECTOR_VALIDATED ?= 8
-DEMO_ABLATION := --seeds $(DEMO_SEED),2,3 --rows text,vision,masking,full,no-confidence
+# The side-context choice (recipe against the history alone, row 'masking') was made by the
+# 1.5.0 build's ablation and is not rerun: 9 of its minutes go to the 60-minute goal.
+DEMO_ABLATION := --seeds $(DEMO_SEED),2,3 --rows text,vision,full,no-confidence
 TRAIN := $(VENV)/bin/mmbcd-train
 # The training data and the detectors depend on DEMO_SEED only: a build reuses them when
 # they are complete (rm -r $(DEMO_DIR) starts over) and draws its test seed afresh.
