@@ -15,9 +15,10 @@ each row's AUC averaged over its seeds) for the recipe against vision only, text
 and the rows it differs from by one choice. ``choice`` names the text context the
 validation split prefers (never the test split).
 
-On the CPU the (row, seed) runs train side by side, one process per core with one torch
-thread each: the demo's small batches keep two threads of one run far from twice as
-fast. Every run seeds itself, so a run's result does not depend on where it ran.
+On the CPU the (row, seed) runs train side by side, one process per core (at most
+``MAX_WORKERS``) with the cores shared out as torch threads: a small run keeps two
+threads busy but not dozens. Every run seeds itself, so a run's result does not depend
+on where it ran (up to the rounding of a different thread count).
 """
 
 from __future__ import annotations
@@ -205,11 +206,14 @@ def run_job(job: Job, bench: Bench) -> dict[str, Any]:
             **measure(model.to(bench.device), values, bench.caches, bench.device)}
 
 
+MAX_WORKERS = 8  # each worker holds its own model, text encoder and caches (~2.5 GB)
+
+
 def side_by_side(device: torch.device, jobs: int, workers: int = 0) -> int:
     """How many runs train at once: ``workers`` when given, else one per core on the CPU
-    (one on a GPU), never more than there are ``jobs``."""
+    (at most ``MAX_WORKERS``; one on a GPU), never more than there are ``jobs``."""
     if workers <= 0:
-        workers = (os.cpu_count() or 1) if device.type == "cpu" else 1
+        workers = min(os.cpu_count() or 1, MAX_WORKERS) if device.type == "cpu" else 1
     return max(1, min(workers, jobs))
 
 

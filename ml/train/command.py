@@ -302,7 +302,7 @@ def ablate(
                                   help="Bootstrap resamples of the intervals."),
     workers: int = typer.Option(0, "--workers", min=0,
                                 help="Runs side by side, each in a process of its own "
-                                "(0: one per core on the CPU, one on a GPU)."),
+                                "(0: one per core on the CPU, at most 8; one on a GPU)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch: int | None = typer.Option(None, "--batch", min=2),
     lr: float | None = typer.Option(None, "--lr"),

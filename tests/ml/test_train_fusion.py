@@ -320,6 +320,17 @@ def test_ablation_runs_each_seed_pre_training_row_before_its_text_rows() -> None
     assert jobs[7].reuse == Path("fusion")
 
 
+def test_ablation_side_by_side_is_one_run_per_core_capped_and_one_on_a_gpu(monkeypatch) -> None:
+    from ml.train import ablation
+
+    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 64)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert ablation.side_by_side(cpu, jobs=15) == ablation.MAX_WORKERS < 64
+    assert ablation.side_by_side(cpu, jobs=3) == 3
+    assert ablation.side_by_side(gpu, jobs=15) == 1
+    assert ablation.side_by_side(cpu, jobs=15, workers=12) == 12  # asked for
+
+
 def test_ablation_rows_follow_the_recipe() -> None:
     from ml.train.ablation import rows_for
 
