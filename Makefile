@@ -109,8 +109,8 @@ bench-failover: venv system-tools
 # drawn afresh on every build (so no choice has ever seen it), the detector with its
 # out-of-fold detectors, fusion (the 'demo' recipe of ml/train/recipes.py), the ablation
 # (3 seeds per row, bootstrap intervals, AUC without history), evaluation, export. On a
-# 2-core CPU without AVX-512: 24 minutes for the data and detectors (reused by later
-# builds), 46 for the rest; DEMO_TEST_SEED=N repeats a build's test set.
+# 2-core AMD EPYC with AVX-512: 17 minutes for the data and detectors (reused by later
+# builds), 30 for the rest; DEMO_TEST_SEED=N repeats a build's test set.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 ifndef DEMO_TEST_SEED
