@@ -232,8 +232,8 @@ def _worker_job(job: Job) -> dict[str, Any]:
 def run_jobs(jobs: Sequence[Job], bench: Bench, workers: int,
              on_done: Callable[[Job, dict[str, Any]], None] | None = None
              ) -> list[dict[str, Any]]:
-    """``run_job`` of every job, in order; with ``workers`` > 1 in as many spawned
-    processes (one torch thread each when there are no more workers than cores).
+    """``run_job`` of every job, results in the jobs' order; with ``workers`` > 1 in as
+    many spawned processes, the cores shared out among them as torch threads.
     ``on_done(job, result)`` follows each finished job."""
     if workers <= 1:
         results = []

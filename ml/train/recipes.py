@@ -25,8 +25,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # view's side before the history and a fifth of the views without their history, the
     # weights averaged over about two epochs' steps (EMA 0.99, chosen on a development set).
     # Validation view AUC levels off within 10 epochs: at most 15, patience 5. Patches of
-    # 8 px (36 per crop, not 16 of 12 px): the margins that tell a carcinoma from its
-    # benign look-alike are a few pixels wide. Chosen on a development set (README).
+    # 8 px (36 per crop, not 16 of 12 px), chosen on a development set (README): the
+    # margins that tell a carcinoma from its benign look-alike are a few pixels wide.
     "demo": {"roi_scores": True, "trainable_text_layers": 1, "pretrain_epochs": 20,
              "epochs": 15, "patience": 5, "text_context": "side", "history_dropout": 0.2,
              "ema_decay": 0.99,
