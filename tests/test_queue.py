@@ -188,18 +188,25 @@ policy = WorkerConfig(lease_seconds=300)
 with transaction(sessions) as s:  # connected and warm before the start
     claim_jobs(s, owner, policy, limit=0)
 print("ready", flush=True)
-sys.stdin.readline()  # the start barrier: both processes claim from the same moment
-misses = 0
-while misses < 3:
+
+
+def claim_one():
     with transaction(sessions) as s:
         jobs = claim_jobs(s, owner, policy, limit=1)
-    if not jobs:
-        misses += 1
-        continue
-    misses = 0
-    with transaction(sessions) as s:
-        assert complete_job(s, jobs[0].id, owner)
-    print(jobs[0].id, flush=True)
+    if jobs:
+        with transaction(sessions) as s:
+            assert complete_job(s, jobs[0].id, owner)
+        print(jobs[0].id, flush=True)
+    return bool(jobs)
+
+
+sys.stdin.readline()  # the start barrier: both processes claim from the same moment
+while not claim_one():  # one job each before either goes on: SQLite's lock is not fair,
+    pass                # and a process that never waits for it may claim every job
+sys.stdin.readline()  # the second barrier: then both claim as fast as they can
+misses = 0
+while misses < 3:
+    misses = 0 if claim_one() else misses + 1
 """
 
 
@@ -213,8 +220,14 @@ def test_two_worker_processes_never_claim_the_same_job(sessions, db_url: str) ->
     for worker in workers:
         assert worker.stdin is not None
         worker.stdin.write("go\n")
+        worker.stdin.flush()
+    firsts = [w.stdout.readline() for w in workers if w.stdout is not None]
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
         worker.stdin.close()
-    outputs = [w.stdout.read() for w in workers if w.stdout is not None]
+    outputs = [first + w.stdout.read()
+               for first, w in zip(firsts, workers, strict=True) if w.stdout is not None]
     assert [w.wait(timeout=120) for w in workers] == [0, 0]
     claimed = [[int(x) for x in out.split()] for out in outputs]
     assert all(claimed), f"both processes claim jobs ({[len(c) for c in claimed]})"
