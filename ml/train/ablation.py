@@ -247,8 +247,7 @@ def run_jobs(jobs: Sequence[Job], bench: Bench, workers: int,
     done: dict[int, dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                              initializer=_start_worker,
-                             initargs=(dataclasses.replace(bench, text_cache=FrozenTextCache()),
-                                       threads)) as pool:
+                             initargs=(bench, threads)) as pool:
         futures = {pool.submit(_worker_job, job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             index = futures[future]
