@@ -1,7 +1,9 @@
 """Model bundles: one folder with a manifest, weights (safetensors) and tokenizer files.
 
 The manifest and its digests are described in ``ml.manifest``. Weights: ``model.safetensors``
-(image encoder, text encoder or only its trained layers when the base is external, fusion),
+(image encoder, text encoder or only its trained layers when the base is external, fusion;
+for an ensemble, ``model.members`` in the manifest, each member's tensors under
+``members.I.``: same architecture, trained with different seeds, their scores averaged),
 ``detector.yaml`` + ``detector.safetensors`` (Ultralytics architecture and weights: no
 pickles), ``text_encoder.json`` and ``tokenizer/`` for a text encoder kept inside.
 
@@ -75,7 +77,7 @@ class Bundle:
 
     path: Path
     manifest: dict[str, Any]
-    model: MMBCD
+    members: list[MMBCD]  # one model, or an ensemble whose view scores are averaged
     detector: nn.Module
     tokenizer: Any
     preprocess: PreprocessParams
@@ -85,6 +87,11 @@ class Bundle:
     operating: OperatingPoints
     marks: MarkOperatingPoint = field(default_factory=MarkOperatingPoint)
     calibration: LevelCalibration = field(default_factory=LevelCalibration)
+
+    @property
+    def model(self) -> MMBCD:
+        """The first (for most bundles the only) member."""
+        return self.members[0]
 
     @property
     def threshold(self) -> float:
@@ -151,6 +158,9 @@ def build_model(model_section: dict[str, Any], root: Path | None = None) -> MMBC
                  score_floor=float(fusion.get("score_floor", LEGACY_SCORE_FLOOR)))
 
 
+MEMBER_PREFIX = "members.{}."
+
+
 def _stored_state(model: MMBCD, external: bool) -> dict[str, torch.Tensor]:
     """The tensors a bundle stores: everything, or without the frozen external base."""
     trainable_text = {f"text_encoder.{n}" for n, p in model.text_encoder.named_parameters()
@@ -160,8 +170,42 @@ def _stored_state(model: MMBCD, external: bool) -> dict[str, torch.Tensor]:
             if not (external and name.startswith("text_encoder.") and name not in trainable_text)}
 
 
-def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
-                model_section: dict[str, Any], detector: nn.Module,
+def _members_state(members: list[MMBCD], external: bool) -> dict[str, torch.Tensor]:
+    """``model.safetensors``: one model's tensors as they are, an ensemble's under
+    ``members.I.``."""
+    if len(members) == 1:
+        return _stored_state(members[0], external)
+    return {MEMBER_PREFIX.format(i) + name: tensor for i, member in enumerate(members)
+            for name, tensor in _stored_state(member, external).items()}
+
+
+def _member_states(state: dict[str, torch.Tensor], count: int
+                   ) -> list[dict[str, torch.Tensor]]:
+    """``_members_state`` undone: each member's tensors; unprefixed ones fit no member of
+    an ensemble and are refused by ``load_state_dict``'s check."""
+    if count == 1:
+        return [state]
+    states: list[dict[str, torch.Tensor]] = [{} for _ in range(count)]
+    for name, tensor in state.items():
+        head, _, rest = name.partition(".")
+        index, _, key = rest.partition(".")
+        if head != "members" or not index.isdigit() or int(index) >= count:
+            raise BundleError(f"{MODEL_WEIGHTS}: tensor {name!r} belongs to none of the "
+                              f"{count} members")
+        states[int(index)][key] = tensor
+    return states
+
+
+def member_count(model_section: dict[str, Any]) -> int:
+    """How many models the bundle averages (the manifest's ``model.members``; 1 without)."""
+    count = model_section.get("members", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise BundleError(f"{MANIFEST}: model.members must be a positive integer, not {count!r}")
+    return count
+
+
+def save_bundle(out_dir: Path | str, *, name: str, version: str,
+                model: MMBCD | list[MMBCD], model_section: dict[str, Any], detector: nn.Module,
                 detector_config: dict[str, Any], tokenizer_dir: Path | None,
                 preprocess: PreprocessParams, threshold: float,
                 training_data: dict[str, Any], extra_files: dict[str, bytes] | None = None,
@@ -170,7 +214,9 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
                 calibration: LevelCalibration | None = None) -> dict[str, Any]:
     """Write a bundle to ``out_dir`` (created; must be empty) and return its manifest.
 
-    ``model_section`` describes the architecture as ``build_model`` reads it; for an
+    ``model`` is one model or the members of an ensemble (same ``model_section``; the
+    manifest records their number). ``model_section`` describes the architecture as
+    ``build_model`` reads it; for an
     internal text encoder its ``config`` is written to ``text_encoder.json`` and its
     tokenizer files are copied from ``tokenizer_dir``. ``extra_files`` (relative path ->
     bytes), e.g. an evaluation report, are written and pinned too. ``marks`` is the
@@ -184,9 +230,13 @@ def save_bundle(out_dir: Path | str, *, name: str, version: str, model: MMBCD,
     if any(root.iterdir()):
         raise BundleError(f"bundle folder {root} is not empty")
     section = json.loads(json.dumps(model_section))  # deep copy, JSON types only
+    members = model if isinstance(model, list) else [model]
+    section.pop("members", None)
+    if len(members) > 1:
+        section["members"] = len(members)
     text = section["text_encoder"]
     external = bool(text.get("external"))
-    save_file(_stored_state(model, external), str(root / MODEL_WEIGHTS))
+    save_file(_members_state(members, external), str(root / MODEL_WEIGHTS))
     save_file({k: v.detach().contiguous().cpu() for k, v in detector.state_dict().items()},
               str(root / DETECTOR_WEIGHTS))
     (root / DETECTOR_CONFIG).write_text(yaml.safe_dump(detector_config, sort_keys=False))
@@ -236,15 +286,19 @@ def load_bundle(path: Path | str | None = None) -> Bundle:
     root = Path(path) if path is not None else default_bundle_path()
     manifest = read_manifest(root, verify=True)
     section = manifest["model"]
-    model = build_model(section, root)
-    state = load_file(str(root / MODEL_WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
     external = bool(section["text_encoder"].get("external"))
-    frozen_base = {k for k in missing if external and k.startswith("text_encoder.")}
-    if unexpected or set(missing) - frozen_base:
-        raise BundleError(f"bundle {root}: {MODEL_WEIGHTS} does not fit the architecture "
-                          f"(missing {sorted(set(missing) - frozen_base)[:3]}, "
-                          f"unexpected {sorted(unexpected)[:3]})")
+    members = []
+    for index, state in enumerate(_member_states(load_file(str(root / MODEL_WEIGHTS)),
+                                                 member_count(section))):
+        model = build_model(section, root)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        frozen_base = {k for k in missing if external and k.startswith("text_encoder.")}
+        if unexpected or set(missing) - frozen_base:
+            which = f" member {index}" if "members" in section else ""
+            raise BundleError(f"bundle {root}: {MODEL_WEIGHTS}{which} does not fit the "
+                              f"architecture (missing {sorted(set(missing) - frozen_base)[:3]}"
+                              f", unexpected {sorted(unexpected)[:3]})")
+        members.append(model.eval())
     detector = build_detector(yaml.safe_load((root / DETECTOR_CONFIG).read_text()))
     try:
         detector.load_state_dict(load_file(str(root / DETECTOR_WEIGHTS)), strict=True)
@@ -263,7 +317,7 @@ def load_bundle(path: Path | str | None = None) -> Bundle:
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{MANIFEST}: calibration or operating points: {exc}") from exc
     return Bundle(
-        path=root, manifest=manifest, model=model.eval(), detector=detector.eval(),
+        path=root, manifest=manifest, members=members, detector=detector.eval(),
         tokenizer=load_tokenizer(tokenizer_dir),
         preprocess=_dataclass_from(PreprocessParams, manifest.get("preprocessing", {})),
         detector_params=_dataclass_from(DetectorParams, {**section.get("detector", {}),

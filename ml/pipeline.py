@@ -5,7 +5,9 @@ the detector, the crops, the image encoder and the fusion over batches of views 
 across studies; each study's history is encoded once for all its views. A view that
 cannot be read or prepared gets ``ViewPrediction(error=...)`` and the other views of the
 study are still scored. Breast = max over its views, study = max over breasts (a view of
-unknown laterality counts for the study only).
+unknown laterality counts for the study only). An ensemble bundle runs every member on the
+same ROIs and averages the members' malignancy scores (and ROI attention) per view before
+calibration.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class Pipeline:
         self.stage_seconds: dict[str, float] = defaultdict(float)
         if self.device.type == "cuda":  # float32 convolutions stay float32 (no TF32)
             torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
-        self.model = self.bundle.model.to(self.device).eval()
+        self.members = [m.to(self.device).eval() for m in self.bundle.members]
         self.detector = self.bundle.detector.to(self.device).eval()
         nhwc = channels_last if channels_last is not None else self.device.type == "cuda"
         self.detector = self.detector.to(
@@ -92,10 +94,10 @@ class Pipeline:
         # On a GPU the stored pixels travel (2 bytes/pixel, not 4) and the display LUT is
         # applied there; on the CPU the same gather runs in numpy.
         self.display_on_device = self.device.type == "cuda"
-        self._image_encoder: torch.nn.Module = self.model.image_encoder
-        if compile and self.device.type == "cuda":  # a wrapper: the bundle's module is untouched
-            self._image_encoder = torch.compile(  # type: ignore[assignment]
-                self.model.image_encoder, dynamic=True)
+        self._image_encoders: list[torch.nn.Module] = [m.image_encoder for m in self.members]
+        if compile and self.device.type == "cuda":  # wrappers: the bundle's modules untouched
+            self._image_encoders = [torch.compile(encoder, dynamic=True)  # type: ignore[misc]
+                                    for encoder in self._image_encoders]
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -153,16 +155,17 @@ class Pipeline:
             return ViewPrediction(sop_instance_uid=uid, laterality=laterality, view=view,
                                   probability=None, error=f"{type(exc).__name__}: {exc}")
 
-    def _encode_histories(self, studies: list[StudyInput]) -> torch.Tensor:
-        """The encoded text of every study, and with the ``side`` context of each of its
-        sides: row ``_text_row(study, laterality)``."""
+    def _encode_histories(self, studies: list[StudyInput]) -> list[torch.Tensor]:
+        """Per member, the encoded text of every study, and with the ``side`` context of
+        each of its sides: row ``_text_row(study, laterality)``."""
         if not studies:
-            return torch.empty(0)
+            return []
         texts = [view_text(s.history, side, self.bundle.text_context)
                  for s in studies for side in self._sides()]
         ids, mask = tokenize(self.bundle.tokenizer, texts, self.bundle.max_length, self.device)
         with self._autocast():
-            return self.model.text_encoder(ids, mask).float()  # (S * sides, d_text)
+            return [member.text_encoder(ids, mask).float()  # (S * sides, d_text)
+                    for member in self.members]
 
     def _sides(self) -> tuple[str | None, ...]:
         return (None,) if self.bundle.text_context == "none" else ("R", "L", None)
@@ -171,7 +174,8 @@ class Pipeline:
         sides = self._sides()
         return study * len(sides) + sides.index(laterality if laterality in sides else None)
 
-    def _score(self, chunk: list[_Pending], texts: torch.Tensor) -> Iterator[ViewPrediction]:
+    def _score(self, chunk: list[_Pending],
+               texts: list[torch.Tensor]) -> Iterator[ViewPrediction]:
         with self._stage("upload"):
             ready = [self._upload(item.prepared) for item in chunk]
             images = [view.image for view in ready]
@@ -185,30 +189,35 @@ class Pipeline:
                                  for image, r in zip(images, rois, strict=True)])  # (B, K, 3, S, S)
             mask = torch.stack([r.mask for r in rois])  # (B, K)
             scores = torch.stack([r.scores for r in rois])  # (B, K)
-        with self._stage("image encoder"):
-            with self._autocast():
-                embedded = self._image_encoder(crops[mask]).float()  # (N_real, d_image)
-            roi_features = self.model.roi_features(embedded, mask, scores)
-        with self._stage("fusion"):
-            rows = [self._text_row(item.study, view.laterality)
-                    for item, view in zip(chunk, ready, strict=True)]
-            text = texts[torch.tensor(rows, device=self.device)]
-            logits, attention = self.model.fusion(roi_features, mask, text)  # (B, 2), (B, K)
-        scores = logits.float().softmax(dim=-1)[:, 1].cpu().numpy()
-        probabilities = self.bundle.calibration.view(scores).tolist()
-        attention = attention.float().cpu()
+        rows = torch.tensor([self._text_row(item.study, view.laterality)
+                             for item, view in zip(chunk, ready, strict=True)],
+                            device=self.device)
+        malignancy, attention = [], []
+        for member, encoder, member_texts in zip(self.members, self._image_encoders, texts,
+                                                 strict=True):
+            with self._stage("image encoder"):
+                with self._autocast():
+                    embedded = encoder(crops[mask]).float()  # (N_real, d_image)
+                roi_features = member.roi_features(embedded, mask, scores)
+            with self._stage("fusion"):
+                logits, weights = member.fusion(roi_features, mask, member_texts[rows])
+            malignancy.append(logits.float().softmax(dim=-1)[:, 1])  # (B,)
+            attention.append(weights.float())  # (B, K)
+        view_scores = torch.stack(malignancy).mean(dim=0).cpu().numpy()
+        probabilities = self.bundle.calibration.view(view_scores).tolist()
+        roi_attention = torch.stack(attention).mean(dim=0).cpu()
         for b, item in enumerate(chunk):
             r = rois[b]
             rx0, ry0, rx1, ry1 = ready[b].region
             boxes, confidences = r.boxes.float().cpu(), r.scores.float().cpu()
             roi_list = [RoiPrediction(box=ready[b].to_stored(tuple(boxes[j].tolist())),
                                       detector_score=float(confidences[j]),
-                                      attention=float(attention[b, j]),
+                                      attention=float(roi_attention[b, j]),
                                       whole_breast=r.whole_breast)
                         for j in range(int(r.mask.sum()))]
             yield ViewPrediction(sop_instance_uid=item.uid, laterality=ready[b].laterality,
                                  view=ready[b].view, probability=probabilities[b],
-                                 score=float(scores[b]), rois=roi_list,
+                                 score=float(view_scores[b]), rois=roi_list,
                                  breast_region=(float(rx0), float(ry0), float(rx1), float(ry1)))
 
     def _upload(self, prepared: PreparedView | ViewPlan) -> PreparedView:

@@ -1,6 +1,6 @@
-"""``mmbcd-train evaluate``: a bundle (or a fusion run) on a held-out test set, through the
-node's inference pipeline: metrics per view, breast and study, ROC curves, attention
-pictures, ``evaluation.json`` and ``evaluation.md``."""
+"""``mmbcd-train evaluate``: a bundle (or a fusion or ensemble run) on a held-out test set,
+through the node's inference pipeline: metrics per view, breast and study, ROC curves,
+attention pictures, ``evaluation.json`` and ``evaluation.md``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="Test data set (its 'test' studies, or all "
                               "when it marks no split)."),
     bundle: Path | None = typer.Option(None, "--bundle", help="Bundle folder to evaluate."),
-    run: Path | None = typer.Option(None, "--run", help="Fusion run to evaluate (exported to "
-                                    "a temporary bundle first)."),
+    run: Path | None = typer.Option(None, "--run", help="Fusion or ensemble run to evaluate "
+                                    "(exported to a temporary bundle first)."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: "
                                     "RUN/evaluation)."),
     ablation: Path | None = typer.Option(None, "--ablation", help="Ablation folder whose "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.bundle import load_bundle
-from ml.calibration import LevelCalibration, fit_levels
+from ml.calibration import LevelCalibration, LevelScores, fit_levels
 from ml.evaluate.scoring import EvaluationError, level_scores, score_studies
 from ml.manifest import MANIFEST, BundleError, manifest_digest, sha256_file
 from ml.operating_points import Target, choose_operating_points, operating_points_manifest
@@ -50,17 +50,27 @@ def fit_bundle(bundle_path: Path, data: Path, *, method: str, targets: Mapping[s
                ) -> tuple[LevelCalibration, OperatingPoints, int]:
     """The bundle's raw scores on ``data``'s ``split``, and the calibration and operating
     points fitted on them; returns them with the number of studies used."""
-    bundle = load_bundle(bundle_path)
     studies = calibration_studies(load_manifest(data), split, data)
-    pipeline = Pipeline(bundle, device=device)
+    where = f"{split} split of {data.resolve().name} ({len(studies)} studies)"
+    calibration, operating, _ = fit_on_studies(bundle_path, studies, method=method,
+                                               targets=targets, where=where, device=device)
+    return calibration, operating, len(studies)
+
+
+def fit_on_studies(bundle_path: Path, studies: Sequence[StudyRecord], *, method: str,
+                   targets: Mapping[str, Target], where: str, device: str = "auto",
+                   ) -> tuple[LevelCalibration, OperatingPoints, LevelScores]:
+    """The bundle's raw scores on ``studies`` through the node's pipeline, and the
+    calibration (fitted on ``where``, as the manifest will say) and operating points
+    fitted on them; returns them with the raw scores per level."""
+    pipeline = Pipeline(load_bundle(bundle_path), device=device)
     with progress_bar() as bar:
-        task = bar.add_task(f"scoring {split} studies", total=len(studies))
+        task = bar.add_task(f"scoring the {where}", total=len(studies))
         scored = score_studies(pipeline, studies,
                                progress=lambda done: bar.update(task, completed=done))
     raw = level_scores(scored, raw=True)
-    where = f"{split} split of {data.resolve().name} ({len(studies)} studies)"
     calibration = fit_levels(raw, method, where)
-    return calibration, choose_operating_points(raw, calibration, targets), len(studies)
+    return calibration, choose_operating_points(raw, calibration, targets), raw
 
 
 def rewrite_bundle(source: Path, out: Path, updates: dict[str, Any],

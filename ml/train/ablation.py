@@ -28,7 +28,7 @@ import logging
 import multiprocessing
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from ml.evaluate.bootstrap import paired_auc_difference
 from ml.manifest import resolve_location
 from ml.model import MMBCD
 from ml.pipeline import resolve_device
+from ml.train.crop_pretraining import pretraining_file
 from ml.train.export import load_run_model
 from ml.train.fusion_run import Caches, prepare_caches
 from ml.train.fusion_training import (
@@ -185,7 +186,7 @@ class Bench:
 
     settings: FusionTraining
     caches: Caches
-    pretrained: Path  # folder of the crop pre-trained image encoders, one per seed
+    pretrained: Path  # folder of the crop pre-trained image encoders (pretraining_file)
     device: torch.device
     text_cache: FrozenTextCache = field(default_factory=FrozenTextCache)
 
@@ -199,7 +200,9 @@ def run_job(job: Job, bench: Bench) -> dict[str, Any]:
     else:
         trained = train_fusion(values, bench.caches.detector, bench.caches.train,
                                bench.caches.val, bench.device,
-                               pretrained=bench.pretrained / f"{job.seed}.pt",
+                               pretrained=pretraining_file(bench.pretrained,
+                                                           dataclasses.asdict(values),
+                                                           bench.caches.source),
                                text_cache=bench.text_cache)
         model, result = trained.model, {"best_epoch": trained.best_epoch}
     return {"seed": job.seed, **result,
@@ -257,28 +260,46 @@ def run_jobs(jobs: Sequence[Job], bench: Bench, workers: int,
     return [done[i] for i in range(len(jobs))]
 
 
-def ablation_jobs(rows: Sequence[Row], seeds: Sequence[int], reuse: Path | None,
-                  reused_seed: int | None) -> list[Job]:
-    """Every (row, seed), seed by seed; the recipe row of ``reused_seed`` from ``reuse``.
-    Within a seed one vision row comes first and the text-only rows next: the seed's
-    crop pre-training, which its other vision rows wait for, is under way while a
-    text-only run needs none."""
+def ablation_jobs(rows: Sequence[Row], seeds: Sequence[int],
+                  reuse: Mapping[int, Path] | None = None) -> list[Job]:
+    """Every (row, seed), seed by seed; the recipe row of a seed in ``reuse`` from the
+    fusion run it maps to. Within a seed one vision row comes first and the text-only
+    rows next: the seed's crop pre-training, which its other vision rows wait for, is
+    under way while a text-only run needs none."""
     recipe = recipe_key(rows)
     vision = [r for r in rows if r.variant != "text"]
     ordered = vision[:1] + [r for r in rows if r.variant == "text"] + vision[1:]
-    return [Job(row, seed, reuse if row.key == recipe and seed == reused_seed else None)
+    reuse = reuse or {}
+    return [Job(row, seed, reuse.get(seed) if row.key == recipe else None)
             for seed in seeds for row in ordered]
+
+
+def reused_runs(runs: Sequence[Path], seeds: Sequence[int]) -> dict[int, Path]:
+    """Fusion runs of the recipe by their seed; ``ValueError`` for two runs of one seed
+    or a run of a seed the ablation does not train."""
+    by_seed: dict[int, Path] = {}
+    for path in runs:
+        seed = int(RunFolder.open(path, "fusion").config["settings"]["seed"])
+        if seed in by_seed:
+            raise ValueError(f"--reuse {path}: {by_seed[seed]} is already the run of "
+                             f"seed {seed}")
+        if seed not in seeds:
+            raise ValueError(f"--reuse {path}: its seed {seed} is not among the seeds "
+                             f"{list(seeds)}")
+        by_seed[seed] = path
+    return by_seed
 
 
 def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run: Path,
                  out: Path, *, seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] | None = None,
-                 val_fraction: float = 0.2, reuse: Path | None = None,
-                 resamples: int = 2000, workers: int = 0,
+                 val_fraction: float = 0.2, reuse: Sequence[Path] = (),
+                 pretrained: Path | None = None, resamples: int = 2000, workers: int = 0,
                  force: bool = False) -> dict[str, Any]:
     """Train and test every row with every seed; writes ``ablation.json`` and
-    ``ablation.md`` into ``out``; returns the summary. ``reuse`` (a fusion run of the
-    recipe) stands in for the recipe row of its own seed. ``workers``: runs side by side
-    (0: ``side_by_side`` decides)."""
+    ``ablation.md`` into ``out``; returns the summary. Each run in ``reuse`` (fusion runs
+    of the recipe) stands in for the recipe row of its own seed. ``pretrained``: the
+    folder of crop pre-trained encoders, shared with fusion runs (default
+    ``out/pretrained``). ``workers``: runs side by side (0: ``side_by_side`` decides)."""
     from ml.evaluate.report import ablation_markdown
 
     device = resolve_device(settings.device)
@@ -287,17 +308,15 @@ def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run:
                                              "data": str(data.resolve()),
                                              "test": str(test.resolve()),
                                              "detector_run": str(detector_run.resolve()),
-                                             "reuse": str(reuse) if reuse else None,
+                                             "reuse": [str(p) for p in reuse],
                                              "seeds": list(seeds),
                                              "rows": [r.key for r in chosen_rows],
                                              "val_fraction": val_fraction}, force=force)
     try:
         caches = prepare_caches(data, detector_run, settings, val_fraction, test,
                                 with_test=True)
-        reused_seed = (int(RunFolder.open(reuse, "fusion").config["settings"]["seed"])
-                       if reuse is not None else None)
-        jobs = ablation_jobs(chosen_rows, seeds, reuse, reused_seed)
-        bench = Bench(settings, caches, out / "pretrained", device)
+        jobs = ablation_jobs(chosen_rows, seeds, reused_runs(reuse, seeds))
+        bench = Bench(settings, caches, pretrained or out / "pretrained", device)
         at_once = side_by_side(device, len(jobs), workers)
         log.info("event=ablation_start runs=%d side_by_side=%d", len(jobs), at_once)
         with progress_bar() as bar:

@@ -192,6 +192,9 @@ EMA_DECAY = typer.Option(None, "--ema-decay", min=0.0, max=0.9999,
 RECIPE = typer.Option(None, "--recipe", help="demo (CPU-sized, make demo-model) or paper "
                       "(ViT-S/8 on 224-px crops, roberta-base; README 'For sites'); options "
                       "given override it.")
+PRETRAINED = typer.Option(None, "--pretrained", help="Folder that keeps the crop pre-trained "
+                          "image encoders, shared by runs that pre-train alike (an "
+                          "ensemble's fusion runs and their ablation).")
 IMAGE_WEIGHTS = typer.Option(None, "--image-weights", help="Pretrained ViT weights: DINO's "
                              ".pth, timm's .safetensors or a Hugging Face folder; pinned by "
                              "SHA-256 in the manifest.")
@@ -238,7 +241,7 @@ def fusion(
     text_context: str | None = TEXT_CONTEXT, history_dropout: float | None = HISTORY_DROPOUT,
     ema_decay: float | None = EMA_DECAY,
     val_fraction: float = VAL_FRACTION, seed: int = SEED, device: str = DEVICE,
-    force: bool = FORCE,
+    pretrained: Path | None = PRETRAINED, force: bool = FORCE,
 ) -> None:
     """Train MMBCD (or one ablation variant) on the detector's ROIs, then calibrate it
     and choose its operating points on the validation split."""
@@ -256,13 +259,13 @@ def fusion(
 
     try:
         run_fusion(settings, data, detector_run, out, test=test, val_fraction=val_fraction,
-                   force=force)
+                   pretrained=pretrained, force=force)
     except ValueError as exc:
         _fail(str(exc))
 
 
 def export(
-    run: Path = typer.Option(..., "--run", help="Fusion run folder."),
+    run: Path = typer.Option(..., "--run", help="Fusion or ensemble run folder."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     name: str = typer.Option("mmbcd", "--name"),
     version: str = typer.Option("1.0.0", "--version"),
@@ -271,7 +274,8 @@ def export(
                                                 "(default: RUN/evaluation)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
 ) -> None:
-    """Write the bundle of a fusion run, ready for the node's model.bundle setting."""
+    """Write the bundle of a fusion or ensemble run, ready for the node's model.bundle
+    setting."""
     from ml.manifest import BundleError
     from ml.train.export import export_run
     from ml.train.run_folder import RunFolderError
@@ -290,9 +294,9 @@ def ablate(
     test: Path = typer.Option(..., "--test", help="Held-out test data set."),
     detector_run: Path = typer.Option(..., "--detector", help="Detector run folder."),
     out: Path = typer.Option(..., "--out", help="Ablation folder to create."),
-    reuse: Path | None = typer.Option(None, "--reuse", help="Fusion run of the recipe to use "
-                                      "as the recipe row of its own seed instead of training "
-                                      "it again."),
+    reuse: list[Path] = typer.Option([], "--reuse", help="Fusion run of the recipe to use "
+                                     "as the recipe row of its own seed instead of training "
+                                     "it again; repeatable."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated; every row "
                               "trains once per seed (at least 3 for a spread)."),
     rows: str | None = typer.Option(None, "--rows", help="Rows to train, comma-separated "
@@ -321,7 +325,7 @@ def ablate(
     pretrain_lr: float | None = PRETRAIN_LR, recipe: str | None = RECIPE,
     image_weights: Path | None = IMAGE_WEIGHTS,
     val_fraction: float = VAL_FRACTION, device: str = DEVICE,
-    force: bool = FORCE,
+    pretrained: Path | None = PRETRAINED, force: bool = FORCE,
 ) -> None:
     """Train the ablation rows with several seeds; print mean ± sd per level and the
     bootstrap intervals of the recipe against each single modality."""
@@ -350,6 +354,7 @@ def ablate(
     try:
         summary = run_ablation(settings, data, test, detector_run, out, seeds=seed_list,
                                rows=keys, val_fraction=val_fraction, reuse=reuse,
+                               pretrained=pretrained,
                                resamples=resamples, workers=workers, force=force)
     except ValueError as exc:
         _fail(str(exc))
@@ -358,8 +363,33 @@ def ablate(
     typer.echo(f"table written to {out}/ablation.md")
 
 
+def ensemble(
+    runs: list[Path] = typer.Option(..., "--run", help="Fusion run of the recipe; "
+                                    "repeatable, at least two, each with its own seed."),
+    out: Path = typer.Option(..., "--out", help="Ensemble run folder to create."),
+    device: str = DEVICE, force: bool = FORCE,
+) -> None:
+    """Average fusion runs of one recipe as one model: calibrated, with its operating
+    points, on the validation split they share (export writes its bundle)."""
+    from ml.evaluate.scoring import EvaluationError
+    from ml.manifest import BundleError
+    from ml.train.ensemble import run_ensemble
+
+    try:
+        result = run_ensemble(runs, out, device=device, force=force)
+    except (BundleError, EvaluationError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    for level, metrics in result["val_metrics"].items():
+        point = result["operating_points"][level]
+        typer.echo(f"{level}: validation AUC {metrics['auc']:.3f}, threshold "
+                   f"{point['threshold']:.4f} ({point['target']})")
+    typer.echo(f"ensemble of {len(runs)} runs written to {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("detector")(detector)
     app.command("fusion")(fusion)
+    app.command("ensemble")(ensemble)
     app.command("export")(export)
     app.command("ablate")(ablate)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,24 @@ def _held(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# The fusion settings that crop pre-training reads: the encoder it starts from, the crops it
+# sees and how it trains.
+PRETRAINING_SETTINGS = ("seed", "image_arch", "image_overrides", "image_weights",
+                        "frozen_blocks", "k", "crop_size", "batch", "pretrain_epochs",
+                        "pretrain_lr")
+
+
+def pretraining_file(folder: Path, settings: Mapping[str, Any], source: str) -> Path:
+    """The file in ``folder`` where runs that pre-train the same encoder on the same ROIs
+    keep it: named by the seed and a digest of the ``PRETRAINING_SETTINGS`` of
+    ``settings`` (a fusion run's) and of ``source`` (which studies and detector gave the
+    ROIs). Runs that differ only after pre-training (the ablation's rows, the fusion runs
+    of an ensemble and the ablation beside them) share it; any other run gets its own."""
+    key = {name: settings[name] for name in PRETRAINING_SETTINGS} | {"source": source}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+    return folder / f"seed-{settings['seed']}-{digest.hexdigest()[:16]}.pt"
 
 
 def load_or_pretrain(encoder: nn.Module, saved: Path | None,

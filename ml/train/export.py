@@ -1,4 +1,5 @@
-"""``mmbcd-train export``: a fusion run (and the detector run it used) -> a model bundle.
+"""``mmbcd-train export``: a fusion run, or an ensemble of fusion runs (and the detector run
+they used) -> a model bundle.
 
 The bundle holds the trained weights, the detector, the threshold chosen on the
 validation split, the preprocessing parameters, a training-data summary and, when the
@@ -27,6 +28,7 @@ from ml.train.run_folder import RunFolder
 RUN_WEIGHTS = "model.safetensors"
 RUN_SECTION = "model_section.json"
 RUN_RESULT = "result.json"
+ENSEMBLE = "ensemble"  # the kind of an ensemble run folder (ml.train.ensemble)
 EVALUATION_FILES = ("evaluation.json", "evaluation.md")
 
 
@@ -72,50 +74,91 @@ def load_run_model(run: RunFolder) -> tuple[MMBCD, dict[str, Any]]:
     return model.eval(), section
 
 
+def member_runs(run: RunFolder) -> list[RunFolder]:
+    """The fusion runs whose models a run's bundle holds: a fusion run itself, or an
+    ensemble run's members."""
+    if run.kind != ENSEMBLE:
+        return [run]
+    return [RunFolder.open(Path(path), "fusion") for path in run.config["settings"]["runs"]]
+
+
 def export_run(run_dir: Path, out: Path, *, name: str, version: str,
                evaluation_dir: Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Write the bundle of the fusion run at ``run_dir`` to ``out``; returns its manifest.
+    """Write the bundle of the fusion or ensemble run at ``run_dir`` to ``out``; returns
+    its manifest.
 
     ``evaluation_dir`` (default ``run_dir/evaluation`` when present) supplies
     ``evaluation.json`` and ``evaluation.md``. ``out`` must not exist unless ``force``.
     """
-    run = RunFolder.open(run_dir, "fusion")
-    model, section = load_run_model(run)
-    settings = run.config["settings"]
+    run = RunFolder.open(run_dir, ("fusion", ENSEMBLE))
+    members = member_runs(run)
     result = run.read_json(RUN_RESULT)
-    detector_run = Path(settings["detector_run"])
-    detector, detector_config = load_detector(detector_run)
-    preprocess = PreprocessParams(**settings.get("preprocess", {}))
     evaluation_dir = evaluation_dir or run.path / "evaluation"
     extra = {f: (evaluation_dir / f).read_bytes() for f in EVALUATION_FILES
              if (evaluation_dir / f).is_file()}
+    if run.kind == ENSEMBLE:
+        seeds = ", ".join(str(m.config["settings"]["seed"]) for m in members)
+        notes = (f"An ensemble (run {run.path.name}) of {len(members)} fusion runs of one "
+                 f"recipe, seeds {seeds}, averaging their view scores; calibration and "
+                 "operating points fitted on their shared validation split.")
+    else:
+        notes = (f"Trained by mmbcd-train (fusion run {run.path.name}); calibration and "
+                 "operating points fitted on the validation split.")
     if out.exists():
         if not force:
             raise BundleError(f"{out} exists (use --force to replace it)")
         shutil.rmtree(out)
+    return write_bundle(members, result, out, name=name, version=version, extra_files=extra,
+                        notes=notes)
+
+
+def write_bundle(members: list[RunFolder], result: dict[str, Any], out: Path, *, name: str,
+                 version: str, notes: str,
+                 extra_files: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """The bundle of the fusion runs ``members`` (one, or an ensemble's) with the
+    threshold, calibration and operating points of ``result`` (none: uncalibrated).
+
+    Raises ``BundleError`` when the members differ in architecture.
+    """
+    loaded = [load_run_model(member) for member in members]
+    section = loaded[0][1]
+    for member, (_, other) in zip(members[1:], loaded[1:], strict=True):
+        if other != section:
+            raise BundleError(f"{member.path}: {RUN_SECTION} differs from "
+                              f"{members[0].path}'s: an ensemble's members share one "
+                              "architecture")
+    first = members[0]
+    settings = first.config["settings"]
+    first_result = first.read_json(RUN_RESULT)
+    detector_run = Path(settings["detector_run"])
+    detector, detector_config = load_detector(detector_run)
+    preprocess = PreprocessParams(**settings.get("preprocess", {}))
     detector_settings = RunFolder.open(detector_run, "detector").config["settings"]
     params = DetectorParams(**{**section["detector"], "k": section["k"]})
     text = section["text_encoder"]
     training = {
         "data": settings.get("data"), "data_meta": settings.get("data_meta"),
-        "studies": result.get("studies"), "best_epoch": result["best_epoch"],
+        "studies": first_result.get("studies"), "best_epoch": result["best_epoch"],
         "validation": result["val_metrics"],
         "fusion_settings": {k: v for k, v in settings.items() if k not in ("data_meta",)},
         "detector_settings": detector_settings,
         "encoders": {
-            "image": image_encoder_history(section, settings, result),
+            "image": image_encoder_history(section, settings, first_result),
             "text": text_encoder_history(text),
             "detector": detector_history(detector_settings, detector_config, params.imgsz),
         },
     }
+    if len(members) > 1:
+        training["members"] = [
+            {"run": str(m.path.resolve()), "seed": m.config["settings"]["seed"],
+             "best_epoch": m.read_json(RUN_RESULT)["best_epoch"]} for m in members]
     return save_bundle(
-        out, name=name, version=version, model=model, model_section=section,
-        detector=detector, detector_config=detector_config, tokenizer_dir=None,
-        preprocess=preprocess, threshold=float(result["threshold"]),
+        out, name=name, version=version, model=[model for model, _ in loaded],
+        model_section=section, detector=detector, detector_config=detector_config,
+        tokenizer_dir=None, preprocess=preprocess, threshold=float(result["threshold"]),
         **run_operating(result),
-        training_data=json.loads(json.dumps(training, default=str)), extra_files=extra,
-        notes=f"Trained by mmbcd-train (fusion run {run.path.name}); calibration and "
-              "operating points fitted on the validation split.")
+        training_data=json.loads(json.dumps(training, default=str)), extra_files=extra_files,
+        notes=notes)
 
 
 def run_operating(result: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,13 +20,14 @@ from ml.operating_points import operating_points_manifest
 from ml.pipeline import resolve_device
 from ml.preprocess import PreprocessParams
 from ml.synth.dataset import StudyRecord, load_manifest, read_manifest_meta
+from ml.train.crop_pretraining import pretraining_file
 from ml.train.detector_folds import fold_runs
 from ml.train.detector_training import load_detector
 from ml.train.export import RUN_RESULT, RUN_SECTION, RUN_WEIGHTS
 from ml.train.fusion_training import FusionResult, FusionTraining, train_fusion
 from ml.train.roi_cache import cached_views, progress_bar
 from ml.train.run_folder import RunFolder
-from ml.train.splits import check_disjoint, test_studies, training_splits
+from ml.train.splits import Splits, check_disjoint, test_studies, training_splits
 from ml.train.view_cache import ViewCache, concat_caches
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,15 @@ class Caches:
     test: ViewCache | None
     detector: DetectorParams
     counts: dict[str, int]
+    source: str  # digest of the data set, the detector run and the train/val studies
+
+
+def caches_source(data: Path, detector_run: Path, splits: Splits) -> str:
+    """What identifies the training ROIs: which data set, which detector run and which
+    studies train and validate (``Caches.source``)."""
+    key = [str(data.resolve()), str(detector_run.resolve()),
+           sorted(s.study_uid for s in splits.train), sorted(s.study_uid for s in splits.val)]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
 def detector_params(detector_run: Path, k: int) -> DetectorParams:
@@ -66,7 +78,8 @@ def prepare_caches(data: Path, detector_run: Path, settings: FusionTraining,
                                    preprocess, bar) if with_test and tests else None)
     counts = {"train": len(splits.train), "val": len(splits.val), "test": len(tests),
               "out_of_fold_detectors": len(fold_runs(detector_run))}
-    return Caches(train, val, test_cache, params, counts)
+    return Caches(train, val, test_cache, params, counts,
+                  caches_source(data, detector_run, splits))
 
 
 def training_views(studies: list[StudyRecord], detector: nn.Module, detector_run: Path,
@@ -112,8 +125,11 @@ def save_result(run: RunFolder, result: FusionResult, counts: dict[str, int]) ->
 
 def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Path, *,
                test: Path | None = None, val_fraction: float = 0.2,
-               force: bool = False) -> FusionResult:
+               pretrained: Path | None = None, force: bool = False) -> FusionResult:
     """Train a fusion run into ``out``; returns the result (best checkpoint, threshold).
+    ``pretrained``: a folder where the crop pre-trained image encoder is kept and found
+    (``ml.train.crop_pretraining.pretraining_file``), shared with other runs and the
+    ablation; without it the run pre-trains for itself.
 
     Raises ``ValueError`` subclasses for a bad data set, overlapping splits or a used
     run folder.
@@ -124,6 +140,7 @@ def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Pa
                               "detector_run": str(detector_run.resolve()),
                               "test": str(test.resolve()) if test else None,
                               "val_fraction": val_fraction,
+                              "pretrained": str(pretrained.resolve()) if pretrained else None,
                               "preprocess": asdict(PreprocessParams()),
                               "device_used": str(device)}
     run = RunFolder.create(out, "fusion", config, force=force)
@@ -134,8 +151,10 @@ def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Pa
                  settings.variant, len(caches.train), len(caches.val), device)
         with progress_bar() as bar:
             task = bar.add_task(f"fusion ({settings.variant})", total=None)
+            saved = (pretraining_file(pretrained, asdict(settings), caches.source)
+                     if pretrained is not None else None)
             result = train_fusion(settings, caches.detector, caches.train, caches.val, device,
-                                  on_epoch=run.record_epoch,
+                                  on_epoch=run.record_epoch, pretrained=saved,
                                   progress=lambda done, total: bar.update(
                                       task, completed=done, total=total))
         save_result(run, result, caches.counts)

@@ -24,7 +24,8 @@ class RunFolderError(ValueError):
 
 
 class RunFolder:
-    """The folder of one training run; ``kind`` is ``detector`` or ``fusion``."""
+    """The folder of one training run; ``kind`` is ``detector``, ``fusion``, ``ablation``
+    or ``ensemble``."""
 
     def __init__(self, path: Path, kind: str) -> None:
         self.path = Path(path)
@@ -50,15 +51,17 @@ class RunFolder:
         return run
 
     @classmethod
-    def open(cls, path: Path, kind: str) -> RunFolder:
-        """An existing run of ``kind``; ``RunFolderError`` if there is none."""
+    def open(cls, path: Path, kind: str | tuple[str, ...]) -> RunFolder:
+        """An existing run of ``kind`` (or of one of several kinds: the run's own kind
+        then tells which); ``RunFolderError`` if there is none."""
         config = Path(path) / CONFIG
         if not config.is_file():
             raise RunFolderError(f"{path} is not a run folder (no {CONFIG})")
         found = json.loads(config.read_text()).get("kind")
-        if found != kind:
-            raise RunFolderError(f"{path} is a {found} run, not a {kind} run")
-        return cls(Path(path), kind)
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if found not in kinds:
+            raise RunFolderError(f"{path} is a {found} run, not a {' or '.join(kinds)} run")
+        return cls(Path(path), found)
 
     @property
     def config(self) -> dict[str, Any]:

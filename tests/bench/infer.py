@@ -68,7 +68,8 @@ def full_size_bundle(imgsz: int) -> Bundle:
     parts = random_parts("full", vocab_size=50265, seed=0, imgsz=imgsz)
     section = parts.model_section
     return Bundle(path=Path("(random full-size)"), manifest={"digest": "random-full-size"},
-                  model=parts.model.eval(), detector=parts.detector.eval(), tokenizer=tokenizer,
+                  members=[parts.model.eval()], detector=parts.detector.eval(),
+                  tokenizer=tokenizer,
                   preprocess=PreprocessParams(),
                   detector_params=DetectorParams(imgsz=imgsz, k=section["k"]),
                   crop=CropParams(), max_length=128,
