@@ -107,16 +107,19 @@ bench-failover: venv system-tools
 
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val, a test set from a seed
 # drawn afresh on every build (so no choice has ever seen it), the detector with its
-# out-of-fold detectors, fusion (the 'demo' recipe of ml/train/recipes.py), the ablation
-# (3 seeds per row, bootstrap intervals, AUC without history), evaluation, export. On a
-# 2-core AMD EPYC with AVX-512: 17 minutes for the data and detectors (reused by later
-# builds), 30 for the rest; DEMO_TEST_SEED=N repeats a build's test set.
+# out-of-fold detectors, one fusion run (the 'demo' recipe of ml/train/recipes.py) per
+# seed of DEMO_SEEDS and their ensemble, calibrated on the validation split, the ablation
+# (the same seeds; the fusion runs are its recipe rows; bootstrap intervals, AUC without
+# history), evaluation, export. On a 2-core AMD EPYC with AVX-512: 17 minutes for the data
+# and detectors (reused by later builds), 30 for the rest; DEMO_TEST_SEED=N repeats a
+# build's test set.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
+DEMO_SEEDS ?= $(DEMO_SEED) 2 3
 ifndef DEMO_TEST_SEED
 DEMO_TEST_SEED := $(shell echo $$((1000 + $$(od -An -N2 -tu2 /dev/urandom))))
 endif
-DEMO_VERSION ?= 1.6.0
+DEMO_VERSION ?= 1.7.0
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
 # 400 test studies: on 160, a model with study AUC 0.975 whose probabilities are exactly
 # right still shows a study-level ECE above 0.05 in about 4 draws of 10 (simulated; ECE is
@@ -128,7 +131,8 @@ DEMO_DETECTOR_EPOCHS ?= 25
 DEMO_DETECTOR_VALIDATED ?= 8
 # The side-context choice (recipe against the history alone, row 'masking') was made by the
 # 1.5.0 build's ablation and is not rerun: 9 of its minutes go to the 60-minute goal.
-DEMO_ABLATION := --seeds $(DEMO_SEED),2,3 --rows text,vision,full,no-confidence
+DEMO_ABLATION := --seeds $(shell echo $(DEMO_SEEDS) | tr ' ' ,) --rows text,vision,full,no-confidence
+DEMO_MEMBERS := $(foreach seed,$(DEMO_SEEDS),--run $(DEMO_DIR)/fusion-$(seed))
 TRAIN := $(VENV)/bin/mmbcd-train
 # The training data and the detectors depend on DEMO_SEED only: a build reuses them when
 # they are complete (rm -r $(DEMO_DIR) starts over) and draws its test seed afresh.
@@ -144,10 +148,13 @@ $(DEMO_DETECTOR): $(DEMO_DATA)
 demo-model: venv $(DEMO_DETECTOR)
 	@echo "demo-model: training seed $(DEMO_SEED), test seed $(DEMO_TEST_SEED) (drawn for this build)"
 	$(TRAIN) synth --out $(DEMO_DIR)/test --studies $(DEMO_TEST_STUDIES) --seed $(DEMO_TEST_SEED) --split test $(DEMO_SYNTH)
-	$(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion --seed $(DEMO_SEED) $(DEMO_FUSION) --force
-	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --reuse $(DEMO_DIR)/fusion --out $(DEMO_DIR)/ablation $(DEMO_ABLATION) $(DEMO_FUSION) --force
-	$(TRAIN) evaluate --run $(DEMO_DIR)/fusion --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation --with-history-only
-	$(TRAIN) export --run $(DEMO_DIR)/fusion --out ml/bundles/demo --name mmbcd-demo --version $(DEMO_VERSION) --force
+	for seed in $(DEMO_SEEDS); do \
+	  $(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion-$$seed --seed $$seed --pretrained $(DEMO_DIR)/pretrained $(DEMO_FUSION) --force || exit 1; \
+	done
+	$(TRAIN) ensemble $(DEMO_MEMBERS) --out $(DEMO_DIR)/ensemble --force
+	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector $(subst --run,--reuse,$(DEMO_MEMBERS)) --pretrained $(DEMO_DIR)/pretrained --out $(DEMO_DIR)/ablation $(DEMO_ABLATION) $(DEMO_FUSION) --force
+	$(TRAIN) evaluate --run $(DEMO_DIR)/ensemble --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation --with-history-only
+	$(TRAIN) export --run $(DEMO_DIR)/ensemble --out ml/bundles/demo --name mmbcd-demo --version $(DEMO_VERSION) --force
 
 # What a radiologist sees in a web viewer: a synthetic 4-view study and the node's SR, CAD
 # SR, SC and GSPS in Orthanc (DICOMweb), OHIF (npm @ohif/app, its built dist/) served with

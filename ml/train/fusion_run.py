@@ -26,7 +26,7 @@ from ml.train.detector_training import load_detector
 from ml.train.export import RUN_RESULT, RUN_SECTION, RUN_WEIGHTS
 from ml.train.fusion_training import FusionResult, FusionTraining, train_fusion
 from ml.train.roi_cache import cached_views, progress_bar
-from ml.train.run_folder import RunFolder
+from ml.train.run_folder import CONFIG, RunFolder
 from ml.train.splits import Splits, check_disjoint, test_studies, training_splits
 from ml.train.view_cache import ViewCache, concat_caches
 
@@ -44,9 +44,11 @@ class Caches:
 
 
 def caches_source(data: Path, detector_run: Path, splits: Splits) -> str:
-    """What identifies the training ROIs: which data set, which detector run and which
-    studies train and validate (``Caches.source``)."""
+    """What identifies the training ROIs: which data set, which detector run (its config,
+    which a retrained detector writes anew) and which studies train and validate
+    (``Caches.source``)."""
     key = [str(data.resolve()), str(detector_run.resolve()),
+           (detector_run / CONFIG).read_text(),
            sorted(s.study_uid for s in splits.train), sorted(s.study_uid for s in splits.val)]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 

@@ -21,6 +21,8 @@ def _summary(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("name", manifest.get("name")), ("version", manifest.get("version")),
         ("created", manifest.get("created")), ("digest", manifest.get("digest")),
+        ("members", f"{model['members']} models of one recipe, view scores averaged"
+                    if model.get("members") else "1"),
         ("image encoder", model.get("image_encoder", {}).get("arch")),
         ("text encoder", text.get("id")),
         ("text base", f"{external['location']} (pinned by SHA-256)" if external else "in bundle"),

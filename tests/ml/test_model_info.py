@@ -37,6 +37,8 @@ def test_model_info_table_names_the_configured_bundle(tmp_path):
     flat = " ".join(result.output.replace("│", " ").split())
     assert "calibration platt, validation split" in flat
     assert "operating point (study)" in flat and "text context side" in flat
+    members = read_manifest(bundle)["model"].get("members")
+    assert (f"members {members} models of one recipe" if members else "members 1") in flat
 
 
 def test_model_info_refuses_an_altered_bundle_with_exit_code_1(tmp_path):
