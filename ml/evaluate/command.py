@@ -49,7 +49,7 @@ def evaluate(
         with tempfile.TemporaryDirectory() as tmp:
             path = bundle or Path(tmp) / "bundle"
             if run is not None:
-                export_run(run, path, name=f"fusion run {run.resolve().name}", version="",
+                export_run(run, path, name=f"run {run.resolve().name}", version="",
                            evaluation_dir=Path(tmp) / "none")
             report = evaluate_bundle(path, data, out, ablation=ablation, pictures=pictures,
                                      device=device, without_history=without_history)

@@ -74,6 +74,8 @@ def evaluate_bundle(bundle_path: Path, data: Path, out: Path, *, ablation: Path 
     meta = read_manifest_meta(data)
     report: dict[str, Any] = {
         "bundle": {"name": bundle.name, "version": bundle.version,
+                   "members": [m.get("seed") for m in
+                               bundle.manifest.get("training_data", {}).get("members", [])],
                    "files": {k: v for k, v in bundle.manifest["files"].items()
                              if k.endswith(".safetensors")}},
         "data": {"name": data.name, "studies": len(studies), "views": len(scored),

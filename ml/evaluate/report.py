@@ -65,6 +65,16 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ensemble_lines(bundle: dict[str, Any]) -> list[str]:
+    """Which seeds an ensemble bundle averages (nothing for one model)."""
+    seeds = bundle.get("members") or []
+    if not seeds:
+        return []
+    return [f"Model: an ensemble of {len(seeds)} runs of one recipe (seeds "
+            f"{', '.join(map(str, seeds))}), their view scores averaged and then "
+            "calibrated."]
+
+
 def operating_lines(report: dict[str, Any]) -> list[str]:
     """Whether the probabilities are calibrated, and each level's threshold and target."""
     points = report.get("operating_points") or {}
@@ -83,6 +93,7 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
              f"Test data: `{report['data']['name']}` ({report['data']['studies']} studies, "
              f"{report['data']['views']} views, seed {report['data'].get('seed')}), never "
              "used for training, early stopping or the threshold.",
+             *ensemble_lines(bundle),
              *operating_lines(report),
              "Recall at FPR t is the best recall with a false-positive rate <= t; ECE is the "
              "expected calibration error over 10 equal-width bins, and 'ECE if calibrated' "

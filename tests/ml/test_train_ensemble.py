@@ -59,6 +59,10 @@ def test_ensemble_bundle_averages_its_members_and_is_calibrated_on_their_validat
     out = _cli("ensemble", "--run", str(members["seed-0"]), "--run", str(members["seed-1"]),
                "--out", str(tmp_path / "ensemble"), "--device", "cpu")
     assert "study: validation AUC" in out
+    _cli("evaluate", "--run", str(tmp_path / "ensemble"), "--data", str(data["test"]),
+         "--attention-pictures", "0", "--with-history-only", "--device", "cpu")
+    report = (tmp_path / "ensemble" / "evaluation" / "evaluation.md").read_text()
+    assert "an ensemble of 2 runs of one recipe (seeds 0, 1)" in report
     _cli("export", "--run", str(tmp_path / "ensemble"), "--out", str(tmp_path / "bundle"))
     result = json.loads((tmp_path / "ensemble" / "result.json").read_text())
     bundle = load_bundle(tmp_path / "bundle")
