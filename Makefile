@@ -110,8 +110,8 @@ bench-failover: venv system-tools
 # out-of-fold detectors, one fusion run (the 'demo' recipe of ml/train/recipes.py) per
 # seed of DEMO_SEEDS and their ensemble, calibrated on the validation split, the ablation
 # (the same seeds; the fusion runs are its recipe rows; bootstrap intervals, AUC without
-# history), evaluation, export. On a 2-core AMD EPYC with AVX-512: 17 minutes for the data
-# and detectors (reused by later builds), 30 for the rest; DEMO_TEST_SEED=N repeats a
+# history), evaluation, export. On a 2-core AMD EPYC without AVX-512: 27 minutes for the
+# data and detectors (reused by later builds), 56 for the rest; DEMO_TEST_SEED=N repeats a
 # build's test set.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
