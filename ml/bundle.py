@@ -181,8 +181,8 @@ def _members_state(members: list[MMBCD], external: bool) -> dict[str, torch.Tens
 
 def _member_states(state: dict[str, torch.Tensor], count: int
                    ) -> list[dict[str, torch.Tensor]]:
-    """``_members_state`` undone: each member's tensors; unprefixed ones fit no member of
-    an ensemble and are refused by ``load_state_dict``'s check."""
+    """``_members_state`` undone: each member's tensors. ``BundleError`` for a tensor of
+    an ensemble that belongs to none of its ``count`` members."""
     if count == 1:
         return [state]
     states: list[dict[str, torch.Tensor]] = [{} for _ in range(count)]
