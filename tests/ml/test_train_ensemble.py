@@ -59,10 +59,6 @@ def test_ensemble_bundle_averages_its_members_and_is_calibrated_on_their_validat
     out = _cli("ensemble", "--run", str(members["seed-0"]), "--run", str(members["seed-1"]),
                "--out", str(tmp_path / "ensemble"), "--device", "cpu")
     assert "study: validation AUC" in out
-    _cli("evaluate", "--run", str(tmp_path / "ensemble"), "--data", str(data["test"]),
-         "--attention-pictures", "0", "--with-history-only", "--device", "cpu")
-    report = (tmp_path / "ensemble" / "evaluation" / "evaluation.md").read_text()
-    assert "an ensemble of 2 runs of one recipe (seeds 0, 1)" in report
     _cli("export", "--run", str(tmp_path / "ensemble"), "--out", str(tmp_path / "bundle"))
     result = json.loads((tmp_path / "ensemble" / "result.json").read_text())
     bundle = load_bundle(tmp_path / "bundle")
@@ -151,3 +147,12 @@ def test_ensemble_bundle_refuses_weights_of_no_member(members, tmp_path) -> None
     manifest["digest"] = manifest_digest(manifest)
     (bundle / MANIFEST).write_text(json.dumps(manifest))
     assert len(load_bundle(bundle).members) == 2
+
+
+def test_evaluation_report_names_an_ensembles_seeds() -> None:
+    from ml.evaluate.report import ensemble_lines
+
+    assert ensemble_lines({"name": "one", "members": []}) == []
+    assert ensemble_lines({"name": "demo", "members": [1, 2, 3]}) == [
+        "Model: an ensemble of 3 runs of one recipe (seeds 1, 2, 3), their view scores "
+        "averaged and then calibrated."]
