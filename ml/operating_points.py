@@ -67,6 +67,11 @@ def parse_targets(texts: Sequence[str]) -> dict[str, Target]:
     return targets
 
 
+def targets_of(settings: Mapping[str, str]) -> dict[str, Target]:
+    """A run's ``operating_targets`` (level -> target text) over the defaults."""
+    return parse_targets([f"{level}={target}" for level, target in settings.items()])
+
+
 def threshold_at(target: Target, labels: Sequence[int],
                  scores: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """(threshold, specificity, sensitivity) of ``target`` on ``labels``/``scores``; a

@@ -18,7 +18,7 @@ from typing import Any
 
 from ml.evaluate.metrics import binary_metrics
 from ml.evaluate.recalibration import fit_on_studies
-from ml.operating_points import operating_points_manifest, parse_targets
+from ml.operating_points import operating_points_manifest, targets_of
 from ml.synth.dataset import StudyRecord, load_manifest
 from ml.train.export import ENSEMBLE, RUN_RESULT, write_bundle
 from ml.train.run_folder import RunFolder
@@ -41,6 +41,7 @@ def shared_validation(members: Sequence[RunFolder]) -> list[StudyRecord]:
     if len(members) < 2:
         raise EnsembleError("an ensemble needs at least two fusion runs")
     first = members[0].config["settings"]
+    studies = load_manifest(Path(first["data"]))  # every member's, as checked below
     splits = []
     for member in members:
         settings = member.config["settings"]
@@ -48,7 +49,6 @@ def shared_validation(members: Sequence[RunFolder]) -> list[StudyRecord]:
             if settings[key] != first[key]:
                 raise EnsembleError(f"{member.path}: its {key} {settings[key]} is not "
                                     f"{members[0].path}'s {first[key]}")
-        studies = load_manifest(Path(settings["data"]))
         splits.append(training_splits(studies, float(settings["val_fraction"]),
                                       int(settings["seed"])))
     val_ids = {s.study_uid for s in splits[0].val}
@@ -80,8 +80,7 @@ def run_ensemble(runs: Sequence[Path], out: Path, *, device: str = "auto",
                          name="ensemble (uncalibrated)", version="", notes="")
             calibration, operating, raw = fit_on_studies(
                 bundle, val, method=settings["calibration"],
-                targets=parse_targets([f"{level}={target}" for level, target in
-                                       settings["operating_targets"].items()]),
+                targets=targets_of(settings["operating_targets"]),
                 where=f"validation split ({len(val)} studies)", device=device)
         metrics = {level: binary_metrics(labels, calibration.level(level)(scores).tolist(),
                                          getattr(operating, level).threshold).as_dict()

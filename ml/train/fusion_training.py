@@ -38,7 +38,7 @@ from ml.encoders import load_tokenizer, tokenize
 from ml.evaluate.metrics import binary_metrics, breast_scores, choose_threshold
 from ml.manifest import hub_location, pin_location, resolve_location
 from ml.model import MMBCD, SCORE_FLOOR
-from ml.operating_points import DEFAULT_TARGETS, choose_operating_points, parse_targets
+from ml.operating_points import DEFAULT_TARGETS, choose_operating_points, targets_of
 from ml.pretrained import describe, load_image_weights
 from ml.train.crop_pretraining import load_or_pretrain, pretrain_image_encoder
 from ml.train.keywords import WORD, KeywordMasker, top_keywords
@@ -462,8 +462,7 @@ def train_fusion(settings: FusionTraining, detector: DetectorParams, train: View
     calibration = fit_levels(levels, settings.calibration,
                              f"validation split ({len(val.histories)} studies)")
     operating = choose_operating_points(
-        levels, calibration, parse_targets([f"{level}={target}" for level, target in
-                                            settings.operating_targets.items()]))
+        levels, calibration, targets_of(settings.operating_targets))
     return FusionResult(model=model.eval(), model_section=section, best_epoch=best["epoch"],
                         threshold=threshold,
                         val_metrics=evaluate_cache(val, probabilities, threshold),
