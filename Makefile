@@ -107,10 +107,10 @@ bench-failover: venv system-tools
 
 # The demo bundle (ml/bundles/demo) from a seed: synthetic train/val, a test set from a seed
 # drawn afresh on every build (so no choice has ever seen it), the detector with its
-# out-of-fold detectors, one fusion run (the 'demo' recipe of ml/train/recipes.py) per
-# seed of DEMO_SEEDS and their ensemble, calibrated on the validation split, the ablation
-# (the same seeds; the fusion runs are its recipe rows; bootstrap intervals, AUC without
-# history), evaluation, export. On a 2-core AMD EPYC without AVX-512: 27 minutes for the
+# out-of-fold detectors, the ablation (every row once per seed of DEMO_SEEDS, side by side;
+# bootstrap intervals, AUC without history) whose recipe rows (the 'demo' recipe of
+# ml/train/recipes.py) are kept as fusion runs, their ensemble calibrated on the
+# validation split, evaluation, export. On a 2-core AMD EPYC without AVX-512: 27 minutes for the
 # data and detectors (reused by later builds), 56 for the rest; DEMO_TEST_SEED=N repeats a
 # build's test set.
 DEMO_DIR ?= var/demo
@@ -148,11 +148,8 @@ $(DEMO_DETECTOR): $(DEMO_DATA)
 demo-model: venv $(DEMO_DETECTOR)
 	@echo "demo-model: training seed $(DEMO_SEED), test seed $(DEMO_TEST_SEED) (drawn for this build)"
 	$(TRAIN) synth --out $(DEMO_DIR)/test --studies $(DEMO_TEST_STUDIES) --seed $(DEMO_TEST_SEED) --split test $(DEMO_SYNTH)
-	for seed in $(DEMO_SEEDS); do \
-	  $(TRAIN) fusion --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --out $(DEMO_DIR)/fusion-$$seed --seed $$seed --pretrained $(DEMO_DIR)/pretrained $(DEMO_FUSION) --force || exit 1; \
-	done
+	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector --recipe-runs $(DEMO_DIR) --pretrained $(DEMO_DIR)/pretrained --out $(DEMO_DIR)/ablation $(DEMO_ABLATION) $(DEMO_FUSION) --force
 	$(TRAIN) ensemble $(DEMO_MEMBERS) --out $(DEMO_DIR)/ensemble --force
-	$(TRAIN) ablate --data $(DEMO_DIR)/train --test $(DEMO_DIR)/test --detector $(DEMO_DIR)/detector $(subst --run,--reuse,$(DEMO_MEMBERS)) --pretrained $(DEMO_DIR)/pretrained --out $(DEMO_DIR)/ablation $(DEMO_ABLATION) $(DEMO_FUSION) --force
 	$(TRAIN) evaluate --run $(DEMO_DIR)/ensemble --data $(DEMO_DIR)/test --ablation $(DEMO_DIR)/ablation --with-history-only
 	$(TRAIN) export --run $(DEMO_DIR)/ensemble --out ml/bundles/demo --name mmbcd-demo --version $(DEMO_VERSION) --force
 

@@ -43,7 +43,7 @@ from ml.model import MMBCD
 from ml.pipeline import resolve_device
 from ml.train.crop_pretraining import pretraining_file
 from ml.train.export import load_run_model
-from ml.train.fusion_run import Caches, prepare_caches
+from ml.train.fusion_run import Caches, fusion_inputs, prepare_caches, save_result
 from ml.train.fusion_training import (
     FrozenTextCache,
     FusionTraining,
@@ -178,6 +178,7 @@ class Job:
     row: Row
     seed: int
     reuse: Path | None = None  # a fusion run standing in for this row and seed
+    keep: Path | None = None  # the fusion run folder this trained row is also kept as
 
 
 @dataclass
@@ -188,6 +189,8 @@ class Bench:
     caches: Caches
     pretrained: Path  # folder of the crop pre-trained image encoders (pretraining_file)
     device: torch.device
+    fusion_inputs: dict[str, Any]  # a kept run's config beside its settings (fusion_inputs)
+    force: bool = False  # a kept run may overwrite a run folder
     text_cache: FrozenTextCache = field(default_factory=FrozenTextCache)
 
 
@@ -198,13 +201,25 @@ def run_job(job: Job, bench: Bench) -> dict[str, Any]:
         model, _ = load_run_model(RunFolder.open(job.reuse, "fusion"))
         result: dict[str, Any] = {"reused": str(job.reuse)}
     else:
-        trained = train_fusion(values, bench.caches.detector, bench.caches.train,
-                               bench.caches.val, bench.device,
-                               pretrained=pretraining_file(bench.pretrained,
-                                                           dataclasses.asdict(values),
-                                                           bench.caches.source),
-                               text_cache=bench.text_cache)
+        kept = (RunFolder.create(job.keep, "fusion",
+                                 {**dataclasses.asdict(values), **bench.fusion_inputs},
+                                 force=bench.force) if job.keep is not None else None)
+        try:
+            trained = train_fusion(values, bench.caches.detector, bench.caches.train,
+                                   bench.caches.val, bench.device,
+                                   on_epoch=kept.record_epoch if kept else None,
+                                   pretrained=pretraining_file(bench.pretrained,
+                                                               dataclasses.asdict(values),
+                                                               bench.caches.source),
+                                   text_cache=bench.text_cache)
+            if kept is not None:
+                save_result(kept, trained, bench.caches.counts)
+        finally:
+            if kept is not None:
+                kept.close()
         model, result = trained.model, {"best_epoch": trained.best_epoch}
+        if job.keep is not None:
+            result["kept"] = str(job.keep)
     return {"seed": job.seed, **result,
             **measure(model.to(bench.device), values, bench.caches, bench.device)}
 
@@ -261,17 +276,30 @@ def run_jobs(jobs: Sequence[Job], bench: Bench, workers: int,
 
 
 def ablation_jobs(rows: Sequence[Row], seeds: Sequence[int],
-                  reuse: Mapping[int, Path] | None = None) -> list[Job]:
+                  reuse: Mapping[int, Path] | None = None,
+                  keep: Path | None = None) -> list[Job]:
     """Every (row, seed), seed by seed; the recipe row of a seed in ``reuse`` from the
-    fusion run it maps to. Within a seed one vision row comes first and the text-only
-    rows next: the seed's crop pre-training, which its other vision rows wait for, is
-    under way while a text-only run needs none."""
+    fusion run it maps to, and that of any other seed, with ``keep``, kept as the fusion
+    run ``keep/fusion-SEED`` (``kept_run``). Within a seed one vision row comes first and
+    the text-only rows next: the seed's crop pre-training, which its other vision rows
+    wait for, is under way while a text-only run needs none."""
     recipe = recipe_key(rows)
     vision = [r for r in rows if r.variant != "text"]
     ordered = vision[:1] + [r for r in rows if r.variant == "text"] + vision[1:]
     reuse = reuse or {}
-    return [Job(row, seed, reuse.get(seed) if row.key == recipe else None)
-            for seed in seeds for row in ordered]
+    jobs = []
+    for seed in seeds:
+        for row in ordered:
+            reused = reuse.get(seed) if row.key == recipe else None
+            kept = (kept_run(keep, seed) if keep is not None and row.key == recipe
+                    and reused is None else None)
+            jobs.append(Job(row, seed, reused, kept))
+    return jobs
+
+
+def kept_run(folder: Path, seed: int) -> Path:
+    """Where ``ablate --recipe-runs folder`` keeps the recipe row of ``seed``."""
+    return folder / f"fusion-{seed}"
 
 
 def reused_runs(runs: Sequence[Path], seeds: Sequence[int]) -> dict[int, Path]:
@@ -294,29 +322,41 @@ def run_ablation(settings: FusionTraining, data: Path, test: Path, detector_run:
                  out: Path, *, seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] | None = None,
                  val_fraction: float = 0.2, reuse: Sequence[Path] = (),
                  pretrained: Path | None = None, resamples: int = 2000, workers: int = 0,
-                 force: bool = False) -> dict[str, Any]:
+                 recipe_runs: Path | None = None, force: bool = False) -> dict[str, Any]:
     """Train and test every row with every seed; writes ``ablation.json`` and
     ``ablation.md`` into ``out``; returns the summary. Each run in ``reuse`` (fusion runs
     of the recipe) stands in for the recipe row of its own seed. ``pretrained``: the
     folder of crop pre-trained encoders, shared with fusion runs (default
-    ``out/pretrained``). ``workers``: runs side by side (0: ``side_by_side`` decides)."""
+    ``out/pretrained``). ``workers``: runs side by side (0: ``side_by_side`` decides).
+    ``recipe_runs``: a folder where the recipe row of every seed it trains is also kept as
+    a fusion run (``kept_run``), as ``mmbcd-train fusion`` would write it, for
+    ``ensemble`` and ``export``: the recipe's runs then train side by side with the
+    other rows instead of one after another before them."""
     from ml.evaluate.report import ablation_markdown
 
     device = resolve_device(settings.device)
     chosen_rows = rows_for(settings, rows)
+    jobs = ablation_jobs(chosen_rows, seeds, reused_runs(reuse, seeds), recipe_runs)
+    for job in jobs:  # before anything is written or trained
+        if job.keep is not None:
+            RunFolder.refuse_used(job.keep, force)
     run = RunFolder.create(out, "ablation", {**dataclasses.asdict(settings),
                                              "data": str(data.resolve()),
                                              "test": str(test.resolve()),
                                              "detector_run": str(detector_run.resolve()),
                                              "reuse": [str(p) for p in reuse],
+                                             "recipe_runs": (str(recipe_runs.resolve())
+                                                             if recipe_runs else None),
                                              "seeds": list(seeds),
                                              "rows": [r.key for r in chosen_rows],
                                              "val_fraction": val_fraction}, force=force)
     try:
         caches = prepare_caches(data, detector_run, settings, val_fraction, test,
                                 with_test=True)
-        jobs = ablation_jobs(chosen_rows, seeds, reused_runs(reuse, seeds))
-        bench = Bench(settings, caches, pretrained or out / "pretrained", device)
+        folder = pretrained or out / "pretrained"
+        bench = Bench(settings, caches, folder, device,
+                      fusion_inputs(data, detector_run, test, val_fraction, settings.seed,
+                                    folder, device), force)
         at_once = side_by_side(device, len(jobs), workers)
         log.info("event=ablation_start runs=%d side_by_side=%d", len(jobs), at_once)
         with progress_bar() as bar:

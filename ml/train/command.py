@@ -302,6 +302,10 @@ def ablate(
     rows: str | None = typer.Option(None, "--rows", help="Rows to train, comma-separated "
                                     "(text, vision, concat, attention, masking, full, "
                                     "no-confidence); default all that apply."),
+    recipe_runs: Path | None = typer.Option(
+        None, "--recipe-runs", help="Folder to keep the recipe row of every seed trained "
+        "in, as the fusion run FOLDER/fusion-SEED (for ensemble and export), so that the "
+        "recipe's runs train side by side with the other rows."),
     resamples: int = typer.Option(2000, "--resamples", min=100,
                                   help="Bootstrap resamples of the intervals."),
     workers: int = typer.Option(0, "--workers", min=0,
@@ -354,7 +358,7 @@ def ablate(
     try:
         summary = run_ablation(settings, data, test, detector_run, out, seeds=seed_list,
                                rows=keys, val_fraction=val_fraction, reuse=reuse,
-                               pretrained=pretrained,
+                               pretrained=pretrained, recipe_runs=recipe_runs,
                                resamples=resamples, workers=workers, force=force)
     except ValueError as exc:
         _fail(str(exc))

@@ -21,6 +21,7 @@ from ml.evaluate.recalibration import fit_on_studies
 from ml.operating_points import operating_points_manifest, targets_of
 from ml.synth.dataset import StudyRecord, load_manifest
 from ml.train.export import ENSEMBLE, RUN_RESULT, write_bundle
+from ml.train.fusion_run import split_seed
 from ml.train.run_folder import RunFolder
 from ml.train.splits import training_splits
 
@@ -50,7 +51,7 @@ def shared_validation(members: Sequence[RunFolder]) -> list[StudyRecord]:
                 raise EnsembleError(f"{member.path}: its {key} {settings[key]} is not "
                                     f"{members[0].path}'s {first[key]}")
         splits.append(training_splits(studies, float(settings["val_fraction"]),
-                                      int(settings["seed"])))
+                                      split_seed(settings)))
     val_ids = {s.study_uid for s in splits[0].val}
     for member, split in zip(members[1:], splits[1:], strict=True):
         if {s.study_uid for s in split.val} != val_ids:

@@ -108,6 +108,25 @@ def training_views(studies: list[StudyRecord], detector: nn.Module, detector_run
     return concat_caches(parts)
 
 
+def fusion_inputs(data: Path, detector_run: Path, test: Path | None, val_fraction: float,
+                  split_seed: int, pretrained: Path | None, device: Any) -> dict[str, Any]:
+    """What a fusion run's config records beside its settings: where its data, detector
+    and pre-training came from, and ``split_seed``, the seed whose draw made its
+    validation split (``training_splits``) when the data set marks none."""
+    return {"data": str(data.resolve()), "data_meta": read_manifest_meta(data),
+            "detector_run": str(detector_run.resolve()),
+            "test": str(test.resolve()) if test else None, "val_fraction": val_fraction,
+            "split_seed": split_seed,
+            "pretrained": str(pretrained.resolve()) if pretrained else None,
+            "preprocess": asdict(PreprocessParams()), "device_used": str(device)}
+
+
+def split_seed(settings: dict[str, Any]) -> int:
+    """The seed that drew a fusion run's validation split, from its config's settings
+    (runs written before ``split_seed`` was recorded drew it with their own seed)."""
+    return int(settings.get("split_seed", settings["seed"]))
+
+
 def save_result(run: RunFolder, result: FusionResult, counts: dict[str, int]) -> None:
     """The trained model and what export needs, in the run folder."""
     frozen = not any(p.requires_grad for p in result.model.text_encoder.parameters())
@@ -137,15 +156,9 @@ def run_fusion(settings: FusionTraining, data: Path, detector_run: Path, out: Pa
     run folder.
     """
     device = resolve_device(settings.device)
-    config: dict[str, Any] = {**asdict(settings), "data": str(data.resolve()),
-                              "data_meta": read_manifest_meta(data),
-                              "detector_run": str(detector_run.resolve()),
-                              "test": str(test.resolve()) if test else None,
-                              "val_fraction": val_fraction,
-                              "pretrained": str(pretrained.resolve()) if pretrained else None,
-                              "preprocess": asdict(PreprocessParams()),
-                              "device_used": str(device)}
-    run = RunFolder.create(out, "fusion", config, force=force)
+    inputs = fusion_inputs(data, detector_run, test, val_fraction, settings.seed, pretrained,
+                           device)
+    run = RunFolder.create(out, "fusion", {**asdict(settings), **inputs}, force=force)
     try:
         caches = prepare_caches(data, detector_run, settings, val_fraction, test,
                                 with_test=False)

@@ -36,8 +36,7 @@ class RunFolder:
     def create(cls, path: Path, kind: str, config: Any, force: bool = False) -> RunFolder:
         """Make the folder and write its config; refuses a used folder unless ``force``."""
         path = Path(path)
-        if (path / CONFIG).exists() and not force:
-            raise RunFolderError(f"{path} already holds a run (use --force to overwrite)")
+        cls.refuse_used(path, force)
         path.mkdir(parents=True, exist_ok=True)
         (path / METRICS).unlink(missing_ok=True)
         settings = (asdict(config) if is_dataclass(config) and not isinstance(config, type)
@@ -49,6 +48,12 @@ class RunFolder:
         run = cls(path, kind)
         run.start_log()
         return run
+
+    @staticmethod
+    def refuse_used(path: Path, force: bool) -> None:
+        """``RunFolderError`` if ``path`` already holds a run and ``force`` is not given."""
+        if (Path(path) / CONFIG).exists() and not force:
+            raise RunFolderError(f"{path} already holds a run (use --force to overwrite)")
 
     @classmethod
     def open(cls, path: Path, kind: str | tuple[str, ...]) -> RunFolder:

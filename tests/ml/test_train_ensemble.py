@@ -21,6 +21,8 @@ from ml.synth.dataset import load_manifest
 from ml.train.export import export_run
 from ml.train.fusion_run import run_fusion
 from ml.train.fusion_training import FusionTraining
+from ml.train.run_folder import RunFolder
+from ml.train.splits import training_splits
 from ml.types import StudyInput, ViewInput
 
 TINY = FusionTraining(k=4, crop_size=32, dim=32, epochs=2, batch=8, lr=2e-3, patience=2,
@@ -156,3 +158,26 @@ def test_evaluation_report_names_an_ensembles_seeds() -> None:
     assert ensemble_lines({"name": "demo", "members": [1, 2, 3]}) == [
         "Model: an ensemble of 3 runs of one recipe (seeds 1, 2, 3), their view scores "
         "averaged and then calibrated."]
+
+
+def test_members_of_an_unmarked_data_set_share_the_split_their_split_seed_drew(
+        data, tmp_path, monkeypatch) -> None:
+    """Runs kept by ``ablate --recipe-runs`` trained on the split of the ablation's first
+    seed, which their config records as ``split_seed``; a run without one drew its own."""
+    from ml.train import ensemble
+
+    studies = [dataclasses.replace(s, split=None) for s in load_manifest(data["train"])]
+    monkeypatch.setattr(ensemble, "load_manifest", lambda _: studies)
+
+    def member(name: str, seed: int, **more: int) -> RunFolder:
+        RunFolder.create(tmp_path / name, "fusion", {
+            "data": str(data["train"]), "detector_run": "detector", "val_fraction": 0.25,
+            "seed": seed, **more}).close()
+        return RunFolder.open(tmp_path / name, "fusion")
+
+    drawn = [training_splits(studies, 0.25, seed).val for seed in (0, 1)]
+    assert drawn[0] != drawn[1]
+    assert ensemble.shared_validation([member("a", 0), member("b", 1, split_seed=0)]) == \
+        drawn[0]
+    with pytest.raises(ensemble.EnsembleError, match="validation split differs"):
+        ensemble.shared_validation([member("c", 0), member("d", 1)])

@@ -43,6 +43,7 @@ from ml.train.fusion_training import (
     weight_average,
 )
 from ml.train.recipes import RecipeError, recipe_settings
+from ml.train.run_folder import RunFolder
 from ml.train.splits import SplitError, check_disjoint, training_splits
 from ml.types import StudyInput, ViewInput
 
@@ -210,7 +211,13 @@ def test_cli_fusion_with_roi_scores_records_them_in_the_model_section(data, tmp_
 
 
 def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, tmp_path) -> None:
-    out = tmp_path / "ablation"
+    out, kept = tmp_path / "ablation", tmp_path / "kept"
+    RunFolder.create(kept / "fusion-1", "fusion", {}).close()
+    used = CliRunner().invoke(app, [
+        "ablate", "--data", str(data["train"]), "--detector", str(data["detector"]),
+        "--test", str(data["test"]), "--out", str(out), "--recipe-runs", str(kept)])
+    assert used.exit_code == 2 and "fusion-1 already holds a run" in used.output
+    assert not out.exists()  # refused before anything was written
     result = CliRunner().invoke(app, [
         "ablate", "--data", str(data["train"]), "--detector", str(data["detector"]),
         "--test", str(data["test"]), "--out", str(out), "--epochs", "1",
@@ -218,7 +225,7 @@ def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, t
         "--trainable-text-layers", "1", "--seeds", "0,1,2", "--roi-scores",
         "--text-context", "side", "--history-dropout", "0.3",
         "--rows", "text,vision,masking,full,no-confidence", "--resamples", "200",
-        "--workers", "2"])
+        "--workers", "2", "--recipe-runs", str(kept), "--force"])
     assert result.exit_code == 0, result.output
     assert "full − detector confidence" in result.output  # the table is printed
     config = json.loads((out / "config.json").read_text())["settings"]
@@ -249,6 +256,32 @@ def test_cli_ablate_trains_every_row_per_seed_with_spreads_and_intervals(data, t
     assert sorted(p.name.split("-")[1] for p in (out / "pretrained").glob("*.pt")) == \
         ["0", "1", "2"]
     assert "± " in (out / "ablation.md").read_text()
+    _check_kept_recipe_runs(data, runs["full"], kept, tmp_path)
+
+
+def _check_kept_recipe_runs(data, measured: list[dict], kept: Path, tmp_path: Path) -> None:
+    """Each seed's recipe row, kept as a fusion run, holds the weights the ablation
+    measured, and the kept runs form an ensemble."""
+    from ml.train.ablation import measure
+    from ml.train.export import load_run_model
+
+    for seed, result in enumerate(measured):
+        run = RunFolder.open(kept / f"fusion-{seed}", "fusion")
+        assert result["kept"] == str(kept / f"fusion-{seed}")
+        settings = run.config["settings"]
+        assert settings["seed"] == seed and settings["split_seed"] == 0  # the ablation's split
+        assert len(run.epochs()) == 1  # --epochs 1, recorded as it trained
+        values = FusionTraining(**{f.name: settings[f.name]
+                                   for f in dataclasses.fields(FusionTraining)})
+        caches = prepare_caches(data["train"], data["detector"], values, 0.2, data["test"],
+                                with_test=True)
+        model, _ = load_run_model(run)
+        again = measure(model, values, caches, torch.device("cpu"))
+        assert again["scores"]["view"] == pytest.approx(result["scores"]["view"], abs=1e-5)
+    output = CliRunner().invoke(app, [
+        "ensemble", *[a for seed in (0, 1, 2) for a in ("--run", str(kept / f"fusion-{seed}"))],
+        "--out", str(tmp_path / "ensemble")])
+    assert output.exit_code == 0, output.output
 
 
 def test_runs_sharing_a_pre_trained_encoder_pre_train_it_once(tmp_path) -> None:
@@ -289,13 +322,17 @@ def test_ablation_runs_each_seed_pre_training_row_before_its_text_rows() -> None
     from ml.train.ablation import ROWS, ablation_jobs
 
     rows = [r for r in ROWS if r.key in ("text", "vision", "masking", "full")]
-    jobs = ablation_jobs(rows, [4, 5, 6], {5: Path("fusion-5"), 6: Path("fusion-6")})
+    jobs = ablation_jobs(rows, [4, 5, 6], {5: Path("fusion-5"), 6: Path("fusion-6")},
+                         keep=Path("kept"))
     assert [(j.row.key, j.seed) for j in jobs] == [
         ("vision", 4), ("text", 4), ("masking", 4), ("full", 4),
         ("vision", 5), ("text", 5), ("masking", 5), ("full", 5),
         ("vision", 6), ("text", 6), ("masking", 6), ("full", 6)]
     assert [(j.row.key, j.seed, j.reuse) for j in jobs if j.reuse] == [
         ("full", 5, Path("fusion-5")), ("full", 6, Path("fusion-6"))]
+    # The recipe row trained (seed 4) is kept; a reused one is not written again.
+    assert [(j.row.key, j.seed, j.keep) for j in jobs if j.keep] == [
+        ("full", 4, Path("kept/fusion-4"))]
 
 
 def test_ablation_side_by_side_is_one_run_per_core_capped_and_one_on_a_gpu(monkeypatch) -> None:
