@@ -110,16 +110,16 @@ bench-failover: venv system-tools
 # out-of-fold detectors, the ablation (every row once per seed of DEMO_SEEDS, side by side;
 # bootstrap intervals, AUC without history) whose recipe rows (the 'demo' recipe of
 # ml/train/recipes.py) are kept as fusion runs, their ensemble calibrated on the
-# validation split, evaluation, export. On a 2-core AMD EPYC without AVX-512: 27 minutes for the
-# data and detectors (reused by later builds), 56 for the rest; DEMO_TEST_SEED=N repeats a
-# build's test set.
+# validation split, evaluation, export. On a 2-core AMD EPYC with AVX-512: 13 minutes for
+# the data and detectors (reused by later builds), 31 for the rest; DEMO_TEST_SEED=N
+# repeats a build's test set.
 DEMO_DIR ?= var/demo
 DEMO_SEED ?= 1
 DEMO_SEEDS ?= $(DEMO_SEED) 2 3
 ifndef DEMO_TEST_SEED
 DEMO_TEST_SEED := $(shell echo $$((1000 + $$(od -An -N2 -tu2 /dev/urandom))))
 endif
-DEMO_VERSION ?= 1.7.0
+DEMO_VERSION ?= 1.8.0
 DEMO_SYNTH := --size 640x512 --jobs 2 --force
 # 400 test studies: on 160, a model with study AUC 0.975 whose probabilities are exactly
 # right still shows a study-level ECE above 0.05 in about 4 draws of 10 (simulated; ECE is
