@@ -265,6 +265,7 @@ def _check_kept_recipe_runs(data, measured: list[dict], kept: Path, tmp_path: Pa
     from ml.train.ablation import measure
     from ml.train.export import load_run_model
 
+    caches = None
     for seed, result in enumerate(measured):
         run = RunFolder.open(kept / f"fusion-{seed}", "fusion")
         assert result["kept"] == str(kept / f"fusion-{seed}")
@@ -273,8 +274,8 @@ def _check_kept_recipe_runs(data, measured: list[dict], kept: Path, tmp_path: Pa
         assert len(run.epochs()) == 1  # --epochs 1, recorded as it trained
         values = FusionTraining(**{f.name: settings[f.name]
                                    for f in dataclasses.fields(FusionTraining)})
-        caches = prepare_caches(data["train"], data["detector"], values, 0.2, data["test"],
-                                with_test=True)
+        caches = caches or prepare_caches(data["train"], data["detector"], values, 0.2,
+                                          data["test"], with_test=True)  # as every seed's
         model, _ = load_run_model(run)
         again = measure(model, values, caches, torch.device("cpu"))
         assert again["scores"]["view"] == pytest.approx(result["scores"]["view"], abs=1e-5)
